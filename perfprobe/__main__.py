@@ -1,0 +1,5 @@
+"""``python -m perfprobe``."""
+
+from perfprobe.cli import main
+
+main()

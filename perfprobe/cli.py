@@ -1,0 +1,74 @@
+"""The ``perfprobe`` command: parse arguments, run a subcommand, map failures to exit codes.
+
+Every user mistake ends as one line on stderr and a documented exit code (see
+``perfprobe.exitcodes``); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from perfprobe import __version__, exitcodes
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors in one line with our usage exit code."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"perfprobe: error: {message}\n")
+        raise SystemExit(exitcodes.USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from perfprobe.commands import describe, infer, serve
+
+    parser = _Parser(prog="perfprobe", description="Load generator and performance analyzer for Triton / KServe v2.")
+    parser.add_argument("--version", action="version", version=f"perfprobe {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    serve.add_parser(subparsers)
+    infer.add_parser(subparsers)
+    describe.add_parsers(subparsers)
+    return parser
+
+
+def _fail(code: int, message: str) -> int:
+    sys.stderr.write(f"perfprobe: error: {message}\n")
+    return code
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line and return its exit code."""
+    args = build_parser().parse_args(argv)
+    from perfprobe.client.errors import InferenceServerError
+    from perfprobe.errors import PerfprobeError
+    from perfprobe.server import ServerNotInstalled, ServerStartError
+
+    try:
+        return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        return _fail(exitcodes.INTERRUPTED, "interrupted")
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        if isinstance(exc, PerfprobeError):
+            return _fail(exc.exit_code, str(exc))
+        if isinstance(exc, InferenceServerError):
+            unreachable = exc.http_status is None and exc.grpc_code in (None, "UNAVAILABLE", "DEADLINE_EXCEEDED")
+            code = exitcodes.SERVER_UNREACHABLE if unreachable else exitcodes.SERVER_ERROR
+            return _fail(code, exc.message if unreachable else f"server: {exc.message}")
+        if isinstance(exc, (ServerNotInstalled, ServerStartError)):
+            return _fail(exitcodes.SERVER_UNAVAILABLE, str(exc).splitlines()[0])
+        if not args.debug:
+            traceback.print_exc()
+        return _fail(exitcodes.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def main() -> None:
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""What both protocol clients offer, so the load engine can drive either one."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from perfprobe.client.model import ModelDescription
+from perfprobe.client.tensors import InferInput, InferResult, RequestedOutput
+
+# callback for async and streamed inference: exactly one of result / error is set
+ResultCallback = Callable[[InferResult | None, Exception | None], None]
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """Per-request settings of the protocol (all optional)."""
+
+    request_id: str = ""
+    model_version: str = ""
+    sequence_id: int | str = 0
+    sequence_start: bool = False
+    sequence_end: bool = False
+    priority: int = 0
+    timeout_us: int | None = None
+    parameters: dict[str, bool | int | float | str] = field(default_factory=dict)
+
+    def protocol_parameters(self) -> dict[str, bool | int | float | str]:
+        """The request-level parameters the server reads, merged with custom ones."""
+        params: dict[str, bool | int | float | str] = dict(self.parameters)
+        if self.sequence_id:
+            params["sequence_id"] = self.sequence_id
+            params["sequence_start"] = self.sequence_start
+            params["sequence_end"] = self.sequence_end
+        if self.priority:
+            params["priority"] = self.priority
+        if self.timeout_us is not None:
+            params["timeout"] = self.timeout_us
+        return params
+
+
+class InferenceClient(ABC):
+    """The operations of the KServe v2 protocol plus Triton's extensions."""
+
+    protocol: str = ""
+
+    @abstractmethod
+    def is_server_live(self) -> bool: ...
+
+    @abstractmethod
+    def is_server_ready(self) -> bool: ...
+
+    @abstractmethod
+    def is_model_ready(self, model_name: str, model_version: str = "") -> bool: ...
+
+    @abstractmethod
+    def server_metadata(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def model_metadata(self, model_name: str, model_version: str = "") -> dict[str, Any]: ...
+
+    @abstractmethod
+    def model_config(self, model_name: str, model_version: str = "") -> dict[str, Any]: ...
+
+    def describe_model(self, model_name: str, model_version: str = "") -> ModelDescription:
+        """Metadata and configuration decoded into one typed description."""
+        return ModelDescription.from_dicts(
+            self.model_metadata(model_name, model_version), self.model_config(model_name, model_version)
+        )
+
+    @abstractmethod
+    def inference_statistics(self, model_name: str = "", model_version: str = "") -> dict[str, Any]: ...
+
+    @abstractmethod
+    def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def load_model(self, model_name: str, config: str | None = None) -> None: ...
+
+    @abstractmethod
+    def unload_model(self, model_name: str, unload_dependents: bool = False) -> None: ...
+
+    @abstractmethod
+    def register_system_shared_memory(self, name: str, key: str, byte_size: int, offset: int = 0) -> None: ...
+
+    @abstractmethod
+    def unregister_system_shared_memory(self, name: str) -> None: ...
+
+    @abstractmethod
+    def system_shared_memory_status(self, name: str = "") -> dict[str, dict[str, Any]]: ...
+
+    @abstractmethod
+    def register_cuda_shared_memory(self, name: str, raw_handle: bytes, device_id: int, byte_size: int) -> None: ...
+
+    @abstractmethod
+    def unregister_cuda_shared_memory(self, name: str) -> None: ...
+
+    @abstractmethod
+    def cuda_shared_memory_status(self, name: str = "") -> dict[str, dict[str, Any]]: ...
+
+    @abstractmethod
+    def trace_settings(self, model_name: str = "", settings: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def log_settings(self, settings: dict[str, Any] | None = None) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def build_request(
+        self,
+        model_name: str,
+        inputs: list[InferInput],
+        outputs: list[RequestedOutput] | None = None,
+        options: RequestOptions | None = None,
+    ) -> Any:
+        """Encode a request once; the result can be sent many times by ``send``."""
+
+    @abstractmethod
+    def send(self, request: Any) -> InferResult:
+        """Send a request made by ``build_request`` and wait for its result."""
+
+    @abstractmethod
+    def send_async(self, request: Any, callback: ResultCallback) -> Any:
+        """Send without waiting; ``callback`` runs once with the result or the error."""
+
+    def infer(
+        self,
+        model_name: str,
+        inputs: list[InferInput],
+        outputs: list[RequestedOutput] | None = None,
+        options: RequestOptions | None = None,
+    ) -> InferResult:
+        """Build and send one request, waiting for its result."""
+        return self.send(self.build_request(model_name, inputs, outputs, options))
+
+    def async_infer(
+        self,
+        model_name: str,
+        inputs: list[InferInput],
+        callback: ResultCallback,
+        outputs: list[RequestedOutput] | None = None,
+        options: RequestOptions | None = None,
+    ) -> Any:
+        """Build and send one request without waiting for it."""
+        return self.send_async(self.build_request(model_name, inputs, outputs, options), callback)
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> InferenceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

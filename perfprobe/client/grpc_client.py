@@ -1,0 +1,410 @@
+"""KServe v2 over gRPC (Triton's ``inference.GRPCInferenceService``), on grpcio.
+
+Inference requests are serialised once by ``build_request`` and sent as bytes through
+calls whose request serializer is the identity, so a load loop resending one request
+pays no protobuf encoding per send.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import grpc
+
+from perfprobe.client import protoconv
+from perfprobe.client._proto import grpc_service_pb2 as pb
+from perfprobe.client._proto import grpc_service_pb2_grpc as pb_grpc
+from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback
+from perfprobe.client.errors import InferenceServerError
+from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
+
+INT32_MAX = 2**31 - 1
+_SERVICE = "/inference.GRPCInferenceService/"
+_COMPRESSION = {None: grpc.Compression.NoCompression, "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
+
+
+@dataclass(frozen=True)
+class GrpcRequest:
+    """A serialised ``ModelInferRequest``, ready to be sent any number of times."""
+
+    payload: bytes
+    model_name: str
+
+
+def _error(exc: grpc.RpcError) -> InferenceServerError:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    return InferenceServerError(details or str(code), grpc_code=code.name if code else None, debug=exc)
+
+
+def set_parameter(target: Any, value: bool | int | float | str) -> None:
+    """Store a Python value in an ``InferParameter`` map entry, by its type."""
+    if isinstance(value, bool):
+        target.bool_param = value
+    elif isinstance(value, int):
+        target.int64_param = value
+    elif isinstance(value, float):
+        target.double_param = value
+    else:
+        target.string_param = str(value)
+
+
+def decode_response(response: pb.ModelInferResponse) -> InferResult:
+    """Turn a ``ModelInferResponse`` into an ``InferResult`` (raw outputs by position)."""
+    outputs: list[OutputTensor] = []
+    buffers: dict[str, Any] = {}
+    raw = response.raw_output_contents
+    raw_index = 0
+    for item in response.outputs:
+        params = {key: protoconv.parameter_value(value) for key, value in item.parameters.items()}
+        meta = OutputTensor(item.name, item.datatype, list(item.shape), params)
+        outputs.append(meta)
+        if "shared_memory_region" in params:
+            if len(raw) == len(response.outputs):
+                raw_index += 1
+            continue
+        if raw_index < len(raw):
+            buffers[meta.name] = raw[raw_index]
+            raw_index += 1
+        elif item.HasField("contents"):
+            buffers[meta.name] = _typed_contents(item.contents, item.datatype)
+    parameters = {key: protoconv.parameter_value(value) for key, value in response.parameters.items()}
+    return InferResult(
+        model_name=response.model_name,
+        model_version=response.model_version,
+        request_id=response.id,
+        outputs=outputs,
+        buffers=buffers,
+        parameters=parameters,
+        raw_response=response,
+    )
+
+
+def _typed_contents(contents: pb.InferTensorContents, datatype: str) -> list[Any]:
+    for field_name in ("bool_contents", "int_contents", "int64_contents", "uint_contents",
+                       "uint64_contents", "fp32_contents", "fp64_contents", "bytes_contents"):
+        values = getattr(contents, field_name)
+        if len(values):
+            return list(values)
+    return []
+
+
+class StreamSession:
+    """One bidirectional ``ModelStreamInfer`` call: send requests, receive results on a thread.
+
+    Responses arrive in the callback in the order the server sends them; a decoupled
+    model may answer one request with any number of responses (see ``InferResult.is_final``).
+    """
+
+    _CLOSE = object()
+
+    def __init__(self, call_factory: Any, callback: ResultCallback, metadata: list[tuple[str, str]],
+                 timeout_s: float | None) -> None:
+        self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._callback = callback
+        self._responses = call_factory(self._request_iterator(), metadata=metadata, timeout=timeout_s)
+        self._reader = threading.Thread(target=self._read, name="perfprobe-stream-reader", daemon=True)
+        self._reader.start()
+
+    def _request_iterator(self) -> Iterator[bytes]:
+        while True:
+            item = self._requests.get()
+            if item is self._CLOSE:
+                return
+            yield item
+
+    def _read(self) -> None:
+        try:
+            for message in self._responses:
+                if message.error_message:
+                    self._callback(None, InferenceServerError(message.error_message, grpc_code="STREAM_ERROR"))
+                else:
+                    self._callback(decode_response(message.infer_response), None)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.CANCELLED:
+                self._callback(None, _error(exc))
+
+    def send(self, request: GrpcRequest) -> None:
+        self._requests.put(request.payload)
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Half-close the stream and wait until the server has sent everything."""
+        self._requests.put(self._CLOSE)
+        self._reader.join(timeout_s)
+        if self._reader.is_alive():
+            self._responses.cancel()
+            self._reader.join()
+
+    def cancel(self) -> None:
+        self._responses.cancel()
+        self._reader.join()
+
+
+class GrpcClient(InferenceClient):
+    """A client for one server's gRPC endpoint: sync, future-based async, and streams."""
+
+    protocol = "grpc"
+
+    def __init__(
+        self,
+        url: str = "localhost:8001",
+        *,
+        headers: dict[str, str] | None = None,
+        compression: str | None = None,
+        timeout_s: float | None = None,
+        ssl: bool = False,
+        ssl_ca_file: str | None = None,
+        ssl_cert_file: str | None = None,
+        ssl_key_file: str | None = None,
+        keepalive_time_ms: int | None = None,
+        keepalive_timeout_ms: int = 20000,
+        keepalive_permit_without_calls: bool = False,
+        max_message_bytes: int = INT32_MAX,
+    ) -> None:
+        if compression not in _COMPRESSION:
+            raise ValueError(f"compression must be gzip, deflate or None, not {compression!r}")
+        if "://" in url:
+            scheme, _, url = url.partition("://")
+            ssl = ssl or scheme in ("grpcs", "https")
+        self.url = url.rstrip("/")
+        options: list[tuple[str, Any]] = [
+            ("grpc.max_send_message_length", max_message_bytes),
+            ("grpc.max_receive_message_length", max_message_bytes),
+        ]
+        if keepalive_time_ms is not None:
+            options += [
+                ("grpc.keepalive_time_ms", keepalive_time_ms),
+                ("grpc.keepalive_timeout_ms", keepalive_timeout_ms),
+                ("grpc.keepalive_permit_without_calls", int(keepalive_permit_without_calls)),
+            ]
+        if ssl:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_read(ssl_ca_file),
+                private_key=_read(ssl_key_file),
+                certificate_chain=_read(ssl_cert_file),
+            )
+            self._channel = grpc.secure_channel(self.url, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(self.url, options=options)
+        self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
+        self._metadata = list((headers or {}).items())
+        self._compression = _COMPRESSION[compression]
+        self._timeout_s = timeout_s
+        self._infer = self._channel.unary_unary(
+            _SERVICE + "ModelInfer", request_serializer=None, response_deserializer=pb.ModelInferResponse.FromString
+        )
+        self._stream = self._channel.stream_stream(
+            _SERVICE + "ModelStreamInfer",
+            request_serializer=None,
+            response_deserializer=pb.ModelStreamInferResponse.FromString,
+        )
+
+    def _call(self, method: str, request: Any) -> Any:
+        try:
+            return getattr(self._stub, method)(request, metadata=self._metadata, timeout=self._timeout_s)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+
+    # ---- health, metadata, configuration ------------------------------------------
+
+    def is_server_live(self) -> bool:
+        return self._call("ServerLive", pb.ServerLiveRequest()).live
+
+    def is_server_ready(self) -> bool:
+        return self._call("ServerReady", pb.ServerReadyRequest()).ready
+
+    def is_model_ready(self, model_name: str, model_version: str = "") -> bool:
+        try:
+            return self._call("ModelReady", pb.ModelReadyRequest(name=model_name, version=model_version)).ready
+        except InferenceServerError as exc:
+            if exc.grpc_code in ("NOT_FOUND", "UNAVAILABLE", "INVALID_ARGUMENT"):
+                return False
+            raise
+
+    def server_metadata(self) -> dict[str, Any]:
+        return protoconv.to_dict(self._call("ServerMetadata", pb.ServerMetadataRequest()))
+
+    def model_metadata(self, model_name: str, model_version: str = "") -> dict[str, Any]:
+        request = pb.ModelMetadataRequest(name=model_name, version=model_version)
+        return protoconv.to_dict(self._call("ModelMetadata", request))
+
+    def model_config(self, model_name: str, model_version: str = "") -> dict[str, Any]:
+        request = pb.ModelConfigRequest(name=model_name, version=model_version)
+        return protoconv.to_dict(self._call("ModelConfig", request).config)
+
+    def inference_statistics(self, model_name: str = "", model_version: str = "") -> dict[str, Any]:
+        request = pb.ModelStatisticsRequest(name=model_name, version=model_version)
+        return protoconv.to_dict(self._call("ModelStatistics", request))
+
+    # ---- model repository ---------------------------------------------------------
+
+    def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        response = self._call("RepositoryIndex", pb.RepositoryIndexRequest(ready=ready_only))
+        return [protoconv.to_dict(model) for model in response.models]
+
+    def load_model(self, model_name: str, config: str | None = None) -> None:
+        request = pb.RepositoryModelLoadRequest(model_name=model_name)
+        if config:
+            request.parameters["config"].string_param = config
+        self._call("RepositoryModelLoad", request)
+
+    def unload_model(self, model_name: str, unload_dependents: bool = False) -> None:
+        request = pb.RepositoryModelUnloadRequest(model_name=model_name)
+        request.parameters["unload_dependents"].bool_param = unload_dependents
+        self._call("RepositoryModelUnload", request)
+
+    # ---- shared memory ----------------------------------------------------------------
+
+    def register_system_shared_memory(self, name: str, key: str, byte_size: int, offset: int = 0) -> None:
+        request = pb.SystemSharedMemoryRegisterRequest(name=name, key=key, offset=offset, byte_size=byte_size)
+        self._call("SystemSharedMemoryRegister", request)
+
+    def unregister_system_shared_memory(self, name: str) -> None:
+        if not name:
+            raise ValueError("refusing to unregister every region: name the region to unregister")
+        self._call("SystemSharedMemoryUnregister", pb.SystemSharedMemoryUnregisterRequest(name=name))
+
+    def system_shared_memory_status(self, name: str = "") -> dict[str, dict[str, Any]]:
+        response = self._call("SystemSharedMemoryStatus", pb.SystemSharedMemoryStatusRequest(name=name))
+        return {key: protoconv.to_dict(region) for key, region in response.regions.items()}
+
+    def register_cuda_shared_memory(self, name: str, raw_handle: bytes, device_id: int, byte_size: int) -> None:
+        request = pb.CudaSharedMemoryRegisterRequest(
+            name=name, raw_handle=raw_handle, device_id=device_id, byte_size=byte_size
+        )
+        self._call("CudaSharedMemoryRegister", request)
+
+    def unregister_cuda_shared_memory(self, name: str) -> None:
+        if not name:
+            raise ValueError("refusing to unregister every region: name the region to unregister")
+        self._call("CudaSharedMemoryUnregister", pb.CudaSharedMemoryUnregisterRequest(name=name))
+
+    def cuda_shared_memory_status(self, name: str = "") -> dict[str, dict[str, Any]]:
+        response = self._call("CudaSharedMemoryStatus", pb.CudaSharedMemoryStatusRequest(name=name))
+        return {key: protoconv.to_dict(region) for key, region in response.regions.items()}
+
+    # ---- trace and log settings -----------------------------------------------------------
+
+    def trace_settings(self, model_name: str = "", settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        request = pb.TraceSettingRequest(model_name=model_name)
+        for key, value in (settings or {}).items():
+            values = value if isinstance(value, list) else [value]
+            if value is None:
+                request.settings[key].SetInParent()  # empty value: reset to the global setting
+            else:
+                request.settings[key].value.extend(str(v) for v in values)
+        response = self._call("TraceSetting", request)
+        return {key: list(item.value) if len(item.value) != 1 else item.value[0]
+                for key, item in response.settings.items()}
+
+    def log_settings(self, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        request = pb.LogSettingsRequest()
+        for key, value in (settings or {}).items():
+            entry = request.settings[key]
+            if isinstance(value, bool):
+                entry.bool_param = value
+            elif isinstance(value, int):
+                entry.uint32_param = value
+            else:
+                entry.string_param = str(value)
+        response = self._call("LogSettings", request)
+        return {key: protoconv.parameter_value(item) for key, item in response.settings.items()}
+
+    # ---- inference -----------------------------------------------------------------------
+
+    def build_request(
+        self,
+        model_name: str,
+        inputs: list[InferInput],
+        outputs: list[RequestedOutput] | None = None,
+        options: RequestOptions | None = None,
+    ) -> GrpcRequest:
+        return GrpcRequest(build_infer_request(model_name, inputs, outputs, options).SerializeToString(), model_name)
+
+    def send(self, request: GrpcRequest) -> InferResult:
+        try:
+            response = self._infer(
+                request.payload, metadata=self._metadata, timeout=self._timeout_s, compression=self._compression
+            )
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+        return decode_response(response)
+
+    def send_async(self, request: GrpcRequest, callback: ResultCallback) -> grpc.Future:
+        """Send through a gRPC future; ``callback`` runs on grpc's thread when it completes."""
+        future = self._infer.future(
+            request.payload, metadata=self._metadata, timeout=self._timeout_s, compression=self._compression
+        )
+
+        def done(completed: grpc.Future) -> None:
+            try:
+                response = completed.result()
+            except grpc.RpcError as exc:
+                callback(None, _error(exc))
+            except Exception as exc:  # cancelled futures and the like
+                callback(None, InferenceServerError(str(exc) or type(exc).__name__))
+            else:
+                callback(decode_response(response), None)
+
+        future.add_done_callback(done)
+        return future
+
+    def start_stream(self, callback: ResultCallback, stream_timeout_s: float | None = None) -> StreamSession:
+        """Open a ``ModelStreamInfer`` stream whose results go to ``callback``."""
+        return StreamSession(self._stream, callback, self._metadata, stream_timeout_s)
+
+    def health_check(self, service: str = "") -> str:
+        """The standard gRPC health service's answer (``SERVING``, ``NOT_SERVING``, ...)."""
+        from perfprobe.client._proto import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            response = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=self._timeout_s)
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def build_infer_request(
+    model_name: str,
+    inputs: list[InferInput],
+    outputs: list[RequestedOutput] | None = None,
+    options: RequestOptions | None = None,
+) -> pb.ModelInferRequest:
+    """The ``ModelInferRequest`` message: tensors as ``raw_input_contents``, one per input in order."""
+    options = options or RequestOptions()
+    request = pb.ModelInferRequest(model_name=model_name, model_version=options.model_version, id=options.request_id)
+    for key, value in options.protocol_parameters().items():
+        set_parameter(request.parameters[key], value)
+    for item in inputs:
+        tensor = request.inputs.add(name=item.name, datatype=item.datatype, shape=item.shape)
+        if item.shared_memory is not None:
+            tensor.parameters["shared_memory_region"].string_param = item.shared_memory.region
+            tensor.parameters["shared_memory_byte_size"].int64_param = item.shared_memory.byte_size
+            if item.shared_memory.offset:
+                tensor.parameters["shared_memory_offset"].int64_param = item.shared_memory.offset
+        else:
+            request.raw_input_contents.append(bytes(item.raw))
+    for out in outputs or []:
+        wanted = request.outputs.add(name=out.name)
+        if out.class_count:
+            wanted.parameters["classification"].int64_param = out.class_count
+        if out.shared_memory is not None:
+            wanted.parameters["shared_memory_region"].string_param = out.shared_memory.region
+            wanted.parameters["shared_memory_byte_size"].int64_param = out.shared_memory.byte_size
+            if out.shared_memory.offset:
+                wanted.parameters["shared_memory_offset"].int64_param = out.shared_memory.offset
+    return request
+
+
+def _read(path: str | None) -> bytes | None:
+    if not path:
+        return None
+    with open(path, "rb") as handle:
+        return handle.read()

@@ -1,0 +1,349 @@
+"""KServe v2 over HTTP/REST, on geventhttpclient's keep-alive connection pool.
+
+Tensors go as the binary tensor extension by default: the JSON header comes first and
+its byte length is sent in ``Inference-Header-Content-Length``; the raw tensor bytes
+follow in input order. geventhttpclient objects belong to the thread that made them, so
+use one ``HttpClient`` per thread (greenlets of one thread may share one).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import gevent
+from geventhttpclient import HTTPClient
+
+from perfprobe.client import datatypes
+from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback
+from perfprobe.client.errors import InferenceServerError
+from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+COMPRESSIONS = ("gzip", "deflate")
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """An encoded inference request, ready to be sent any number of times."""
+
+    uri: str
+    body: bytes
+    headers: dict[str, str]
+    model_name: str
+
+
+def _compress(body: bytes, algorithm: str) -> bytes:
+    if algorithm == "gzip":
+        return gzip.compress(body, compresslevel=1)
+    return zlib.compress(body, 1)
+
+
+def _decompress(body: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        return gzip.decompress(body)
+    if encoding == "deflate":
+        return zlib.decompress(body)
+    return body
+
+
+class HttpClient(InferenceClient):
+    """A synchronous (and greenlet-async) client for one server's HTTP endpoint."""
+
+    protocol = "http"
+
+    def __init__(
+        self,
+        url: str = "localhost:8000",
+        *,
+        concurrency: int = 1,
+        connection_timeout: float = 60.0,
+        network_timeout: float = 60.0,
+        headers: dict[str, str] | None = None,
+        request_compression: str | None = None,
+        response_compression: str | None = None,
+        ssl: bool = False,
+        ssl_ca_file: str | None = None,
+        ssl_cert_file: str | None = None,
+        ssl_key_file: str | None = None,
+        insecure: bool = False,
+    ) -> None:
+        for algorithm in (request_compression, response_compression):
+            if algorithm is not None and algorithm not in COMPRESSIONS:
+                raise ValueError(f"compression must be one of {COMPRESSIONS}, not {algorithm!r}")
+        if "://" in url:
+            scheme, _, url = url.partition("://")
+            ssl = ssl or scheme == "https"
+        host, _, port = url.rstrip("/").partition(":")
+        ssl_options: dict[str, Any] = {}
+        if ssl_ca_file:
+            ssl_options["ca_certs"] = ssl_ca_file
+        if ssl_cert_file:
+            ssl_options["certfile"] = ssl_cert_file
+        if ssl_key_file:
+            ssl_options["keyfile"] = ssl_key_file
+        self.url = url
+        self._pool = HTTPClient(
+            host or "localhost",
+            port=int(port) if port else (443 if ssl else 80),
+            concurrency=max(1, concurrency),
+            connection_timeout=connection_timeout,
+            network_timeout=network_timeout,
+            ssl=ssl,
+            ssl_options=ssl_options or None,
+            insecure=insecure,
+        )
+        self._headers = dict(headers or {})
+        self._request_compression = request_compression
+        self._response_compression = response_compression
+
+    # ---- plumbing ------------------------------------------------------------
+
+    def _request(
+        self, method: str, uri: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, Any, bytes]:
+        merged = {**self._headers, **(headers or {})}
+        try:
+            response = self._pool.request(method, uri, body=body, headers=merged)
+            payload = response.read()
+        except (OSError, gevent.Timeout) as exc:
+            raise InferenceServerError(f"cannot reach {self.url}: {exc}") from exc
+        encoding = response.get("content-encoding")
+        if encoding:
+            payload = _decompress(payload, str(encoding))
+        return response.status_code, response, payload
+
+    def _json(self, method: str, uri: str, body: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else b""
+        status, _, payload = self._request(method, uri, data)
+        if status != 200:
+            raise _error(status, payload)
+        return json.loads(payload) if payload else {}
+
+    def _status_ok(self, uri: str) -> bool:
+        status, _, _ = self._request("GET", uri)
+        return status == 200
+
+    @staticmethod
+    def _model_path(model_name: str, model_version: str = "") -> str:
+        path = f"/v2/models/{quote(model_name, safe='')}"
+        return f"{path}/versions/{quote(model_version, safe='')}" if model_version else path
+
+    # ---- health, metadata, configuration ------------------------------------------
+
+    def is_server_live(self) -> bool:
+        return self._status_ok("/v2/health/live")
+
+    def is_server_ready(self) -> bool:
+        return self._status_ok("/v2/health/ready")
+
+    def is_model_ready(self, model_name: str, model_version: str = "") -> bool:
+        return self._status_ok(self._model_path(model_name, model_version) + "/ready")
+
+    def server_metadata(self) -> dict[str, Any]:
+        return self._json("GET", "/v2")
+
+    def model_metadata(self, model_name: str, model_version: str = "") -> dict[str, Any]:
+        return self._json("GET", self._model_path(model_name, model_version))
+
+    def model_config(self, model_name: str, model_version: str = "") -> dict[str, Any]:
+        return self._json("GET", self._model_path(model_name, model_version) + "/config")
+
+    def inference_statistics(self, model_name: str = "", model_version: str = "") -> dict[str, Any]:
+        path = self._model_path(model_name, model_version) if model_name else "/v2/models"
+        return self._json("GET", path + "/stats")
+
+    # ---- model repository ---------------------------------------------------------
+
+    def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        return self._json("POST", "/v2/repository/index", {"ready": ready_only})
+
+    def load_model(self, model_name: str, config: str | None = None) -> None:
+        body: dict[str, Any] = {"parameters": {"config": config}} if config else {}
+        self._json("POST", f"/v2/repository/models/{quote(model_name, safe='')}/load", body)
+
+    def unload_model(self, model_name: str, unload_dependents: bool = False) -> None:
+        body = {"parameters": {"unload_dependents": unload_dependents}}
+        self._json("POST", f"/v2/repository/models/{quote(model_name, safe='')}/unload", body)
+
+    # ---- shared memory ----------------------------------------------------------------
+
+    def register_system_shared_memory(self, name: str, key: str, byte_size: int, offset: int = 0) -> None:
+        body = {"key": key, "offset": offset, "byte_size": byte_size}
+        self._json("POST", f"/v2/systemsharedmemory/region/{quote(name, safe='')}/register", body)
+
+    def unregister_system_shared_memory(self, name: str) -> None:
+        if not name:
+            raise ValueError("refusing to unregister every region: name the region to unregister")
+        self._json("POST", f"/v2/systemsharedmemory/region/{quote(name, safe='')}/unregister")
+
+    def system_shared_memory_status(self, name: str = "") -> dict[str, dict[str, Any]]:
+        path = f"/v2/systemsharedmemory/region/{quote(name, safe='')}/status" if name else "/v2/systemsharedmemory/status"
+        return {item["name"]: item for item in self._json("GET", path)}
+
+    def register_cuda_shared_memory(self, name: str, raw_handle: bytes, device_id: int, byte_size: int) -> None:
+        import base64
+
+        body = {
+            "raw_handle": {"b64": base64.b64encode(raw_handle).decode()},
+            "device_id": device_id,
+            "byte_size": byte_size,
+        }
+        self._json("POST", f"/v2/cudasharedmemory/region/{quote(name, safe='')}/register", body)
+
+    def unregister_cuda_shared_memory(self, name: str) -> None:
+        if not name:
+            raise ValueError("refusing to unregister every region: name the region to unregister")
+        self._json("POST", f"/v2/cudasharedmemory/region/{quote(name, safe='')}/unregister")
+
+    def cuda_shared_memory_status(self, name: str = "") -> dict[str, dict[str, Any]]:
+        path = f"/v2/cudasharedmemory/region/{quote(name, safe='')}/status" if name else "/v2/cudasharedmemory/status"
+        return {item["name"]: item for item in self._json("GET", path)}
+
+    # ---- trace and log settings -----------------------------------------------------------
+
+    def trace_settings(self, model_name: str = "", settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        path = (self._model_path(model_name) if model_name else "/v2") + "/trace/setting"
+        if settings is None:
+            return self._json("GET", path)
+        return self._json("POST", path, settings)
+
+    def log_settings(self, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        if settings is None:
+            return self._json("GET", "/v2/logging")
+        return self._json("POST", "/v2/logging", settings)
+
+    # ---- inference -----------------------------------------------------------------------
+
+    def build_request(
+        self,
+        model_name: str,
+        inputs: list[InferInput],
+        outputs: list[RequestedOutput] | None = None,
+        options: RequestOptions | None = None,
+        *,
+        binary_inputs: bool = True,
+    ) -> HttpRequest:
+        options = options or RequestOptions()
+        header: dict[str, Any] = {}
+        if options.request_id:
+            header["id"] = options.request_id
+        parameters = options.protocol_parameters()
+        if parameters:
+            header["parameters"] = parameters
+        tensor_input, binary = _encode_inputs(inputs, binary_inputs)
+        header["inputs"] = tensor_input
+        if outputs:
+            header["outputs"] = [_encode_output(out) for out in outputs]
+        else:
+            header.setdefault("parameters", {})["binary_data_output"] = True
+        json_part = json.dumps(header, separators=(",", ":")).encode()
+        headers = {"Content-Type": "application/octet-stream"}
+        body = json_part
+        if binary:
+            body = b"".join([json_part, *binary])
+            headers[HEADER_LENGTH] = str(len(json_part))
+        if self._request_compression:
+            body = _compress(body, self._request_compression)
+            headers["Content-Encoding"] = self._request_compression
+        if self._response_compression:
+            headers["Accept-Encoding"] = self._response_compression
+        uri = self._model_path(model_name, options.model_version) + "/infer"
+        return HttpRequest(uri=uri, body=body, headers=headers, model_name=model_name)
+
+    def send(self, request: HttpRequest) -> InferResult:
+        status, response, payload = self._request("POST", request.uri, request.body, request.headers)
+        if status != 200:
+            raise _error(status, payload)
+        header_length = response.get(HEADER_LENGTH.lower())
+        return _decode_result(payload, int(header_length) if header_length else None)
+
+    def send_async(self, request: HttpRequest, callback: ResultCallback) -> gevent.Greenlet:
+        """Send on a greenlet; the caller must yield to gevent's hub (join, sleep) for it to run."""
+
+        def run() -> None:
+            try:
+                result = self.send(request)
+            except Exception as exc:  # handed to the callback, never lost
+                callback(None, exc)
+            else:
+                callback(result, None)
+
+        return gevent.spawn(run)
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+def _encode_inputs(inputs: list[InferInput], binary_inputs: bool) -> tuple[list[dict[str, Any]], list[Any]]:
+    tensors: list[dict[str, Any]] = []
+    binary: list[Any] = []
+    for item in inputs:
+        entry: dict[str, Any] = {"name": item.name, "shape": item.shape, "datatype": item.datatype}
+        if item.shared_memory is not None:
+            entry["parameters"] = {
+                "shared_memory_region": item.shared_memory.region,
+                "shared_memory_byte_size": item.shared_memory.byte_size,
+            }
+            if item.shared_memory.offset:
+                entry["parameters"]["shared_memory_offset"] = item.shared_memory.offset
+        elif binary_inputs or item.datatype in datatypes.BINARY_ONLY:
+            entry["parameters"] = {"binary_data_size": len(item.raw)}
+            binary.append(item.raw)
+        else:
+            entry["data"] = datatypes.json_values(item.array, item.datatype)
+        tensors.append(entry)
+    return tensors, binary
+
+
+def _encode_output(out: RequestedOutput) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if out.shared_memory is not None:
+        params["shared_memory_region"] = out.shared_memory.region
+        params["shared_memory_byte_size"] = out.shared_memory.byte_size
+        if out.shared_memory.offset:
+            params["shared_memory_offset"] = out.shared_memory.offset
+    else:
+        params["binary_data"] = out.binary
+    if out.class_count:
+        params["classification"] = out.class_count
+    return {"name": out.name, "parameters": params}
+
+
+def _decode_result(payload: bytes, header_length: int | None) -> InferResult:
+    view = memoryview(payload)
+    header = json.loads(payload[:header_length] if header_length is not None else payload)
+    offset = header_length or 0
+    outputs: list[OutputTensor] = []
+    buffers: dict[str, Any] = {}
+    for item in header.get("outputs", []):
+        params = item.get("parameters") or {}
+        meta = OutputTensor(item["name"], item["datatype"], list(item["shape"]), params)
+        outputs.append(meta)
+        size = params.get("binary_data_size")
+        if size is not None:
+            buffers[meta.name] = view[offset : offset + size]
+            offset += size
+        elif "data" in item:
+            buffers[meta.name] = item["data"]
+    return InferResult(
+        model_name=header.get("model_name", ""),
+        model_version=header.get("model_version", ""),
+        request_id=header.get("id", ""),
+        outputs=outputs,
+        buffers=buffers,
+        parameters=header.get("parameters") or {},
+        raw_response=payload,
+    )
+
+
+def _error(status: int, payload: bytes) -> InferenceServerError:
+    try:
+        message = json.loads(payload).get("error", "")
+    except (ValueError, AttributeError):
+        message = payload.decode("utf-8", "replace")
+    return InferenceServerError(message or f"HTTP status {status}", http_status=status)

@@ -1,0 +1,1 @@
+"""The ``perfprobe`` subcommands; each module adds its parser and runs it."""

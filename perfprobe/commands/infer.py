@@ -1,0 +1,132 @@
+"""``perfprobe infer``: classify images with a served model, or send it generated data."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from perfprobe.client import InferenceClient, InferInput, InferResult, RequestedOutput
+from perfprobe.client.model import ModelDescription
+from perfprobe.commands.common import add_connection_options, connect
+from perfprobe.data import images, synthetic
+from perfprobe.errors import UsageError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "infer",
+        help="send one inference (images or generated data) and print the result",
+        description="Classify images (top-K 'score (index) = label' per image) or, without an image, "
+        "send generated data to any model and print its outputs' shapes and first values.",
+    )
+    parser.add_argument("-m", "--model", required=True, help="model name")
+    add_connection_options(parser)
+    parser.add_argument("-b", "--batch-size", type=int, default=1, help="images per request (default 1)")
+    parser.add_argument("-c", "--classes", type=int, default=1, help="top-K classes to print per image (default 1)")
+    parser.add_argument("-s", "--scaling", choices=images.SCALINGS, default="NONE", help="image scaling")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("-a", "--async", dest="use_async", action="store_true", help="send asynchronously")
+    mode.add_argument("--streaming", action="store_true", help="send on a gRPC bidirectional stream")
+    parser.add_argument("--shape", action="append", default=[], metavar="NAME:d1,d2",
+                        help="shape of an input with variable dimensions (generated data)")
+    parser.add_argument("--input-data", choices=synthetic.DATA_KINDS, default="random",
+                        help="generated data kind (default random)")
+    parser.add_argument("image", nargs="?", help="an image file or a folder of images")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.streaming and args.protocol != "grpc":
+        raise UsageError("--streaming needs gRPC: add -i grpc")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
+    if args.classes < 1:
+        raise UsageError(f"--classes must be at least 1, not {args.classes}")
+    files = images.list_images(args.image) if args.image else []
+    models = [args.model] if args.serve and args.model in _builtin() else None
+    with connect(args, models=models) as client:
+        model = client.describe_model(args.model)
+        if files:
+            _classify(client, model, files, args)
+        else:
+            _generated(client, model, args)
+    return 0
+
+
+def _builtin() -> tuple[str, ...]:
+    from perfprobe.server.repository import BUILTIN_MODELS
+
+    return BUILTIN_MODELS
+
+
+def _send(client: InferenceClient, model: str, inputs: list[InferInput], outputs: list[RequestedOutput],
+          args: argparse.Namespace) -> InferResult:
+    """One request by the chosen path: sync, async (callback) or a gRPC stream."""
+    if not (args.use_async or args.streaming):
+        return client.infer(model, inputs, outputs)
+    done = threading.Event()
+    box: dict[str, object] = {}
+
+    def callback(result: InferResult | None, error: Exception | None) -> None:
+        box["result"], box["error"] = result, error
+        done.set()
+
+    request = client.build_request(model, inputs, outputs)
+    if args.streaming:
+        stream = client.start_stream(callback)  # type: ignore[attr-defined]
+        stream.send(request)
+        done.wait()
+        stream.close()
+    else:
+        handle = client.send_async(request, callback)
+        if hasattr(handle, "join"):  # HTTP async runs on a greenlet: let it run
+            handle.join()
+        done.wait()
+    if box["error"] is not None:
+        raise box["error"]  # type: ignore[misc]
+    return box["result"]  # type: ignore[return-value]
+
+
+def _classify(client: InferenceClient, model: ModelDescription, files: list[Path], args: argparse.Namespace) -> None:
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise UsageError(f"{model.name} is not an image classifier (it needs one input and one output)")
+    spec, out_spec = model.inputs[0], model.outputs[0]
+    batch = args.batch_size
+    if model.batching and batch > model.max_batch_size:
+        raise UsageError(f"--batch-size {batch} exceeds {model.name}'s max_batch_size {model.max_batch_size}")
+    if not model.batching and batch != 1:
+        raise UsageError(f"{model.name} does not batch: use --batch-size 1")
+    pixels = [images.preprocess(path, spec, args.scaling) for path in files]
+    from perfprobe.client.datatypes import to_wire_array
+
+    for start in range(0, len(files), batch):
+        chunk = list(range(start, min(start + batch, len(files))))
+        padded = chunk + [chunk[-1]] * (batch - len(chunk)) if model.batching else chunk
+        stacked = np.stack([pixels[i] for i in padded]) if model.batching else pixels[chunk[0]]
+        wire = to_wire_array(stacked, spec.datatype)
+        inputs = [InferInput(spec.name, wire, spec.datatype, shape=list(stacked.shape))]
+        result = _send(client, model.name, inputs, [RequestedOutput(out_spec.name, class_count=args.classes)], args)
+        table = result.as_numpy(out_spec.name)
+        rows = table if model.batching else table[np.newaxis, ...]
+        for position, index in enumerate(chunk):
+            print(f"Image '{files[index]}':")
+            for entry in np.asarray(rows[position]).reshape(-1)[: args.classes]:
+                score, class_index, label = images.parse_classification(entry)
+                print(f"    {score:f} ({class_index}) = {label}")
+
+
+def _generated(client: InferenceClient, model: ModelDescription, args: argparse.Namespace) -> None:
+    shapes = synthetic.parse_shape_option(args.shape)
+    arrays = synthetic.generate_inputs(model, args.batch_size, shapes, args.input_data)
+    inputs = [InferInput(name, array, model.input(name).datatype) for name, array in arrays.items()]
+    outputs = [RequestedOutput(spec.name) for spec in model.outputs]
+    result = _send(client, model.name, inputs, outputs, args)
+    print(f"{model.name}: {len(inputs)} input(s) sent, {len(result.outputs)} output(s) received")
+    for name in result.output_names:
+        array = result.as_numpy(name)
+        meta = result.output(name)
+        head = np.asarray(array).reshape(-1)[:8].tolist() if array is not None else "(in shared memory)"
+        print(f"  {name}: {meta.datatype} shape={meta.shape} first={head}")

@@ -1,0 +1,1 @@
+"""Input data for requests: generated tensors and preprocessed images."""

@@ -1,0 +1,19 @@
+"""Exit codes of the ``perfprobe`` command, one meaning each, so scripts and CI can branch on them."""
+
+OK = 0
+INTERNAL_ERROR = 1  # a bug in perfprobe: please report it with the traceback (--debug)
+USAGE = 2  # bad arguments or input data: wrong flag, shape, datatype, unreadable file
+SERVER_UNREACHABLE = 3  # nothing answered at the URL (refused, timed out)
+SERVER_ERROR = 4  # the server answered with an error (unknown model, rejected request)
+SERVER_UNAVAILABLE = 5  # the embedded server is not installed or could not start
+INTERRUPTED = 130  # Ctrl-C / SIGTERM
+
+DESCRIPTIONS = {
+    OK: "success",
+    INTERNAL_ERROR: "internal error in perfprobe",
+    USAGE: "usage error: bad arguments or input data",
+    SERVER_UNREACHABLE: "server unreachable",
+    SERVER_ERROR: "the server returned an error",
+    SERVER_UNAVAILABLE: "embedded server not installed or failed to start",
+    INTERRUPTED: "interrupted",
+}
