@@ -14,7 +14,14 @@ from perfprobe import __version__, exitcodes
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors in one line with our usage exit code."""
+    """argparse that reports usage errors in one line with our usage exit code.
+
+    Abbreviated options are off: ``--mode`` must not silently mean ``--model``.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"perfprobe: error: {message}\n")

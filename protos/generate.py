@@ -18,9 +18,8 @@ PROTO_FILES = ("grpc_service.proto", "model_config.proto", "health.proto")
 
 def generate(out_dir: Path) -> list[Path]:
     """Run protoc (from grpcio-tools) and make sibling imports package-relative."""
-    from grpc_tools import protoc
-
     import grpc_tools
+    from grpc_tools import protoc
 
     include = Path(grpc_tools.__file__).parent / "_proto"
     args = [

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from perfprobe.client.model import ModelDescription
 from perfprobe.client.tensors import InferInput, InferResult, RequestedOutput

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import grpc
 
@@ -23,7 +24,11 @@ from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, Requ
 
 INT32_MAX = 2**31 - 1
 _SERVICE = "/inference.GRPCInferenceService/"
-_COMPRESSION = {None: grpc.Compression.NoCompression, "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}
+_COMPRESSION = {
+    None: grpc.Compression.NoCompression,
+    "gzip": grpc.Compression.Gzip,
+    "deflate": grpc.Compression.Deflate,
+}
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,11 @@ def decode_response(response: pb.ModelInferResponse) -> InferResult:
                 raw_index += 1
             continue
         if raw_index < len(raw):
-            buffers[meta.name] = raw[raw_index]
+            buffer = raw[raw_index]
             raw_index += 1
+            # an empty entry for a non-empty tensor: its data went to a shared-memory region
+            if buffer or not all(meta.shape):
+                buffers[meta.name] = buffer
         elif item.HasField("contents"):
             buffers[meta.name] = _typed_contents(item.contents, item.datatype)
     parameters = {key: protoconv.parameter_value(value) for key, value in response.parameters.items()}
@@ -84,8 +92,16 @@ def decode_response(response: pb.ModelInferResponse) -> InferResult:
 
 
 def _typed_contents(contents: pb.InferTensorContents, datatype: str) -> list[Any]:
-    for field_name in ("bool_contents", "int_contents", "int64_contents", "uint_contents",
-                       "uint64_contents", "fp32_contents", "fp64_contents", "bytes_contents"):
+    for field_name in (
+        "bool_contents",
+        "int_contents",
+        "int64_contents",
+        "uint_contents",
+        "uint64_contents",
+        "fp32_contents",
+        "fp64_contents",
+        "bytes_contents",
+    ):
         values = getattr(contents, field_name)
         if len(values):
             return list(values)
@@ -101,8 +117,9 @@ class StreamSession:
 
     _CLOSE = object()
 
-    def __init__(self, call_factory: Any, callback: ResultCallback, metadata: list[tuple[str, str]],
-                 timeout_s: float | None) -> None:
+    def __init__(
+        self, call_factory: Any, callback: ResultCallback, metadata: list[tuple[str, str]], timeout_s: float | None
+    ) -> None:
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._callback = callback
         self._responses = call_factory(self._request_iterator(), metadata=metadata, timeout=timeout_s)
@@ -297,8 +314,11 @@ class GrpcClient(InferenceClient):
             else:
                 request.settings[key].value.extend(str(v) for v in values)
         response = self._call("TraceSetting", request)
-        return {key: list(item.value) if len(item.value) != 1 else item.value[0]
-                for key, item in response.settings.items()}
+        # the same shape as Triton's HTTP answer: trace_level a list, the others single strings
+        return {
+            key: list(item.value) if key == "trace_level" or len(item.value) != 1 else item.value[0]
+            for key, item in response.settings.items()
+        }
 
     def log_settings(self, settings: dict[str, Any] | None = None) -> dict[str, Any]:
         request = pb.LogSettingsRequest()

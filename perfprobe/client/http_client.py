@@ -182,7 +182,9 @@ class HttpClient(InferenceClient):
         self._json("POST", f"/v2/systemsharedmemory/region/{quote(name, safe='')}/unregister")
 
     def system_shared_memory_status(self, name: str = "") -> dict[str, dict[str, Any]]:
-        path = f"/v2/systemsharedmemory/region/{quote(name, safe='')}/status" if name else "/v2/systemsharedmemory/status"
+        path = (
+            f"/v2/systemsharedmemory/region/{quote(name, safe='')}/status" if name else "/v2/systemsharedmemory/status"
+        )
         return {item["name"]: item for item in self._json("GET", path)}
 
     def register_cuda_shared_memory(self, name: str, raw_handle: bytes, device_id: int, byte_size: int) -> None:

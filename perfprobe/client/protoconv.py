@@ -13,10 +13,20 @@ from google.protobuf.message import Message
 
 
 def to_dict(message: Message) -> dict[str, Any]:
-    """Set fields of ``message`` as a dict keyed by proto field names; enums by name."""
+    """``message`` as a dict keyed by proto field names, enums by name.
+
+    Scalars, lists and maps appear even at their default (as Triton's JSON does); a
+    singular sub-message appears only when set, because its presence carries meaning
+    (``dynamic_batching`` present means dynamic batching is on).
+    """
     result: dict[str, Any] = {}
-    for descriptor, value in message.ListFields():
-        result[descriptor.name] = _value(descriptor, value)
+    for descriptor in message.DESCRIPTOR.fields:
+        is_message = descriptor.message_type is not None and not descriptor.is_repeated
+        if is_message and not message.HasField(descriptor.name):
+            continue
+        if descriptor.containing_oneof is not None and not is_message and not message.HasField(descriptor.name):
+            continue
+        result[descriptor.name] = _value(descriptor, getattr(message, descriptor.name))
     return result
 
 

@@ -65,7 +65,7 @@ class RemoteModel:
         names = self.input_names
         if len(args) > len(names):
             raise TypeError(f"{self.name} takes {len(names)} inputs ({names}), got {len(args)} positional")
-        given = dict(zip(names, args))
+        given = dict(zip(names, args, strict=False))
         for key, value in kwargs.items():
             if key not in names:
                 raise TypeError(f"{self.name} has no input {key!r}; inputs: {names}")

@@ -13,10 +13,19 @@ from perfprobe.client.factory import DEFAULT_URLS
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-u", "--url", help="server address (default localhost:8000 for HTTP, localhost:8001 for gRPC)")
     parser.add_argument("-i", "--protocol", choices=("http", "grpc"), default="http", help="protocol (default http)")
-    parser.add_argument("-H", "--header", action="append", default=[], metavar="NAME:VALUE",
-                        help="extra header / gRPC metadata, repeatable")
-    parser.add_argument("--serve", action="store_true",
-                        help="start the embedded Triton with the built-in models for this command and stop it after")
+    parser.add_argument(
+        "-H",
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="extra header / gRPC metadata, repeatable",
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="start the embedded Triton with the built-in models for this command and stop it after",
+    )
 
 
 def parse_headers(values: list[str]) -> dict[str, str]:
@@ -32,7 +41,9 @@ def parse_headers(values: list[str]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def connect(args: argparse.Namespace, models: list[str] | None = None, concurrency: int = 1) -> Iterator[InferenceClient]:
+def connect(
+    args: argparse.Namespace, models: list[str] | None = None, concurrency: int = 1
+) -> Iterator[InferenceClient]:
     """A client for the command's server; with ``--serve``, an embedded server on free ports."""
     server = None
     url = args.url

@@ -22,9 +22,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def format_table(header: list[str], rows: list[list[str]]) -> str:
     """A plain fixed-width text table."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip()
-             for row in [header, ["-" * w for w in widths], *rows]]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+    lines = [
+        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, ["-" * w for w in widths], *rows]
+    ]
     return "\n".join(lines)
 
 
@@ -44,15 +46,23 @@ def render_description(model: ModelDescription) -> str:
     if model.is_ensemble:
         facts.append(["ensemble steps", " -> ".join(step.model_name for step in model.ensemble_steps)])
     tensors = [
-        [role, spec.name, spec.datatype, str(list(spec.shape)), spec.format.removeprefix("FORMAT_"),
-         "optional" if spec.optional else ""]
+        [
+            role,
+            spec.name,
+            spec.datatype,
+            str(list(spec.shape)),
+            spec.format.removeprefix("FORMAT_"),
+            "optional" if spec.optional else "",
+        ]
         for role, specs in (("input", model.inputs), ("output", model.outputs))
         for spec in specs
     ]
-    return "\n\n".join([
-        format_table(["property", "value"], facts),
-        format_table(["role", "name", "datatype", "dims (no batch)", "format", ""], tensors),
-    ])
+    return "\n\n".join(
+        [
+            format_table(["property", "value"], facts),
+            format_table(["role", "name", "datatype", "dims (no batch)", "format", ""], tensors),
+        ]
+    )
 
 
 def _batching(model: ModelDescription) -> str:
@@ -72,7 +82,9 @@ def run_describe(args: argparse.Namespace) -> int:
 def run_models(args: argparse.Namespace) -> int:
     with connect(args) as client:
         index = client.repository_index()
-    rows = [[m.get("name", ""), str(m.get("version", "")) or "-", m.get("state", "") or "-",
-             m.get("reason", "")] for m in index]
+    rows = [
+        [m.get("name", ""), str(m.get("version", "")) or "-", m.get("state", "") or "-", m.get("reason", "")]
+        for m in index
+    ]
     print(format_table(["model", "version", "state", "reason"], rows))
     return 0

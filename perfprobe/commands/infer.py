@@ -30,10 +30,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("-a", "--async", dest="use_async", action="store_true", help="send asynchronously")
     mode.add_argument("--streaming", action="store_true", help="send on a gRPC bidirectional stream")
-    parser.add_argument("--shape", action="append", default=[], metavar="NAME:d1,d2",
-                        help="shape of an input with variable dimensions (generated data)")
-    parser.add_argument("--input-data", choices=synthetic.DATA_KINDS, default="random",
-                        help="generated data kind (default random)")
+    parser.add_argument(
+        "--shape",
+        action="append",
+        default=[],
+        metavar="NAME:d1,d2",
+        help="shape of an input with variable dimensions (generated data)",
+    )
+    parser.add_argument(
+        "--input-data", choices=synthetic.DATA_KINDS, default="random", help="generated data kind (default random)"
+    )
     parser.add_argument("image", nargs="?", help="an image file or a folder of images")
     parser.set_defaults(run=run)
 
@@ -62,8 +68,13 @@ def _builtin() -> tuple[str, ...]:
     return BUILTIN_MODELS
 
 
-def _send(client: InferenceClient, model: str, inputs: list[InferInput], outputs: list[RequestedOutput],
-          args: argparse.Namespace) -> InferResult:
+def _send(
+    client: InferenceClient,
+    model: str,
+    inputs: list[InferInput],
+    outputs: list[RequestedOutput],
+    args: argparse.Namespace,
+) -> InferResult:
     """One request by the chosen path: sync, async (callback) or a gRPC stream."""
     if not (args.use_async or args.streaming):
         return client.infer(model, inputs, outputs)

@@ -12,10 +12,14 @@ from perfprobe.server import BUILTIN_MODELS, EmbeddedServer
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="run the embedded Triton server with the built-in models")
-    parser.add_argument("--models", action="append", default=[], metavar="DIR",
-                        help="an extra model repository folder (repeatable)")
-    parser.add_argument("--builtin", default=",".join(BUILTIN_MODELS),
-                        help=f"built-in models to serve, comma-separated, or 'none' (default {','.join(BUILTIN_MODELS)})")
+    parser.add_argument(
+        "--models", action="append", default=[], metavar="DIR", help="an extra model repository folder (repeatable)"
+    )
+    parser.add_argument(
+        "--builtin",
+        default=",".join(BUILTIN_MODELS),
+        help=f"built-in models to serve, comma-separated, or 'none' (default {','.join(BUILTIN_MODELS)})",
+    )
     parser.add_argument("--http-port", type=int, default=8000)
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--metrics-port", type=int, default=8002)
@@ -27,7 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from perfprobe.errors import UsageError
 
-    builtin = [] if args.builtin.strip().lower() == "none" else [m.strip() for m in args.builtin.split(",") if m.strip()]
+    builtin = (
+        [] if args.builtin.strip().lower() == "none" else [m.strip() for m in args.builtin.split(",") if m.strip()]
+    )
     unknown = set(builtin) - set(BUILTIN_MODELS)
     if unknown:
         raise UsageError(f"--builtin: unknown models {sorted(unknown)}; known: {', '.join(BUILTIN_MODELS)}")

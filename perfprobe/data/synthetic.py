@@ -38,7 +38,7 @@ def resolve_shape(spec: TensorSpec, overrides: Mapping[str, tuple[int, ...]]) ->
     """The concrete shape (without batch) of one input, from the model and ``--shape``."""
     if spec.name in overrides:
         shape = overrides[spec.name]
-        if len(shape) != len(spec.shape) or any(m >= 0 and m != s for m, s in zip(spec.shape, shape)):
+        if len(shape) != len(spec.shape) or any(m >= 0 and m != s for m, s in zip(spec.shape, shape, strict=True)):
             raise UsageError(
                 f"--shape {spec.name}:{','.join(map(str, shape))} does not fit the model's dims {list(spec.shape)}"
             )
@@ -50,8 +50,9 @@ def resolve_shape(spec: TensorSpec, overrides: Mapping[str, tuple[int, ...]]) ->
     return spec.shape
 
 
-def make_array(datatype: str, shape: tuple[int, ...], kind: str, rng: np.random.Generator,
-               string_length: int = 16) -> np.ndarray:
+def make_array(
+    datatype: str, shape: tuple[int, ...], kind: str, rng: np.random.Generator, string_length: int = 16
+) -> np.ndarray:
     """One tensor of ``datatype`` filled with zeros or random values of a sensible range."""
     if kind not in DATA_KINDS:
         raise UsageError(f"unknown input data kind {kind!r}; expected one of {', '.join(DATA_KINDS)}")
@@ -63,10 +64,7 @@ def make_array(datatype: str, shape: tuple[int, ...], kind: str, rng: np.random.
             letters = rng.integers(ord("a"), ord("z") + 1, size=(int(np.prod(shape)), string_length), dtype=np.uint8)
             array.reshape(-1)[:] = [row.tobytes() for row in letters]
         return array
-    if datatype == "BF16":
-        dtype = np.dtype(np.float32)
-    else:
-        dtype = numpy_dtype(datatype)
+    dtype = np.dtype(np.float32) if datatype == "BF16" else numpy_dtype(datatype)
     if kind == "zero":
         return np.zeros(shape, dtype=dtype)
     if dtype.kind == "b":

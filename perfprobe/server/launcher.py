@@ -7,6 +7,8 @@ down with it on every exit path.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import shutil
 import signal
@@ -16,7 +18,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,6 +75,7 @@ class EmbeddedServer:
         exit_timeout_s: int = 5,
         log_verbose: int = 0,
         log_path: str | os.PathLike[str] | None = None,
+        explicit_model_control: bool = True,
         extra_args: Sequence[str] = (),
     ) -> None:
         unknown = set(builtin_models or ()) - set(BUILTIN_MODELS)
@@ -86,6 +88,7 @@ class EmbeddedServer:
         self.startup_timeout_s = startup_timeout_s
         self.exit_timeout_s = exit_timeout_s
         self.log_verbose = log_verbose
+        self.explicit_model_control = explicit_model_control
         self.extra_args = list(extra_args)
         self._log_path = Path(log_path) if log_path else None
         self._workdir: Path | None = None
@@ -145,6 +148,9 @@ class EmbeddedServer:
             f"--exit-timeout-secs={self.exit_timeout_s}",
             f"--log-verbose={self.log_verbose}",
         ]
+        if self.explicit_model_control:
+            # every model loads at start, and clients may still load / unload / reload them
+            args += ["--model-control-mode=explicit", "--load-model=*"]
         env_items = tuple(sorted(dist.environment().items()))
         if "--allow-client-shm" in distribution.server_options(str(dist.binary), env_items):
             args.append("--allow-client-shm=true")
@@ -245,7 +251,5 @@ class EmbeddedServer:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

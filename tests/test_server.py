@@ -1,0 +1,61 @@
+"""The embedded server launcher: ports, missing wheel, clean stop."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+from perfprobe import cli, exitcodes
+from perfprobe.server import EmbeddedServer, PortInUse, ServerNotInstalled, distribution
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        with pytest.raises(PortInUse, match=f"HTTP port {port} is already in use"):
+            EmbeddedServer(builtin_models=["identity"], http_port=port).start()
+
+
+def test_missing_wheel_says_how_to_install(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # a stand-in for a machine without nvidia-pytriton: the package lookup finds nothing
+    monkeypatch.setattr(distribution.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ServerNotInstalled, match=r"pip install 'perfprobe\[server\]'"):
+        distribution.locate()
+    code = cli.run(["serve", "--free-ports"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == exitcodes.SERVER_UNAVAILABLE
+    assert len(err) == 1 and "pip install 'perfprobe[server]'" in err[0]
+
+
+def test_unknown_builtin_model_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown built-in"):
+        EmbeddedServer(builtin_models=["nope"])
+
+
+def test_start_binds_loopback_and_stop_leaves_nothing() -> None:
+    server = EmbeddedServer(builtin_models=["identity"], pick_free_ports=True).start()
+    try:
+        pid = server.pid
+        assert server.is_running() and server.version
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            command = cmdline.read().split(b"\0")
+        assert b"--http-address=127.0.0.1" in command and b"--grpc-address=127.0.0.1" in command
+    finally:
+        server.stop()
+    assert not server.is_running()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    survivors = [p for p in os.listdir("/proc") if p.isdigit() and _parent(p) == pid]
+    assert survivors == []
+
+
+def _parent(pid: str) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return -1
