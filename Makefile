@@ -21,7 +21,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff format --check perfprobe tests protos
 	$(BIN)/python -m pytest -q -ra
 
 protos: $(STAMP)
