@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NP2_VENV ?= .venv-numpy2
+NP2_STAMP := $(NP2_VENV)/.installed
 
 .PHONY: setup demo test lint protos clean
 
@@ -12,6 +14,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[server,cuda,dev]'
 	touch $(STAMP)
 
+# a second environment with numpy 2 and no server wheel (nvidia-pytriton pins numpy<2)
+$(NP2_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(NP2_VENV)
+	$(NP2_VENV)/bin/pip install --quiet --upgrade pip
+	$(NP2_VENV)/bin/pip install --quiet -e '.[dev]' 'numpy>=2' pillow
+	touch $(NP2_STAMP)
+
 setup: $(STAMP)
 
 # the main job against the embedded real Triton server
@@ -19,13 +28,14 @@ demo: $(STAMP)
 	$(BIN)/perfprobe infer --serve -m resnet50 -c 5 -s INCEPTION docs/sample.jpg
 	$(BIN)/perfprobe infer --serve -m simple -i grpc
 
-test: $(STAMP)
+test: $(STAMP) $(NP2_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check perfprobe tests protos
 	$(BIN)/python -m pytest -q -ra
+	tests/numpy2_suite.sh $(VENV) $(NP2_VENV)
 
 protos: $(STAMP)
 	$(BIN)/python protos/generate.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(NP2_VENV) .pytest_cache .ruff_cache

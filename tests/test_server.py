@@ -59,3 +59,41 @@ def _parent(pid: str) -> int:
             return int(stat.read().rsplit(")", 1)[1].split()[1])
     except OSError:
         return -1
+
+
+def test_serve_command_prints_urls_and_stops_on_sigterm() -> None:
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "perfprobe", "serve", "--free-ports", "--builtin", "identity"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines = []
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C to stop." in line or not line:
+                break
+        text = "".join(lines)
+        assert re.search(r"HTTP\s+http://127\.0\.0\.1:\d+", text), text
+        http = re.search(r"http://(127\.0\.0\.1:\d+)", text).group(1)
+        from perfprobe.client import make_client
+
+        with make_client("http", http) as client:
+            assert client.is_model_ready("identity")
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0
+    assert "stopped." in out
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _parent(p) == process.pid]
