@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from perfprobe.commands import describe, infer, serve
+    from perfprobe.commands import describe, infer, serve, sweep
 
     parser = _Parser(prog="perfprobe", description="Load generator and performance analyzer for Triton / KServe v2.")
     parser.add_argument("--version", action="version", version=f"perfprobe {__version__}")
@@ -38,7 +38,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_parser(subparsers)
     infer.add_parser(subparsers)
     describe.add_parsers(subparsers)
+    sweep.add_parser(subparsers)
     return parser
+
+
+def _patch_for_greenlets(args: argparse.Namespace) -> None:
+    """Greenlet workers: make the standard library's sockets and sleeps cooperative.
+
+    Done here and only here, before any load starts; threads stay native because grpc's
+    completion callbacks run on real threads.
+    """
+    if getattr(args, "command", None) != "sweep":
+        return
+    from perfprobe.load.transport import DEFAULT_WORKERS
+
+    if (args.workers or DEFAULT_WORKERS[args.protocol]) == "greenlet":
+        from gevent import monkey
+
+        monkey.patch_all(thread=False, queue=False, subprocess=False, signal=False, os=False)
 
 
 def _fail(code: int, message: str) -> int:
@@ -48,12 +65,18 @@ def _fail(code: int, message: str) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     from perfprobe.client.errors import InferenceServerError
     from perfprobe.errors import PerfprobeError
     from perfprobe.server import ServerNotInstalled, ServerStartError
 
     try:
+        if getattr(args, "config", None):
+            from perfprobe.commands.sweep_options import apply_config
+
+            args = apply_config(parser, args, argv)
+        _patch_for_greenlets(args)
         return int(args.run(args) or 0)
     except KeyboardInterrupt:
         return _fail(exitcodes.INTERRUPTED, "interrupted")

@@ -39,6 +39,11 @@ class GrpcRequest:
     model_name: str
 
 
+def rpc_error(exc: grpc.RpcError) -> InferenceServerError:
+    """The ``InferenceServerError`` for a failed gRPC call."""
+    return _error(exc)
+
+
 def _error(exc: grpc.RpcError) -> InferenceServerError:
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
@@ -213,6 +218,9 @@ class GrpcClient(InferenceClient):
         self._infer = self._channel.unary_unary(
             _SERVICE + "ModelInfer", request_serializer=None, response_deserializer=pb.ModelInferResponse.FromString
         )
+        self._infer_raw = self._channel.unary_unary(
+            _SERVICE + "ModelInfer", request_serializer=None, response_deserializer=None
+        )
         self._stream = self._channel.stream_stream(
             _SERVICE + "ModelStreamInfer",
             request_serializer=None,
@@ -343,6 +351,26 @@ class GrpcClient(InferenceClient):
         options: RequestOptions | None = None,
     ) -> GrpcRequest:
         return GrpcRequest(build_infer_request(model_name, inputs, outputs, options).SerializeToString(), model_name)
+
+    def send_raw(self, request: GrpcRequest) -> bytes:
+        """Send and return the serialised ``ModelInferResponse``; raises on errors."""
+        try:
+            return self._infer_raw(
+                request.payload, metadata=self._metadata, timeout=self._timeout_s, compression=self._compression
+            )
+        except grpc.RpcError as exc:
+            raise _error(exc) from None
+
+    @staticmethod
+    def decode_raw(raw: bytes) -> InferResult:
+        """Parse and decode what ``send_raw`` returned (kept apart so a load loop can time it)."""
+        return decode_response(pb.ModelInferResponse.FromString(raw))
+
+    def send_raw_future(self, request: GrpcRequest) -> grpc.Future:
+        """A gRPC future whose result is the serialised response."""
+        return self._infer_raw.future(
+            request.payload, metadata=self._metadata, timeout=self._timeout_s, compression=self._compression
+        )
 
     def send(self, request: GrpcRequest) -> InferResult:
         try:

@@ -257,12 +257,21 @@ class HttpClient(InferenceClient):
         uri = self._model_path(model_name, options.model_version) + "/infer"
         return HttpRequest(uri=uri, body=body, headers=headers, model_name=model_name)
 
-    def send(self, request: HttpRequest) -> InferResult:
+    def send_raw(self, request: HttpRequest) -> tuple[bytes, int | None]:
+        """Send and return the undecoded response (body, JSON header length); raises on errors."""
         status, response, payload = self._request("POST", request.uri, request.body, request.headers)
         if status != 200:
             raise _error(status, payload)
         header_length = response.get(HEADER_LENGTH.lower())
-        return _decode_result(payload, int(header_length) if header_length else None)
+        return payload, int(header_length) if header_length else None
+
+    @staticmethod
+    def decode_raw(raw: tuple[bytes, int | None]) -> InferResult:
+        """Decode what ``send_raw`` returned (kept apart so a load loop can time it)."""
+        return _decode_result(*raw)
+
+    def send(self, request: HttpRequest) -> InferResult:
+        return _decode_result(*self.send_raw(request))
 
     def send_async(self, request: HttpRequest, callback: ResultCallback) -> gevent.Greenlet:
         """Send on a greenlet; the caller must yield to gevent's hub (join, sleep) for it to run."""

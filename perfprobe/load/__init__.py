@@ -1,0 +1,1 @@
+"""The load engine: request data, schedules, workers and the sweeper that drives them."""

@@ -1,0 +1,185 @@
+"""Closed-loop and open-loop load on a pool of workers, recording into the measurement windows.
+
+Closed loop (concurrency N): N requests in flight at all times. At a window boundary the
+controller may pause the workers and wait for the requests in flight to finish, so the
+server's counters and ours describe exactly the same requests (``drain``).
+
+Open loop (request rate): workers draw intended send times from one precomputed schedule;
+latency is recorded both from the intended time and from the actual send, with late
+sends counted, so a client that cannot keep up is visible in the results.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from perfprobe.load.runtime import Runtime
+from perfprobe.load.schedule import Schedule
+from perfprobe.load.senders import Outcome, Sender
+from perfprobe.measure.window import Recorder
+
+_now = time.perf_counter_ns
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    late_threshold_ns: int = 1_000_000  # an open-loop send this far behind schedule is "late"
+    idle_poll_s: float = 0.0002  # how often a paused worker looks again
+    stop_timeout_s: float = 30.0
+
+
+class _Worker:
+    __slots__ = ("busy", "handle", "sender", "index")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.busy = False
+        self.handle: Any = None
+        self.sender: Sender | None = None
+
+
+class LoadEngine:
+    """Runs workers until stopped; the sweeper opens and closes measurement windows around it."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        sender_factory: Callable[[], Sender],
+        requests: list[Any],
+        recorder: Recorder,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        if not requests:
+            raise ValueError("no prepared requests to send")
+        self.runtime = runtime
+        self.sender_factory = sender_factory
+        self.requests = requests
+        self.recorder = recorder
+        self.settings = settings or EngineSettings()
+        self._workers: list[_Worker] = []
+        self._stopping = False
+        self._paused = False
+        self._schedule: Schedule | None = None
+        self._schedule_start_ns = 0
+
+    # ---- recording ----------------------------------------------------------------------
+
+    def _record(self, key: Any, sent_ns: int, done_ns: int, outcome: Outcome, intended_ns: int | None) -> None:
+        slot = self.recorder.current.slot(key)
+        if outcome.error is not None:
+            slot.failure(outcome.error)
+            return
+        slot.success(done_ns - sent_ns, 0, outcome.recv_ns)
+        if intended_ns is not None:
+            lag = sent_ns - intended_ns
+            slot.scheduled(done_ns - intended_ns, max(lag, 0), lag > self.settings.late_threshold_ns)
+        if outcome.response_times:
+            times = outcome.response_times
+            gaps = [b - a for a, b in itertools.pairwise(times)]
+            slot.streamed(times[0] - sent_ns, gaps, len(times))
+
+    # ---- worker loops ---------------------------------------------------------------------
+
+    def _closed_loop(self, worker: _Worker) -> None:
+        sender = worker.sender = self.sender_factory()
+        key = self.runtime.identity()
+        requests = self.requests
+        count = len(requests)
+        position = worker.index % count
+        sleep, poll = self.runtime.sleep, self.settings.idle_poll_s
+        try:
+            while not self._stopping:
+                if self._paused:
+                    sleep(poll)
+                    continue
+                worker.busy = True
+                request = requests[position]
+                position = position + 1 if position + 1 < count else 0
+                sent = _now()
+                outcome = sender.call(request)
+                self._record(key, sent, _now(), outcome, None)
+                worker.busy = False
+        finally:
+            worker.busy = False
+            sender.close()
+
+    def _open_loop(self, worker: _Worker) -> None:
+        sender = worker.sender = self.sender_factory()
+        key = self.runtime.identity()
+        requests = self.requests
+        count = len(requests)
+        schedule = self._schedule
+        assert schedule is not None
+        picks = self._picks
+        sleep = self.runtime.sleep
+        try:
+            while not self._stopping:
+                offset = schedule.next_offset()
+                intended = self._schedule_start_ns + offset
+                wait_ns = intended - _now()
+                if wait_ns > 0:
+                    # sleep in slices so that stop is noticed even between sparse sends
+                    while wait_ns > 0 and not self._stopping:
+                        sleep(min(wait_ns, 50_000_000) / 1e9)
+                        wait_ns = intended - _now()
+                    if self._stopping:
+                        break
+                worker.busy = True
+                request = requests[next(picks) % count]
+                sent = _now()
+                outcome = sender.call(request)
+                self._record(key, sent, _now(), outcome, intended)
+                worker.busy = False
+        finally:
+            worker.busy = False
+            sender.close()
+
+    # ---- control ------------------------------------------------------------------------------
+
+    def start_closed(self, concurrency: int) -> None:
+        """N workers, each with one request in flight."""
+        self._start(concurrency, self._closed_loop)
+
+    def start_open(self, schedule: Schedule, max_inflight: int) -> None:
+        """Workers following ``schedule``; at most ``max_inflight`` requests in flight."""
+        self._schedule = schedule
+        self._picks = itertools.count()  # shared; next() on it is atomic
+        self._schedule_start_ns = _now() + 2_000_000  # a moment for the workers to start
+        self._start(max_inflight, self._open_loop)
+
+    def _start(self, count: int, loop: Callable[[_Worker], None]) -> None:
+        self._stopping = False
+        self._paused = False
+        self._workers = [_Worker(index) for index in range(count)]
+        for worker in self._workers:
+            worker.handle = self.runtime.spawn(lambda w=worker: loop(w), f"perfprobe-worker-{worker.index}")
+
+    def in_flight(self) -> int:
+        return sum(1 for worker in self._workers if worker.busy)
+
+    def pause_and_drain(self, timeout_s: float) -> bool:
+        """Stop issuing new requests and wait for those in flight; False if some never came back."""
+        self._paused = True
+        deadline = time.monotonic() + timeout_s
+        while self.in_flight() and time.monotonic() < deadline:
+            self.runtime.sleep(self.settings.idle_poll_s)
+        return self.in_flight() == 0
+
+    def resume(self) -> None:
+        self._paused = False
+
+    def stop(self) -> bool:
+        """Stop every worker; False if some did not finish within the stop timeout."""
+        self._stopping = True
+        self._paused = False
+        deadline = time.monotonic() + self.settings.stop_timeout_s
+        finished = True
+        for worker in self._workers:
+            remaining = max(deadline - time.monotonic(), 0.01)
+            finished = self.runtime.join(worker.handle, remaining) and finished
+        self._workers = []
+        return finished

@@ -1,0 +1,223 @@
+"""The sweep: for each load level, run the engine, measure windows until stable, collect results.
+
+One level: start the load, warm up, then measure consecutive windows. After each window
+the server's statistics are read and the window is checked with the stability rule;
+the level ends when the last K windows agree or after ``max_trials`` windows, and an
+unstable level is reported as such rather than dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from perfprobe.load.engine import LoadEngine
+from perfprobe.load.schedule import Schedule
+from perfprobe.measure import metrics as prometheus
+from perfprobe.measure import server_stats
+from perfprobe.measure.stability import StabilityRule
+from perfprobe.measure.window import Recorder, WindowStats, merge_stats
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    window_ms: int = 5000
+    count_mode: bool = False
+    window_requests: int = 50
+    count_window_timeout_s: float = 120.0
+    stability: StabilityRule = StabilityRule()
+    max_trials: int = 10
+    warmup_requests: int = 0
+    warmup_s: float = 0.0
+    drain: bool = True  # closed loop: pause at window boundaries so server and client counts agree
+    drain_timeout_s: float = 30.0
+    batch_size: int = 1
+    client_cpu_warning: float = 0.9  # fraction of one core above which the client may be the bottleneck
+    late_warning: float = 0.01  # fraction of late open-loop sends that is worth a warning
+
+
+@dataclass
+class WindowRecord:
+    stats: WindowStats
+    server: dict[str, server_stats.ServerDelta]
+    metrics: dict[str, float] | None
+    cpu_ns: int
+    drained: bool
+
+    def latency_value(self, key: str) -> float:
+        summary = self.stats.latency.summary()
+        return float(summary.get(key, 0.0))
+
+
+@dataclass
+class LevelResult:
+    """One load level's measurements: every window, and the figures of the last K windows."""
+
+    load_kind: str  # "concurrency" or "rate"
+    level: float
+    windows: list[WindowRecord] = field(default_factory=list)
+    stable: bool = False
+    warnings: list[str] = field(default_factory=list)
+    target_model: str = ""
+    stability_windows: int = 3
+
+    @property
+    def reported(self) -> list[WindowRecord]:
+        """The windows the level's figures come from: the last K (all of them if fewer)."""
+        return self.windows[-self.stability_windows :]
+
+    def merged(self) -> WindowStats:
+        return merge_stats([w.stats for w in self.reported])
+
+    def server(self, model: str | None = None) -> server_stats.ServerDelta | None:
+        name = model or self.target_model
+        return server_stats.merge_deltas([w.server[name] for w in self.reported if name in w.server])
+
+    def throughput(self, batch_size: int) -> float:
+        merged = self.merged()
+        return merged.throughput(batch_size)
+
+    def cpu_us_per_request(self) -> float:
+        completed = sum(w.stats.completed + w.stats.error_count for w in self.reported)
+        cpu = sum(w.cpu_ns for w in self.reported)
+        return cpu / completed / 1000 if completed else 0.0
+
+    def metrics(self) -> dict[str, float]:
+        values = [w.metrics for w in self.reported if w.metrics]
+        keys = {key for value in values for key in value}
+        return {key: sum(v.get(key, 0.0) for v in values) / len(values) for key in sorted(keys)}
+
+
+class Sweeper:
+    """Drives one engine through load levels and measures each."""
+
+    def __init__(
+        self,
+        make_engine: Callable[[Recorder], LoadEngine],
+        stats_client: Any,
+        model_names: list[str],
+        settings: MeasureSettings,
+        metrics_url: str | None = None,
+        on_window: Callable[[LevelResult, WindowRecord], None] | None = None,
+    ) -> None:
+        self.make_engine = make_engine
+        self.stats_client = stats_client
+        self.model_names = model_names
+        self.settings = settings
+        self.metrics_url = metrics_url
+        self.on_window = on_window
+
+    def _snapshot(self) -> dict[str, server_stats.ModelCounters]:
+        try:
+            return server_stats.snapshot(self.stats_client, self.model_names)
+        except Exception:  # a server that stopped answering: keep measuring the client side
+            return {}
+
+    def run_level(
+        self, load_kind: str, level: float, schedule: Schedule | None = None, max_inflight: int = 0
+    ) -> LevelResult:
+        settings = self.settings
+        result = LevelResult(
+            load_kind, level, target_model=self.model_names[0], stability_windows=settings.stability.windows
+        )
+        recorder = Recorder()
+        engine = self.make_engine(recorder)
+        closed = load_kind == "concurrency"
+        drain = closed and settings.drain
+        if closed:
+            engine.start_closed(int(level))
+        else:
+            assert schedule is not None
+            engine.start_open(schedule, max_inflight)
+        try:
+            self._warm_up(engine, recorder, drain)
+            before = self._snapshot()  # taken while drained (closed loop), so it matches the window start
+            if drain:
+                engine.resume()
+                recorder.restart_clock()
+            cpu_before = time.process_time_ns()
+            for _ in range(settings.max_trials):
+                self._wait_window(engine, recorder)
+                drained = engine.pause_and_drain(settings.drain_timeout_s) if drain else False
+                cpu_after = time.process_time_ns()
+                stats = recorder.rotate()
+                after = self._snapshot()
+                scraped = prometheus.scrape(self.metrics_url) if self.metrics_url else None
+                record = WindowRecord(
+                    stats,
+                    server_stats.delta(before, after) if before and after else {},
+                    scraped,
+                    cpu_after - cpu_before,
+                    drained,
+                )
+                before = after
+                result.windows.append(record)
+                if drain:
+                    engine.resume()
+                    recorder.restart_clock()  # the pause for the snapshot is not load time
+                cpu_before = time.process_time_ns()
+                latencies = [w.latency_value(settings.stability.latency_key) for w in result.windows]
+                throughputs = [w.stats.throughput(settings.batch_size) for w in result.windows]
+                result.stable = settings.stability.is_stable(throughputs, latencies)
+                if self.on_window:
+                    self.on_window(result, record)
+                if result.stable:
+                    break
+                if all(w.stats.completed == 0 for w in result.windows[-2:]) and len(result.windows) >= 2:
+                    break  # nothing succeeds: more windows will not change that
+        finally:
+            if not engine.stop():
+                result.warnings.append("some workers did not stop in time (requests still outstanding)")
+        self._diagnose(result, schedule_rate=level if load_kind == "rate" else None)
+        return result
+
+    def _warm_up(self, engine: LoadEngine, recorder: Recorder, drain: bool) -> None:
+        settings = self.settings
+        deadline = time.monotonic() + max(settings.warmup_s, 0.0)
+        while time.monotonic() < deadline:
+            engine.runtime.sleep(0.01)
+        if settings.warmup_requests:
+            limit = time.monotonic() + settings.count_window_timeout_s
+            while recorder.current.finished() < settings.warmup_requests and time.monotonic() < limit:
+                engine.runtime.sleep(0.002)
+        if drain:
+            engine.pause_and_drain(settings.drain_timeout_s)  # the caller resumes after its snapshot
+        recorder.rotate()  # warm-up results are discarded
+
+    def _wait_window(self, engine: LoadEngine, recorder: Recorder) -> None:
+        settings = self.settings
+        if settings.count_mode:
+            limit = time.monotonic() + settings.count_window_timeout_s
+            while recorder.current.finished() < settings.window_requests and time.monotonic() < limit:
+                engine.runtime.sleep(0.001)
+            return
+        end = recorder.current.start_ns + settings.window_ms * 1_000_000
+        while (remaining := end - time.perf_counter_ns()) > 0:
+            engine.runtime.sleep(min(remaining / 1e9, 0.05))
+
+    def _diagnose(self, result: LevelResult, schedule_rate: float | None) -> None:
+        if not result.windows:
+            return
+        merged = result.merged()
+        seconds = merged.duration_ns / 1e9
+        cpu_share = sum(w.cpu_ns for w in result.reported) / merged.duration_ns if merged.duration_ns else 0.0
+        if cpu_share >= self.settings.client_cpu_warning:
+            result.warnings.append(f"client CPU at {cpu_share:.0%} of one core: perfprobe itself may be the bottleneck")
+        if schedule_rate is not None and seconds > 0:
+            finished = merged.completed + merged.error_count
+            achieved = finished / seconds
+            late_share = merged.late_sends / finished if finished else 0.0
+            if achieved < 0.95 * schedule_rate or late_share > self.settings.late_warning:
+                result.warnings.append(
+                    f"client could not keep {schedule_rate:g} req/s: achieved {achieved:.1f}/s, "
+                    f"{merged.late_sends} late sends, worst lag {merged.max_lag_ns / 1e6:.1f} ms"
+                )
+        if any(d.reset for w in result.windows for d in w.server.values()):
+            result.warnings.append(
+                "server counters went backwards (model reloaded?): affected windows use the new counts"
+            )
+        if merged.errors:
+            codes = ", ".join(f"{code} x{count}" for code, count in sorted(merged.errors.items()))
+            result.warnings.append(f"errors: {codes}")

@@ -1,0 +1,1 @@
+"""Measurement: latency histograms, windows, stability, server statistics and metrics."""

@@ -1,0 +1,41 @@
+"""Scrape Triton's Prometheus endpoint for CPU, memory and (where present) GPU figures."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections import defaultdict
+
+WANTED = (
+    "nv_cpu_utilization",
+    "nv_cpu_memory_used_bytes",
+    "nv_cpu_memory_total_bytes",
+    "nv_gpu_utilization",
+    "nv_gpu_power_usage",
+    "nv_gpu_memory_used_bytes",
+)
+
+
+def parse_prometheus(text: str, wanted: tuple[str, ...] = WANTED) -> dict[str, float]:
+    """Sum each wanted metric over its label sets (GPU figures add up over devices)."""
+    totals: dict[str, float] = defaultdict(float)
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        name_part, _, value = line.rpartition(" ")
+        name = name_part.split("{", 1)[0]
+        if name in wanted:
+            try:
+                totals[name] += float(value)
+            except ValueError:
+                continue
+    return dict(totals)
+
+
+def scrape(url: str, timeout_s: float = 2.0) -> dict[str, float] | None:
+    """The wanted metrics, or None when the endpoint does not answer."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return parse_prometheus(response.read().decode("utf-8", "replace"))
+    except (urllib.error.URLError, OSError, ValueError):
+        return None

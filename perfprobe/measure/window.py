@@ -1,0 +1,224 @@
+"""Per-window recording of completed requests, one slot per worker, merged when a window closes.
+
+A request belongs to the window in which it completes. Each worker (thread, greenlet, or
+callback thread) records into its own slot, so no lock is taken on the hot path; the
+controller swaps ``Recorder.current`` to open the next window and merges the old one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from perfprobe.measure.histogram import HistogramLimits, LatencyHistogram
+
+
+class WindowSlot:
+    """What one worker saw during one window."""
+
+    __slots__ = (
+        "limits",
+        "latency",
+        "intended",
+        "first_response",
+        "between_responses",
+        "completed",
+        "errors",
+        "send_ns",
+        "recv_ns",
+        "responses",
+        "late_sends",
+        "max_lag_ns",
+        "sent",
+    )
+
+    def __init__(self, limits: HistogramLimits) -> None:
+        self.limits = limits
+        self.latency = LatencyHistogram(limits)
+        self.intended: LatencyHistogram | None = None
+        self.first_response: LatencyHistogram | None = None
+        self.between_responses: LatencyHistogram | None = None
+        self.completed = 0
+        self.errors: Counter[str] = Counter()
+        self.send_ns = 0
+        self.recv_ns = 0
+        self.responses = 0
+        self.late_sends = 0
+        self.max_lag_ns = 0
+        self.sent = 0
+
+    def success(self, latency_ns: int, send_ns: int = 0, recv_ns: int = 0) -> None:
+        self.latency.record_ns(latency_ns)
+        self.completed += 1
+        self.send_ns += send_ns
+        self.recv_ns += recv_ns
+
+    def failure(self, code: str) -> None:
+        self.errors[code] += 1
+
+    def scheduled(self, intended_latency_ns: int, lag_ns: int, late: bool) -> None:
+        """Open loop: latency counted from the intended send time, and how late the send was."""
+        if self.intended is None:
+            self.intended = LatencyHistogram(self.limits)
+        self.intended.record_ns(intended_latency_ns)
+        if late:
+            self.late_sends += 1
+        if lag_ns > self.max_lag_ns:
+            self.max_lag_ns = lag_ns
+
+    def streamed(self, first_ns: int, gaps_ns: list[int], responses: int) -> None:
+        """Decoupled models: time to the first response and between responses."""
+        if self.first_response is None:
+            self.first_response = LatencyHistogram(self.limits)
+            self.between_responses = LatencyHistogram(self.limits)
+        self.first_response.record_ns(first_ns)
+        for gap in gaps_ns:
+            self.between_responses.record_ns(gap)
+        self.responses += responses
+
+
+class Window:
+    """An open window: slots keyed by worker identity."""
+
+    def __init__(self, index: int, limits: HistogramLimits) -> None:
+        self.index = index
+        self.limits = limits
+        self.start_ns = time.perf_counter_ns()
+        self.slots: dict[Any, WindowSlot] = {}
+
+    def slot(self, key: Any) -> WindowSlot:
+        found = self.slots.get(key)
+        if found is None:
+            found = self.slots.setdefault(key, WindowSlot(self.limits))
+        return found
+
+    def completed(self) -> int:
+        return sum(slot.completed for slot in list(self.slots.values()))
+
+    def finished(self) -> int:
+        """Completed plus failed requests so far (for count-based windows)."""
+        return sum(slot.completed + sum(slot.errors.values()) for slot in list(self.slots.values()))
+
+
+@dataclass
+class WindowStats:
+    """A closed window, merged over workers."""
+
+    index: int
+    duration_ns: int
+    completed: int
+    errors: dict[str, int]
+    latency: LatencyHistogram
+    intended: LatencyHistogram | None
+    first_response: LatencyHistogram | None
+    between_responses: LatencyHistogram | None
+    send_ns: int
+    recv_ns: int
+    responses: int
+    late_sends: int
+    max_lag_ns: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def throughput(self, batch_size: int = 1) -> float:
+        """Inferences per second: completed requests times batch over the window's length."""
+        return self.completed * batch_size / (self.duration_ns / 1e9) if self.duration_ns else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+
+def merge_window(window: Window, end_ns: int) -> WindowStats:
+    """Close a window: merge every worker's slot."""
+    latency = LatencyHistogram(window.limits)
+    intended = first = between = None
+    errors: Counter[str] = Counter()
+    totals = {"completed": 0, "send_ns": 0, "recv_ns": 0, "responses": 0, "late_sends": 0}
+    max_lag = 0
+    for slot in list(window.slots.values()):
+        latency.merge(slot.latency)
+        if slot.intended is not None:
+            intended = intended or LatencyHistogram(window.limits)
+            intended.merge(slot.intended)
+        if slot.first_response is not None:
+            first = first or LatencyHistogram(window.limits)
+            between = between or LatencyHistogram(window.limits)
+            first.merge(slot.first_response)
+            between.merge(slot.between_responses)
+        errors.update(slot.errors)
+        for key in totals:
+            totals[key] += getattr(slot, key)
+        max_lag = max(max_lag, slot.max_lag_ns)
+    return WindowStats(
+        index=window.index,
+        duration_ns=end_ns - window.start_ns,
+        errors=dict(errors),
+        latency=latency,
+        intended=intended,
+        first_response=first,
+        between_responses=between,
+        max_lag_ns=max_lag,
+        **totals,
+    )
+
+
+def merge_stats(windows: list[WindowStats]) -> WindowStats:
+    """Several closed windows as one (for a load level's reported figures)."""
+    if not windows:
+        raise ValueError("no windows to merge")
+    limits = windows[0].latency.limits
+    latency = LatencyHistogram(limits)
+    merged_optional: dict[str, LatencyHistogram | None] = {
+        "intended": None,
+        "first_response": None,
+        "between_responses": None,
+    }
+    errors: Counter[str] = Counter()
+    for stats in windows:
+        latency.merge(stats.latency)
+        errors.update(stats.errors)
+        for name in merged_optional:
+            part = getattr(stats, name)
+            if part is not None:
+                merged_optional[name] = merged_optional[name] or LatencyHistogram(limits)
+                merged_optional[name].merge(part)  # type: ignore[union-attr]
+    return WindowStats(
+        index=-1,
+        duration_ns=sum(w.duration_ns for w in windows),
+        completed=sum(w.completed for w in windows),
+        errors=dict(errors),
+        latency=latency,
+        send_ns=sum(w.send_ns for w in windows),
+        recv_ns=sum(w.recv_ns for w in windows),
+        responses=sum(w.responses for w in windows),
+        late_sends=sum(w.late_sends for w in windows),
+        max_lag_ns=max(w.max_lag_ns for w in windows),
+        **merged_optional,  # type: ignore[arg-type]
+    )
+
+
+class Recorder:
+    """Holds the open window; the controller rotates it at window boundaries."""
+
+    def __init__(self, limits: HistogramLimits | None = None) -> None:
+        self.limits = limits or HistogramLimits()
+        self._next_index = 0
+        self.current = self._open()
+
+    def _open(self) -> Window:
+        window = Window(self._next_index, self.limits)
+        self._next_index += 1
+        return window
+
+    def restart_clock(self) -> None:
+        """Count the open window's duration from now (after a pause at the boundary)."""
+        self.current.start_ns = time.perf_counter_ns()
+
+    def rotate(self) -> WindowStats:
+        """Open a fresh window and return the closed one, merged."""
+        closing = self.current
+        self.current = self._open()
+        end = self.current.start_ns
+        return merge_window(closing, end)

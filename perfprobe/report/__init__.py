@@ -1,0 +1,1 @@
+"""Reports: CSV and JSON of a sweep's results."""
