@@ -29,6 +29,7 @@ _now = time.perf_counter_ns
 class EngineSettings:
     late_threshold_ns: int = 1_000_000  # an open-loop send this far behind schedule is "late"
     idle_poll_s: float = 0.0002  # how often a paused worker looks again
+    spin_ns: int = 1_000_000  # open loop: the last stretch before a send is waited by yielding, not sleeping
     stop_timeout_s: float = 30.0
 
 
@@ -116,18 +117,19 @@ class LoadEngine:
         assert schedule is not None
         picks = self._picks
         sleep = self.runtime.sleep
+        spin = self.settings.spin_ns
         try:
             while not self._stopping:
                 offset = schedule.next_offset()
                 intended = self._schedule_start_ns + offset
-                wait_ns = intended - _now()
-                if wait_ns > 0:
-                    # sleep in slices so that stop is noticed even between sparse sends
-                    while wait_ns > 0 and not self._stopping:
-                        sleep(min(wait_ns, 50_000_000) / 1e9)
-                        wait_ns = intended - _now()
-                    if self._stopping:
-                        break
+                # sleep in slices (so stop is noticed between sparse sends), then yield until due:
+                # timer wake-ups run late by up to a millisecond, which would show as late sends
+                while (wait_ns := intended - _now()) > spin and not self._stopping:
+                    sleep(min(wait_ns - spin, 50_000_000) / 1e9)
+                while _now() < intended and not self._stopping:
+                    sleep(0)
+                if self._stopping:
+                    break
                 worker.busy = True
                 request = requests[next(picks) % count]
                 sent = _now()

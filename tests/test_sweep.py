@@ -1,0 +1,161 @@
+"""perfprobe sweep against the real embedded Triton: every mode, protocol and worker kind."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from perfprobe import exitcodes
+from perfprobe.report.results import PA_COLUMNS
+
+FAST = ["--measurement-interval", "300", "--stability-windows", "2", "--max-trials", "3"]
+
+COMBINATIONS = [
+    ("http", "sync", "greenlet"),
+    ("http", "sync", "thread"),
+    ("http", "async", "greenlet"),
+    ("http", "async", "thread"),
+    ("grpc", "sync", "thread"),
+    ("grpc", "sync", "greenlet"),
+    ("grpc", "async", "thread"),
+    ("grpc", "async", "greenlet"),
+    ("grpc", "stream", "thread"),
+    ("grpc", "stream", "greenlet"),
+]
+
+
+def run_sweep(server, protocol: str, out: Path, *args: str, timeout: float = 240):
+    command = [sys.executable, "-m", "perfprobe", "sweep", "-i", protocol, "-u", server.url(protocol),
+               "--output-dir", str(out), *args]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    rows = []
+    document = None
+    if (out / "results.csv").exists():
+        with (out / "results.csv").open() as handle:
+            rows = list(csv.DictReader(handle))
+        document = json.loads((out / "results.json").read_text())
+    return result, rows, document
+
+
+@pytest.mark.parametrize(("protocol", "mode", "workers"), COMBINATIONS)
+def test_sweep_every_combination(server, tmp_path: Path, protocol: str, mode: str, workers: str) -> None:
+    result, rows, document = run_sweep(server, protocol, tmp_path, "-m", "simple", "--concurrency", "1:4",
+                                       "--mode", mode, "--workers", workers, *FAST)
+    assert result.returncode == 0, result.stderr
+    header = list(rows[0].keys())
+    assert header[:13] == ["Concurrency", *PA_COLUMNS]
+    assert [int(r["Concurrency"]) for r in rows] == [1, 2, 3, 4]
+    for row in rows:
+        assert float(row["Inferences/Second"]) > 0
+        assert int(row["Errors"]) == 0
+        assert int(row["p50 latency"]) <= int(row["p90 latency"]) <= int(row["p99 latency"])
+        assert row["Stable"] in ("yes", "no")
+    for level in document["levels"]:
+        for window in level["windows"]:
+            server_delta = window["server"]["simple"]
+            # windows are drained at their boundary: the server saw exactly the requests we completed
+            assert window["drained"]
+            assert server_delta["counts"]["success"] == window["completed"]
+            # the client's latency includes the server's time for the same requests
+            server_us = server_delta["ns"]["success"] / server_delta["counts"]["success"] / 1000
+            assert window["latency_us"]["mean"] >= server_us
+    assert document["model"]["name"] == "simple" and document["server"]["version"] == server.version
+    assert document["arguments"]["mode"] == mode
+
+
+@pytest.mark.parametrize("rate", [100, 300])
+def test_request_rate_is_held(server, tmp_path: Path, rate: int) -> None:
+    result, rows, _ = run_sweep(server, "http", tmp_path, "-m", "simple", "--request-rate", str(rate),
+                                "--measurement-interval", "2000", "--stability-windows", "2", "--max-trials", "2")
+    assert result.returncode == 0, result.stderr
+    (row,) = rows
+    assert float(row["Request Rate"]) == rate
+    assert float(row["Inferences/Second"]) == pytest.approx(rate, rel=0.05)
+    assert row["Intended p50 latency"] != "" and row["Late Sends"] != ""
+
+
+def test_intended_time_latency_shows_stalls(server, tmp_path: Path) -> None:
+    """A server that stalls now and then: measured from the intended send time, the tail grows."""
+    result, rows, document = run_sweep(
+        server, "http", tmp_path, "-m", "stall_sometimes", "--shape", "INPUT0:4", "--request-rate", "60",
+        "--max-inflight", "1", "--measurement-interval", "2000", "--stability-windows", "2", "--max-trials", "2",
+    )
+    assert result.returncode == 0, result.stderr
+    (row,) = rows
+    # under 1% of executions stall, so the actual-send p99 stays low; each stall holds back the
+    # ~9 sends scheduled behind it, which only the intended-time p99 sees
+    assert int(row["Intended p99 latency"]) > 2 * int(row["p99 latency"])
+    assert int(row["Late Sends"]) > 0
+    assert "could not keep" in row["Warnings"]
+    assert document["levels"][0]["windows"][0]["intended_histogram"]["count"] > 0
+
+
+def test_json_data_file_drives_the_inputs(server, tmp_path: Path) -> None:
+    from perfprobe.client import make_client
+    from perfprobe.load import dataset
+
+    data = {"data": [
+        {"INPUT0": list(range(16)), "INPUT1": {"content": [2] * 16, "shape": [16]}},
+        {"INPUT0": [7] * 16, "INPUT1": {"b64": __import__("base64").b64encode(
+            np.full(16, 5, "<i4").tobytes()).decode()}},
+    ]}
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(data))
+    with make_client("http", server.http_url) as client:
+        model = client.describe_model("simple")
+        items = dataset.load_items(model, dataset.DataOptions(source=str(path)))
+        requests = dataset.build_requests(client, model, items)
+        first, second = (client.send(request) for request in requests)
+    np.testing.assert_array_equal(first.as_numpy("OUTPUT0"), [np.arange(16) + 2])
+    np.testing.assert_array_equal(second.as_numpy("OUTPUT1"), [np.full(16, 2)])
+    result, rows, _ = run_sweep(server, "grpc", tmp_path / "out", "-m", "simple", "--input-data", str(path),
+                                "--concurrency", "2", *FAST)
+    assert result.returncode == 0, result.stderr
+    assert int(rows[0]["Errors"]) == 0
+
+
+def test_decoupled_model_in_stream_mode(server, tmp_path: Path) -> None:
+    path = tmp_path / "count.json"
+    path.write_text(json.dumps({"data": [{"COUNT": [3], "DELAY_MS": [2]}]}))
+    result, rows, _ = run_sweep(server, "grpc", tmp_path / "out", "-m", "repeat_decoupled", "--mode", "stream",
+                                "--input-data", str(path), "--concurrency", "1", *FAST)
+    assert result.returncode == 0, result.stderr
+    (row,) = rows
+    assert int(row["First Response p50"]) >= 2000
+    assert int(row["Inter-Response p50"]) >= 2000
+    assert float(row["Responses/Second"]) == pytest.approx(3 * float(row["Inferences/Second"]), rel=0.05)
+
+
+def test_config_file_with_flag_override(server, tmp_path: Path) -> None:
+    config = tmp_path / "sweep.yaml"
+    config.write_text("model: simple\nconcurrency: '1:2'\nmeasurement-interval: 300\nmax_trials: 2\n")
+    result, rows, document = run_sweep(server, "http", tmp_path / "out", "--config", str(config),
+                                       "--concurrency", "3")
+    assert result.returncode == 0, result.stderr
+    assert [r["Concurrency"] for r in rows] == ["3"]
+    assert document["arguments"]["measurement_interval"] == 300
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-m", "simple", "--concurrency", "1:0"], "end 0 is below start 1"),
+        (["-m", "simple", "--mode", "warp"], "invalid choice: 'warp'"),
+        (["-m", "simple", "--mode", "stream"], "needs gRPC"),
+        (["-m", "identity", "--concurrency", "1"], "--shape INPUT0"),
+        (["-m", "simple", "--binary-search"], "--latency-threshold"),
+        (["-m", "repeat_decoupled"], "decoupled"),
+        (["-m", "simple", "--input-data", "/no/such/file.json"], "--input-data"),
+    ],
+)
+def test_bad_arguments(server, tmp_path: Path, args: list[str], message: str) -> None:
+    result, _, _ = run_sweep(server, "http", tmp_path, *args, *FAST)
+    assert result.returncode == exitcodes.USAGE, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
