@@ -20,8 +20,14 @@ def test_ranges() -> None:
     assert parse_range("2:10:4", "--concurrency", integer=True, minimum=1) == [2, 6, 10]
     assert parse_range("8", "--concurrency", integer=True, minimum=1) == [8]
     assert parse_range("100:300:100", "--request-rate", integer=False, minimum=1e-6) == [100.0, 200.0, 300.0]
-    for bad, message in (("1:0", "below start"), ("0:4", "at least 1"), ("a:b", "whole numbers"),
-                         ("1:4:0", "positive"), ("1:4:x1", "above x1"), ("1:2:3:4", "expected")):
+    for bad, message in (
+        ("1:0", "below start"),
+        ("0:4", "at least 1"),
+        ("a:b", "whole numbers"),
+        ("1:4:0", "positive"),
+        ("1:4:x1", "above x1"),
+        ("1:2:3:4", "expected"),
+    ):
         with pytest.raises(UsageError, match=message):
             parse_range(bad, "--concurrency", integer=True, minimum=1)
 

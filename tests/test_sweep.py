@@ -31,8 +31,19 @@ COMBINATIONS = [
 
 
 def run_sweep(server, protocol: str, out: Path, *args: str, timeout: float = 240):
-    command = [sys.executable, "-m", "perfprobe", "sweep", "-i", protocol, "-u", server.url(protocol),
-               "--output-dir", str(out), *args]
+    command = [
+        sys.executable,
+        "-m",
+        "perfprobe",
+        "sweep",
+        "-i",
+        protocol,
+        "-u",
+        server.url(protocol),
+        "--output-dir",
+        str(out),
+        *args,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     rows = []
     document = None
@@ -45,8 +56,9 @@ def run_sweep(server, protocol: str, out: Path, *args: str, timeout: float = 240
 
 @pytest.mark.parametrize(("protocol", "mode", "workers"), COMBINATIONS)
 def test_sweep_every_combination(server, tmp_path: Path, protocol: str, mode: str, workers: str) -> None:
-    result, rows, document = run_sweep(server, protocol, tmp_path, "-m", "simple", "--concurrency", "1:4",
-                                       "--mode", mode, "--workers", workers, *FAST)
+    result, rows, document = run_sweep(
+        server, protocol, tmp_path, "-m", "simple", "--concurrency", "1:4", "--mode", mode, "--workers", workers, *FAST
+    )
     assert result.returncode == 0, result.stderr
     header = list(rows[0].keys())
     assert header[:13] == ["Concurrency", *PA_COLUMNS]
@@ -71,8 +83,21 @@ def test_sweep_every_combination(server, tmp_path: Path, protocol: str, mode: st
 
 @pytest.mark.parametrize("rate", [100, 300])
 def test_request_rate_is_held(server, tmp_path: Path, rate: int) -> None:
-    result, rows, _ = run_sweep(server, "http", tmp_path, "-m", "simple", "--request-rate", str(rate),
-                                "--measurement-interval", "2000", "--stability-windows", "2", "--max-trials", "2")
+    result, rows, _ = run_sweep(
+        server,
+        "http",
+        tmp_path,
+        "-m",
+        "simple",
+        "--request-rate",
+        str(rate),
+        "--measurement-interval",
+        "2000",
+        "--stability-windows",
+        "2",
+        "--max-trials",
+        "2",
+    )
     assert result.returncode == 0, result.stderr
     (row,) = rows
     assert float(row["Request Rate"]) == rate
@@ -83,8 +108,23 @@ def test_request_rate_is_held(server, tmp_path: Path, rate: int) -> None:
 def test_intended_time_latency_shows_stalls(server, tmp_path: Path) -> None:
     """A server that stalls now and then: measured from the intended send time, the tail grows."""
     result, rows, document = run_sweep(
-        server, "http", tmp_path, "-m", "stall_sometimes", "--shape", "INPUT0:4", "--request-rate", "60",
-        "--max-inflight", "1", "--measurement-interval", "2000", "--stability-windows", "2", "--max-trials", "2",
+        server,
+        "http",
+        tmp_path,
+        "-m",
+        "stall_sometimes",
+        "--shape",
+        "INPUT0:4",
+        "--request-rate",
+        "60",
+        "--max-inflight",
+        "1",
+        "--measurement-interval",
+        "2000",
+        "--stability-windows",
+        "2",
+        "--max-trials",
+        "2",
     )
     assert result.returncode == 0, result.stderr
     (row,) = rows
@@ -100,11 +140,15 @@ def test_json_data_file_drives_the_inputs(server, tmp_path: Path) -> None:
     from perfprobe.client import make_client
     from perfprobe.load import dataset
 
-    data = {"data": [
-        {"INPUT0": list(range(16)), "INPUT1": {"content": [2] * 16, "shape": [16]}},
-        {"INPUT0": [7] * 16, "INPUT1": {"b64": __import__("base64").b64encode(
-            np.full(16, 5, "<i4").tobytes()).decode()}},
-    ]}
+    data = {
+        "data": [
+            {"INPUT0": list(range(16)), "INPUT1": {"content": [2] * 16, "shape": [16]}},
+            {
+                "INPUT0": [7] * 16,
+                "INPUT1": {"b64": __import__("base64").b64encode(np.full(16, 5, "<i4").tobytes()).decode()},
+            },
+        ]
+    }
     path = tmp_path / "data.json"
     path.write_text(json.dumps(data))
     with make_client("http", server.http_url) as client:
@@ -114,8 +158,9 @@ def test_json_data_file_drives_the_inputs(server, tmp_path: Path) -> None:
         first, second = (client.send(request) for request in requests)
     np.testing.assert_array_equal(first.as_numpy("OUTPUT0"), [np.arange(16) + 2])
     np.testing.assert_array_equal(second.as_numpy("OUTPUT1"), [np.full(16, 2)])
-    result, rows, _ = run_sweep(server, "grpc", tmp_path / "out", "-m", "simple", "--input-data", str(path),
-                                "--concurrency", "2", *FAST)
+    result, rows, _ = run_sweep(
+        server, "grpc", tmp_path / "out", "-m", "simple", "--input-data", str(path), "--concurrency", "2", *FAST
+    )
     assert result.returncode == 0, result.stderr
     assert int(rows[0]["Errors"]) == 0
 
@@ -123,8 +168,20 @@ def test_json_data_file_drives_the_inputs(server, tmp_path: Path) -> None:
 def test_decoupled_model_in_stream_mode(server, tmp_path: Path) -> None:
     path = tmp_path / "count.json"
     path.write_text(json.dumps({"data": [{"COUNT": [3], "DELAY_MS": [2]}]}))
-    result, rows, _ = run_sweep(server, "grpc", tmp_path / "out", "-m", "repeat_decoupled", "--mode", "stream",
-                                "--input-data", str(path), "--concurrency", "1", *FAST)
+    result, rows, _ = run_sweep(
+        server,
+        "grpc",
+        tmp_path / "out",
+        "-m",
+        "repeat_decoupled",
+        "--mode",
+        "stream",
+        "--input-data",
+        str(path),
+        "--concurrency",
+        "1",
+        *FAST,
+    )
     assert result.returncode == 0, result.stderr
     (row,) = rows
     assert int(row["First Response p50"]) >= 2000
@@ -135,8 +192,7 @@ def test_decoupled_model_in_stream_mode(server, tmp_path: Path) -> None:
 def test_config_file_with_flag_override(server, tmp_path: Path) -> None:
     config = tmp_path / "sweep.yaml"
     config.write_text("model: simple\nconcurrency: '1:2'\nmeasurement-interval: 300\nmax_trials: 2\n")
-    result, rows, document = run_sweep(server, "http", tmp_path / "out", "--config", str(config),
-                                       "--concurrency", "3")
+    result, rows, document = run_sweep(server, "http", tmp_path / "out", "--config", str(config), "--concurrency", "3")
     assert result.returncode == 0, result.stderr
     assert [r["Concurrency"] for r in rows] == ["3"]
     assert document["arguments"]["measurement_interval"] == 300

@@ -17,10 +17,12 @@ from urllib.parse import quote
 
 import gevent
 from geventhttpclient import HTTPClient
+from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 
 from perfprobe.client import datatypes
 from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback
 from perfprobe.client.errors import InferenceServerError
+from perfprobe.client.http_wire import WireConnection, WireError, encode_request
 from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -35,6 +37,7 @@ class HttpRequest:
     body: bytes
     headers: dict[str, str]
     model_name: str
+    wire: bytes  # the whole HTTP/1.1 request, as sent
 
 
 def _compress(body: bytes, algorithm: str) -> bytes:
@@ -97,6 +100,25 @@ class HttpClient(InferenceClient):
             ssl_options=ssl_options or None,
             insecure=insecure,
         )
+        real_host, real_port = host or "localhost", int(port) if port else (443 if ssl else 80)
+        self._host_header = f"{real_host}:{real_port}"
+        pool_options = {
+            "size": max(1, concurrency),
+            "connection_timeout": connection_timeout,
+            "network_timeout": network_timeout,
+        }
+        if ssl:
+            self._wire_pool: ConnectionPool = SSLConnectionPool(
+                real_host,
+                real_port,
+                real_host,
+                real_port,
+                insecure=insecure,
+                ssl_options=ssl_options or None,
+                **pool_options,
+            )
+        else:
+            self._wire_pool = ConnectionPool(real_host, real_port, real_host, real_port, **pool_options)
         self._headers = dict(headers or {})
         self._request_compression = request_compression
         self._response_compression = response_compression
@@ -255,14 +277,32 @@ class HttpClient(InferenceClient):
         if self._response_compression:
             headers["Accept-Encoding"] = self._response_compression
         uri = self._model_path(model_name, options.model_version) + "/infer"
-        return HttpRequest(uri=uri, body=body, headers=headers, model_name=model_name)
+        wire = encode_request("POST", uri, self._host_header, {**self._headers, **headers}, body)
+        return HttpRequest(uri=uri, body=body, headers=headers, model_name=model_name, wire=wire)
 
     def send_raw(self, request: HttpRequest) -> tuple[bytes, int | None]:
         """Send and return the undecoded response (body, JSON header length); raises on errors."""
-        status, response, payload = self._request("POST", request.uri, request.body, request.headers)
+        connection = WireConnection(self._wire_pool)
+        try:
+            return self._exchange(connection, request)
+        finally:
+            connection.close()
+
+    def dedicated(self) -> HttpConnection:
+        """A connection one worker keeps for all its requests (no pool round trip per request)."""
+        return HttpConnection(self, WireConnection(self._wire_pool))
+
+    def _exchange(self, connection: WireConnection, request: HttpRequest) -> tuple[bytes, int | None]:
+        try:
+            status, headers, payload = connection.exchange(request.wire)
+        except (OSError, WireError, gevent.Timeout) as exc:
+            raise InferenceServerError(f"cannot reach {self.url}: {exc}") from exc
+        encoding = headers.get("content-encoding")
+        if encoding:
+            payload = _decompress(payload, encoding)
         if status != 200:
             raise _error(status, payload)
-        header_length = response.get(HEADER_LENGTH.lower())
+        header_length = headers.get(HEADER_LENGTH.lower())
         return payload, int(header_length) if header_length else None
 
     @staticmethod
@@ -288,6 +328,23 @@ class HttpClient(InferenceClient):
 
     def close(self) -> None:
         self._pool.close()
+        self._wire_pool.close()
+
+
+class HttpConnection:
+    """A worker's own kept-alive connection to the server, for the inference hot path."""
+
+    def __init__(self, client: HttpClient, connection: WireConnection) -> None:
+        self._client = client
+        self._connection = connection
+
+    def send_raw(self, request: HttpRequest) -> tuple[bytes, int | None]:
+        return self._client._exchange(self._connection, request)
+
+    decode_raw = staticmethod(HttpClient.decode_raw)
+
+    def close(self) -> None:
+        self._connection.close()
 
 
 def _encode_inputs(inputs: list[InferInput], binary_inputs: bool) -> tuple[list[dict[str, Any]], list[Any]]:

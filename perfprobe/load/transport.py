@@ -31,6 +31,20 @@ class Transport:
     notes: list[str] = field(default_factory=list)
 
 
+class _ThreadConnection:
+    """A thread worker's own client and its one kept connection, closed together."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._connection = client.dedicated()
+        self.send_raw = self._connection.send_raw
+        self.decode_raw = self._connection.decode_raw
+
+    def close(self) -> None:
+        self._connection.close()
+        self._client.close()
+
+
 def check_combination(protocol: str, mode: str, decoupled: bool) -> None:
     """Refuse combinations that cannot work, with the reason."""
     if mode not in MODES:
@@ -60,11 +74,13 @@ def build_transport(
             runtime = make_runtime("greenlet")
         if runtime.kind == "greenlet":
             shared = make_client("http", url, concurrency=max_workers, **options)
-            return Transport(runtime, lambda: BlockingSender(shared), shared, notes)
+            # each greenlet keeps one connection of the shared pool for all its requests
+            return Transport(runtime, lambda: BlockingSender(shared.dedicated(), owned=True), shared, notes)
         shared = make_client("http", url, **options)
 
         def per_thread() -> Sender:  # geventhttpclient objects belong to the thread that made them
-            return BlockingSender(make_client("http", url, **options), owned=True)
+            client = make_client("http", url, **options)
+            return BlockingSender(_ThreadConnection(client), owned=True)
 
         return Transport(runtime, per_thread, shared, notes)
     options = dict(client_options)

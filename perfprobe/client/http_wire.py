@@ -1,0 +1,133 @@
+"""The inference hot path over HTTP/1.1: whole requests pre-encoded, responses parsed minimally.
+
+geventhttpclient's general request builder merges header objects and reparses for every
+call; a load generator resending the same request needs none of that. Here a request is
+encoded once into its exact bytes (request line, headers, body) and sent on a kept-alive
+socket taken from geventhttpclient's connection pool; the response parser reads only the
+status, the headers we act on, and a Content-Length or chunked body.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_HEADER_END = b"\r\n\r\n"
+
+
+class WireError(OSError):
+    """The connection broke or the server's answer was not valid HTTP/1.1."""
+
+
+def encode_request(method: str, uri: str, host: str, headers: dict[str, str], body: bytes) -> bytes:
+    """The complete bytes of an HTTP/1.1 request with a Content-Length body."""
+    lines = [f"{method} {uri} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return head + body
+
+
+def read_response(sock: Any, read_size: int = 65536) -> tuple[int, dict[str, str], bytes, bool]:
+    """Read one response: (status, lower-cased headers, body, connection reusable)."""
+    buffer = bytearray()
+    while True:
+        end = buffer.find(_HEADER_END)
+        if end >= 0:
+            break
+        chunk = sock.recv(read_size)
+        if not chunk:
+            raise WireError("connection closed before the response headers")
+        buffer += chunk
+    head = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+    try:
+        status = int(head[0].split(" ", 2)[1])
+    except (IndexError, ValueError):
+        raise WireError(f"not an HTTP response: {head[0][:80]!r}") from None
+    headers: dict[str, str] = {}
+    for line in head[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    rest = buffer[end + 4 :]
+    reusable = headers.get("connection", "").lower() != "close"
+    if "content-length" in headers:
+        body = _read_exact(sock, rest, int(headers["content-length"]))
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _read_chunked(sock, rest, read_size)
+    else:  # body runs to the end of the connection
+        parts = [bytes(rest)]
+        while chunk := sock.recv(read_size):
+            parts.append(chunk)
+        body, reusable = b"".join(parts), False
+    return status, headers, body, reusable
+
+
+def _read_exact(sock: Any, already: bytearray, length: int) -> bytes:
+    if len(already) >= length:
+        return bytes(already[:length])
+    body = bytearray(length)
+    body[: len(already)] = already
+    view = memoryview(body)
+    filled = len(already)
+    while filled < length:
+        received = sock.recv_into(view[filled:], length - filled)
+        if not received:
+            raise WireError(f"connection closed after {filled} of {length} body bytes")
+        filled += received
+    return bytes(body) if length < 1 << 20 else body  # large bodies stay as the bytearray, uncopied
+
+
+def _read_chunked(sock: Any, buffer: bytearray, read_size: int) -> bytes:
+    parts: list[bytes] = []
+    while True:
+        while (line_end := buffer.find(b"\r\n")) < 0:
+            chunk = sock.recv(read_size)
+            if not chunk:
+                raise WireError("connection closed inside a chunked body")
+            buffer += chunk
+        size = int(bytes(buffer[:line_end]).split(b";")[0], 16)
+        del buffer[: line_end + 2]
+        while len(buffer) < size + 2:
+            chunk = sock.recv(read_size)
+            if not chunk:
+                raise WireError("connection closed inside a chunk")
+            buffer += chunk
+        if size == 0:
+            return b"".join(parts)
+        parts.append(bytes(buffer[:size]))
+        del buffer[: size + 2]
+
+
+class WireConnection:
+    """One socket kept by one worker for all its requests (returned to the pool on close)."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._sock: Any = None
+
+    def exchange(self, wire: bytes) -> tuple[int, dict[str, str], bytes]:
+        """Send pre-encoded request bytes, return (status, headers, body); reconnect once if stale."""
+        for attempt in (0, 1):
+            reused = self._sock is not None
+            if self._sock is None:
+                self._sock = self._pool.get_socket()
+            try:
+                self._sock.sendall(wire)
+                status, headers, body, reusable = read_response(self._sock)
+            except (OSError, WireError):
+                self._discard()
+                if reused and attempt == 0:
+                    continue  # a kept-alive socket the server had closed: try a fresh one
+                raise
+            if not reusable:
+                self._discard()
+            return status, headers, body
+        raise WireError("unreachable")
+
+    def _discard(self) -> None:
+        if self._sock is not None:
+            self._pool.release_socket(self._sock)
+            self._sock = None
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._pool.return_socket(self._sock)
+            self._sock = None
