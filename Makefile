@@ -23,10 +23,9 @@ $(NP2_STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# the main job against the embedded real Triton server
+# the main job: a concurrency sweep of ResNet-50 on the embedded real Triton server
 demo: $(STAMP)
-	$(BIN)/perfprobe infer --serve -m resnet50 -c 5 -s INCEPTION docs/sample.jpg
-	$(BIN)/perfprobe infer --serve -m simple -i grpc
+	$(BIN)/perfprobe sweep --serve -m resnet50 --concurrency 1:4:x2 --measurement-interval 3000
 
 test: $(STAMP) $(NP2_STAMP)
 	$(BIN)/ruff check .

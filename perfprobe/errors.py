@@ -15,3 +15,9 @@ class UsageError(PerfprobeError):
     """Bad arguments or input data (wrong shape, datatype, unreadable file)."""
 
     exit_code = exitcodes.USAGE
+
+
+class AllRequestsFailed(PerfprobeError):
+    """A sweep in which no request succeeded: the server refused everything."""
+
+    exit_code = exitcodes.SERVER_ERROR

@@ -215,3 +215,50 @@ def test_bad_arguments(server, tmp_path: Path, args: list[str], message: str) ->
     assert result.returncode == exitcodes.USAGE, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_interrupt_keeps_what_was_measured(server, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    command = [sys.executable, "-m", "perfprobe", "sweep", "-m", "simple", "-u", server.http_url,
+               "--concurrency", "1:3", "--measurement-interval", "300", "--stability-windows", "2",
+               "--max-trials", "2", "--output-dir", str(tmp_path)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _rows(tmp_path):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == exitcodes.INTERRUPTED, err
+    rows = _rows(tmp_path)
+    assert 1 <= len(rows) < 3 and rows[0]["Concurrency"] == "1"
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert "finished_at" in document and len(document["levels"]) == len(rows)
+
+
+def _rows(folder: Path) -> list[dict[str, str]]:
+    path = folder / "results.csv"
+    if not path.exists():
+        return []
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_latency_threshold_and_binary_search(server, tmp_path: Path) -> None:
+    """simple with a 20 ms delay, one instance: latency grows ~20 ms per extra request in flight."""
+    from perfprobe.client import make_client
+
+    with make_client("http", server.http_url) as client:
+        config = client.model_config("simple")
+        slow = {**config, "name": "simple", "parameters": {"delay_ms": {"string_value": "20"}}}
+        client.load_model("simple", json.dumps(slow))
+        try:
+            result, rows, _ = run_sweep(server, "http", tmp_path, "-m", "simple", "--concurrency", "1:8",
+                                        "--latency-threshold", "50", "--binary-search", *FAST)
+        finally:
+            client.load_model("simple", json.dumps(config))
+    assert result.returncode == 0, result.stderr
+    levels = [int(r["Concurrency"]) for r in rows]
+    assert levels[:2] == [1, 8] and len(levels) <= 5  # ends, then bisection: not all eight levels
+    assert "highest concurrency under 50 ms: 2" in result.stdout

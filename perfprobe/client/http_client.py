@@ -22,7 +22,7 @@ from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 from perfprobe.client import datatypes
 from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback
 from perfprobe.client.errors import InferenceServerError
-from perfprobe.client.http_wire import WireConnection, WireError, encode_request
+from perfprobe.client.http_wire import PlainSocketPool, WireConnection, WireError, encode_request
 from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -119,6 +119,8 @@ class HttpClient(InferenceClient):
             )
         else:
             self._wire_pool = ConnectionPool(real_host, real_port, real_host, real_port, **pool_options)
+        self._ssl, self._ssl_ca_file, self._insecure = ssl, ssl_ca_file, insecure
+        self._connection_timeout, self._network_timeout = connection_timeout, network_timeout
         self._headers = dict(headers or {})
         self._request_compression = request_compression
         self._response_compression = response_compression
@@ -288,9 +290,25 @@ class HttpClient(InferenceClient):
         finally:
             connection.close()
 
-    def dedicated(self) -> HttpConnection:
-        """A connection one worker keeps for all its requests (no pool round trip per request)."""
-        return HttpConnection(self, WireConnection(self._wire_pool))
+    def dedicated(self, blocking: bool = False) -> HttpConnection:
+        """A connection one worker keeps for all its requests (no pool round trip per request).
+
+        ``blocking`` gives a plain stdlib socket instead of a gevent one: right for a native
+        thread that owns the connection, where an event loop would only add overhead.
+        """
+        if not blocking:
+            return HttpConnection(self, WireConnection(self._wire_pool))
+        host, port = self._host_header.rsplit(":", 1)
+        context = None
+        if self._ssl:
+            import ssl as ssl_module
+
+            context = ssl_module.create_default_context(cafile=self._ssl_ca_file)
+            if self._insecure:
+                context.check_hostname = False
+                context.verify_mode = ssl_module.CERT_NONE
+        pool = PlainSocketPool(host, int(port), self._connection_timeout, self._network_timeout, context)
+        return HttpConnection(self, WireConnection(pool), pool)
 
     def _exchange(self, connection: WireConnection, request: HttpRequest) -> tuple[bytes, int | None]:
         try:
@@ -334,17 +352,25 @@ class HttpClient(InferenceClient):
 class HttpConnection:
     """A worker's own kept-alive connection to the server, for the inference hot path."""
 
-    def __init__(self, client: HttpClient, connection: WireConnection) -> None:
+    def __init__(self, client: HttpClient, connection: WireConnection, own_pool: Any = None) -> None:
         self._client = client
         self._connection = connection
+        self._own_pool = own_pool
 
     def send_raw(self, request: HttpRequest) -> tuple[bytes, int | None]:
         return self._client._exchange(self._connection, request)
+
+    @property
+    def last_send_ns(self) -> int:
+        """How long writing the last request onto the socket took (perf_analyzer's "Client Send")."""
+        return self._connection.last_send_ns
 
     decode_raw = staticmethod(HttpClient.decode_raw)
 
     def close(self) -> None:
         self._connection.close()
+        if self._own_pool is not None:
+            self._own_pool.close()
 
 
 def _encode_inputs(inputs: list[InferInput], binary_inputs: bool) -> tuple[list[dict[str, Any]], list[Any]]:

@@ -9,6 +9,7 @@ status, the headers we act on, and a Content-Length or chunked body.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 _HEADER_END = b"\r\n\r\n"
@@ -102,6 +103,8 @@ class WireConnection:
     def __init__(self, pool: Any) -> None:
         self._pool = pool
         self._sock: Any = None
+        self.last_send_ns = 0  # time the last request took to write onto the socket
+
 
     def exchange(self, wire: bytes) -> tuple[int, dict[str, str], bytes]:
         """Send pre-encoded request bytes, return (status, headers, body); reconnect once if stale."""
@@ -110,7 +113,9 @@ class WireConnection:
             if self._sock is None:
                 self._sock = self._pool.get_socket()
             try:
+                started = time.perf_counter_ns()
                 self._sock.sendall(wire)
+                self.last_send_ns = time.perf_counter_ns() - started
                 status, headers, body, reusable = read_response(self._sock)
             except (OSError, WireError):
                 self._discard()
@@ -131,3 +136,41 @@ class WireConnection:
         if self._sock is not None:
             self._pool.return_socket(self._sock)
             self._sock = None
+
+
+class PlainSocketPool:
+    """Blocking stdlib sockets for thread workers: no event loop between us and the kernel.
+
+    The same three calls as geventhttpclient's pool (get / return / release), so a
+    ``WireConnection`` works on either.
+    """
+
+    def __init__(self, host: str, port: int, connection_timeout: float, network_timeout: float,
+                 ssl_context: Any = None) -> None:
+        self._address = (host, port)
+        self._connection_timeout = connection_timeout
+        self._network_timeout = network_timeout
+        self._ssl_context = ssl_context
+        self._idle: list[Any] = []
+
+    def get_socket(self) -> Any:
+        import socket
+
+        if self._idle:
+            return self._idle.pop()
+        sock = socket.create_connection(self._address, timeout=self._connection_timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(self._network_timeout)
+        if self._ssl_context is not None:
+            sock = self._ssl_context.wrap_socket(sock, server_hostname=self._address[0])
+        return sock
+
+    def return_socket(self, sock: Any) -> None:
+        self._idle.append(sock)
+
+    def release_socket(self, sock: Any) -> None:
+        sock.close()
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()

@@ -11,7 +11,7 @@ from typing import Any
 
 from perfprobe.commands.common import add_connection_options, parse_headers
 from perfprobe.commands.sweep_options import SweepPlan, plan_from_args
-from perfprobe.errors import PerfprobeError, UsageError
+from perfprobe.errors import AllRequestsFailed, UsageError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -134,7 +134,7 @@ def _sweep(plan: SweepPlan, url: str, control: Any, headers: dict[str, str]) -> 
         _write(out_dir, plan, rows, document)
     _summary(rows, plan, out_dir)
     if rows and all(row["Completed"] == 0 for row in rows):
-        raise PerfprobeError("every request failed: " + (rows[-1]["Warnings"] or "see the JSON"))
+        raise AllRequestsFailed("every request failed: " + (rows[-1]["Warnings"] or "see the JSON"))
     return exit_code
 
 

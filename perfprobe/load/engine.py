@@ -74,7 +74,7 @@ class LoadEngine:
         if outcome.error is not None:
             slot.failure(outcome.error)
             return
-        slot.success(done_ns - sent_ns, 0, outcome.recv_ns)
+        slot.success(done_ns - sent_ns, outcome.send_ns, outcome.recv_ns)
         if intended_ns is not None:
             lag = sent_ns - intended_ns
             slot.scheduled(done_ns - intended_ns, max(lag, 0), lag > self.settings.late_threshold_ns)

@@ -20,6 +20,7 @@ _now = time.perf_counter_ns
 @dataclass
 class Outcome:
     error: str | None = None
+    send_ns: int = 0
     recv_ns: int = 0
     response_times: list[int] = field(default_factory=list)  # streamed responses carrying outputs
 
@@ -63,7 +64,7 @@ class BlockingSender(Sender):
             self._decode(raw)
         except Exception as exc:
             return Outcome(error=error_code(exc))
-        return Outcome(recv_ns=_now() - started)
+        return Outcome(send_ns=getattr(self._client, "last_send_ns", 0), recv_ns=_now() - started)
 
 
 class FutureSender(Sender):

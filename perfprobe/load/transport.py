@@ -36,9 +36,13 @@ class _ThreadConnection:
 
     def __init__(self, client: Any) -> None:
         self._client = client
-        self._connection = client.dedicated()
+        self._connection = client.dedicated(blocking=True)
         self.send_raw = self._connection.send_raw
         self.decode_raw = self._connection.decode_raw
+
+    @property
+    def last_send_ns(self) -> int:
+        return self._connection.last_send_ns
 
     def close(self) -> None:
         self._connection.close()
