@@ -18,6 +18,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,8 +42,10 @@ def install_perf_analyzer() -> tuple[Path, dict[str, str]]:
         root.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory() as download:
             for package in (f"tritonclient=={PA_VERSION}", "nvidia-cuda-runtime-cu12"):
-                subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", download,
-                                package], check=True)
+                subprocess.run(
+                    [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", download, package],
+                    check=True,
+                )
             for wheel in Path(download).glob("*.whl"):
                 target = root / ("tc" if wheel.name.startswith("tritonclient") else "cu")
                 with zipfile.ZipFile(wheel) as archive:
@@ -78,6 +81,10 @@ def read_row(path: Path) -> dict[str, str]:
     return rows[-1] if rows else {}
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="1,2,4,8")
@@ -87,27 +94,72 @@ def main() -> int:
     parser.add_argument("--stability", type=float, default=15.0, help="stability percentage, both tools")
     parser.add_argument("--markdown", help="append the table to this Markdown file")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)  # stop the embedded server on SIGTERM too
     binary, pa_env = install_perf_analyzer()
     levels = [int(v) for v in args.levels.split(",")]
     lines = []
-    with EmbeddedServer(builtin_models=["simple"], pick_free_ports=True) as server, \
-            make_client("http", server.http_url) as control, tempfile.TemporaryDirectory() as work:
-        header = ("| protocol | perfprobe mode | concurrency | perf_analyzer infer/s | perfprobe infer/s | ratio | "
-                  "PA CPU us/req | perfprobe CPU us/req | p50 ratio | p99 ratio |")
+    with (
+        EmbeddedServer(builtin_models=["simple"], pick_free_ports=True) as server,
+        make_client("http", server.http_url) as control,
+        tempfile.TemporaryDirectory() as work,
+    ):
+        header = (
+            "| protocol | perfprobe mode | concurrency | perf_analyzer infer/s | perfprobe infer/s | ratio | "
+            "PA CPU us/req | perfprobe CPU us/req | p50 ratio | p99 ratio |"
+        )
         lines += [header, "|" + "---|" * 10]
         print(header, flush=True)
         for protocol in args.protocols.split(","):
             modes = args.grpc_modes.split(",") if protocol == "grpc" else ["sync"]
             for mode in modes:
                 for index, level in enumerate(levels):
-                    pa_csv, pp_dir = Path(work) / f"pa-{protocol}-{mode}-{level}.csv", Path(work) / f"pp-{protocol}-{mode}-{level}"
-                    pa_cmd = [str(binary), "-m", "simple", "-u", server.url(protocol), "-i", protocol,
-                              "--concurrency-range", f"{level}:{level}", "--measurement-interval", str(args.window_ms),
-                              "--stability-percentage", f"{args.stability:g}", "--max-trials", "10", "-f", str(pa_csv)]
-                    pp_cmd = [sys.executable, "-m", "perfprobe", "sweep", "-m", "simple", "-u", server.url(protocol),
-                              "-i", protocol, "--mode", mode, "--concurrency", str(level), "--measurement-interval",
-                              str(args.window_ms), "--stability-percentage", f"{args.stability:g}", "--max-trials", "10",
-                              "--output-dir", str(pp_dir)]
+                    pa_csv, pp_dir = (
+                        Path(work) / f"pa-{protocol}-{mode}-{level}.csv",
+                        Path(work) / f"pp-{protocol}-{mode}-{level}",
+                    )
+                    pa_cmd = [
+                        str(binary),
+                        "-m",
+                        "simple",
+                        "-u",
+                        server.url(protocol),
+                        "-i",
+                        protocol,
+                        "--concurrency-range",
+                        f"{level}:{level}",
+                        "--measurement-interval",
+                        str(args.window_ms),
+                        "--stability-percentage",
+                        f"{args.stability:g}",
+                        "--max-trials",
+                        "10",
+                        "-f",
+                        str(pa_csv),
+                    ]
+                    pp_cmd = [
+                        sys.executable,
+                        "-m",
+                        "perfprobe",
+                        "sweep",
+                        "-m",
+                        "simple",
+                        "-u",
+                        server.url(protocol),
+                        "-i",
+                        protocol,
+                        "--mode",
+                        mode,
+                        "--concurrency",
+                        str(level),
+                        "--measurement-interval",
+                        str(args.window_ms),
+                        "--stability-percentage",
+                        f"{args.stability:g}",
+                        "--max-trials",
+                        "10",
+                        "--output-dir",
+                        str(pp_dir),
+                    ]
                     runs = [("pa", pa_cmd, pa_env), ("pp", pp_cmd, dict(os.environ))]
                     if index % 2:
                         runs.reverse()  # alternate who goes first, so drift does not favour one side
@@ -128,18 +180,22 @@ def main() -> int:
                     pa_tput, pp_tput = float(pa["Inferences/Second"]), float(pp["Inferences/Second"])
                     pa_cpu = measured["pa"][0] / max(measured["pa"][1], 1) * 1e6
                     pp_cpu = measured["pp"][0] / max(measured["pp"][1], 1) * 1e6
-                    row = (f"| {protocol} | {mode} | {level} | {pa_tput:.0f} | {pp_tput:.0f} | {pp_tput / pa_tput:.2f} | "
-                           f"{pa_cpu:.0f} | {pp_cpu:.0f} | "
-                           f"{float(pp['p50 latency']) / max(float(pa['p50 latency']), 1):.2f} | "
-                           f"{float(pp['p99 latency']) / max(float(pa['p99 latency']), 1):.2f} |")
+                    row = (
+                        f"| {protocol} | {mode} | {level} | {pa_tput:.0f} | {pp_tput:.0f} | {pp_tput / pa_tput:.2f} | "
+                        f"{pa_cpu:.0f} | {pp_cpu:.0f} | "
+                        f"{float(pp['p50 latency']) / max(float(pa['p50 latency']), 1):.2f} | "
+                        f"{float(pp['p99 latency']) / max(float(pa['p99 latency']), 1):.2f} |"
+                    )
                     lines.append(row)
                     print(row, flush=True)
     if args.markdown:
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         with open(args.markdown, "a") as handle:
-            handle.write(f"\n### {stamp} — {machine}, window {args.window_ms} ms, stability {args.stability:g}%, "
-                         f"Triton {server.version}\n\n")
+            handle.write(
+                f"\n### {stamp} — {machine}, window {args.window_ms} ms, stability {args.stability:g}%, "
+                f"Triton {server.version}\n\n"
+            )
             handle.write("\n".join(lines) + "\n")
     return 0
 

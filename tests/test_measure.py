@@ -132,3 +132,17 @@ nv_inference_count{model="simple",version="1"} 12
 """
     parsed = metrics.parse_prometheus(text)
     assert parsed == {"nv_cpu_utilization": 0.42, "nv_cpu_memory_used_bytes": 1.5e9, "nv_gpu_utilization": 0.75}
+
+
+def test_bulk_recording_equals_one_by_one() -> None:
+    rng = np.random.default_rng(1)
+    values = rng.lognormal(12, 1.5, 20000).astype(np.int64)
+    values[:4] = [0, 999, 1000, 5 * 10**15]  # below the resolution, at it, and beyond the range
+    one_by_one, bulk = LatencyHistogram(), LatencyHistogram()
+    for value in values:
+        one_by_one.record_ns(int(value))
+    bulk.record_many_ns(values)
+    np.testing.assert_array_equal(np.ctypeslib.as_array(one_by_one.hdr.counts), np.ctypeslib.as_array(bulk.hdr.counts))
+    expected, got = one_by_one.summary(), bulk.summary()
+    assert got.pop("std") == pytest.approx(expected.pop("std"))
+    assert got == expected and bulk.clamped == one_by_one.clamped == 1

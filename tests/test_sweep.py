@@ -221,9 +221,26 @@ def test_interrupt_keeps_what_was_measured(server, tmp_path: Path) -> None:
     import signal
     import time
 
-    command = [sys.executable, "-m", "perfprobe", "sweep", "-m", "simple", "-u", server.http_url,
-               "--concurrency", "1:3", "--measurement-interval", "300", "--stability-windows", "2",
-               "--max-trials", "2", "--output-dir", str(tmp_path)]
+    command = [
+        sys.executable,
+        "-m",
+        "perfprobe",
+        "sweep",
+        "-m",
+        "simple",
+        "-u",
+        server.http_url,
+        "--concurrency",
+        "1:3",
+        "--measurement-interval",
+        "300",
+        "--stability-windows",
+        "2",
+        "--max-trials",
+        "2",
+        "--output-dir",
+        str(tmp_path),
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not _rows(tmp_path):
@@ -254,8 +271,19 @@ def test_latency_threshold_and_binary_search(server, tmp_path: Path) -> None:
         slow = {**config, "name": "simple", "parameters": {"delay_ms": {"string_value": "20"}}}
         client.load_model("simple", json.dumps(slow))
         try:
-            result, rows, _ = run_sweep(server, "http", tmp_path, "-m", "simple", "--concurrency", "1:8",
-                                        "--latency-threshold", "50", "--binary-search", *FAST)
+            result, rows, _ = run_sweep(
+                server,
+                "http",
+                tmp_path,
+                "-m",
+                "simple",
+                "--concurrency",
+                "1:8",
+                "--latency-threshold",
+                "50",
+                "--binary-search",
+                *FAST,
+            )
         finally:
             client.load_model("simple", json.dumps(config))
     assert result.returncode == 0, result.stderr

@@ -105,7 +105,6 @@ class WireConnection:
         self._sock: Any = None
         self.last_send_ns = 0  # time the last request took to write onto the socket
 
-
     def exchange(self, wire: bytes) -> tuple[int, dict[str, str], bytes]:
         """Send pre-encoded request bytes, return (status, headers, body); reconnect once if stale."""
         for attempt in (0, 1):
@@ -145,8 +144,9 @@ class PlainSocketPool:
     ``WireConnection`` works on either.
     """
 
-    def __init__(self, host: str, port: int, connection_timeout: float, network_timeout: float,
-                 ssl_context: Any = None) -> None:
+    def __init__(
+        self, host: str, port: int, connection_timeout: float, network_timeout: float, ssl_context: Any = None
+    ) -> None:
         self._address = (host, port)
         self._connection_timeout = connection_timeout
         self._network_timeout = network_timeout
