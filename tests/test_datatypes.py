@@ -53,3 +53,35 @@ def test_datatype_inference_and_config_names() -> None:
         datatypes.numpy_dtype("FP8")
     with pytest.raises(ValueError, match="binary"):
         datatypes.json_values(np.zeros(2, np.float16), "FP16")
+
+
+class _FakeSocket:
+    """A stand-in socket that returns canned bytes in small pieces (no server can split replies at will)."""
+
+    def __init__(self, data: bytes, piece: int = 7) -> None:
+        self._data, self._piece = data, piece
+
+    def recv(self, size: int) -> bytes:
+        chunk, self._data = self._data[: min(size, self._piece)], self._data[min(size, self._piece) :]
+        return chunk
+
+    def recv_into(self, view, size: int) -> int:
+        chunk = self.recv(size)
+        view[: len(chunk)] = chunk
+        return len(chunk)
+
+
+def test_http_response_parsing_content_length_and_chunked() -> None:
+    from perfprobe.client.http_wire import read_response
+
+    plain = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: x\r\ninference-header-content-length: 3\r\nContent-Length: 5\r\n\r\nabcde"
+    )
+    status, headers, body, reusable = read_response(_FakeSocket(plain))
+    assert (status, body, reusable) == (200, b"abcde", True)
+    assert headers == {"inference-header-content-length": "3", "content-length": "5"}
+    chunked = (
+        b"HTTP/1.1 400 Bad\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"
+    )
+    status, headers, body, reusable = read_response(_FakeSocket(chunked))
+    assert (status, body, reusable) == (400, b"abcde", False)

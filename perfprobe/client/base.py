@@ -41,6 +41,26 @@ class RequestOptions:
         return params
 
 
+def retry_while_in_use(call: Callable[[], None], attempts: int = 50, pause_s: float = 0.02) -> None:
+    """Run an unregister call, retrying while the server still holds the region.
+
+    Triton drops its reference to a region when it frees the response, which can be a moment
+    after the client already has the result; unregistering then fails with "in use".
+    """
+    import time
+
+    from perfprobe.client.errors import InferenceServerError
+
+    for attempt in range(attempts):
+        try:
+            call()
+            return
+        except InferenceServerError as exc:
+            if "in use" not in exc.message or attempt == attempts - 1:
+                raise
+            time.sleep(pause_s)
+
+
 class InferenceClient(ABC):
     """The operations of the KServe v2 protocol plus Triton's extensions."""
 

@@ -18,7 +18,7 @@ import grpc
 from perfprobe.client import protoconv
 from perfprobe.client._proto import grpc_service_pb2 as pb
 from perfprobe.client._proto import grpc_service_pb2_grpc as pb_grpc
-from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback
+from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback, retry_while_in_use
 from perfprobe.client.errors import InferenceServerError
 from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
 
@@ -290,7 +290,9 @@ class GrpcClient(InferenceClient):
     def unregister_system_shared_memory(self, name: str) -> None:
         if not name:
             raise ValueError("refusing to unregister every region: name the region to unregister")
-        self._call("SystemSharedMemoryUnregister", pb.SystemSharedMemoryUnregisterRequest(name=name))
+        retry_while_in_use(
+            lambda: self._call("SystemSharedMemoryUnregister", pb.SystemSharedMemoryUnregisterRequest(name=name))
+        )
 
     def system_shared_memory_status(self, name: str = "") -> dict[str, dict[str, Any]]:
         response = self._call("SystemSharedMemoryStatus", pb.SystemSharedMemoryStatusRequest(name=name))
@@ -305,7 +307,9 @@ class GrpcClient(InferenceClient):
     def unregister_cuda_shared_memory(self, name: str) -> None:
         if not name:
             raise ValueError("refusing to unregister every region: name the region to unregister")
-        self._call("CudaSharedMemoryUnregister", pb.CudaSharedMemoryUnregisterRequest(name=name))
+        retry_while_in_use(
+            lambda: self._call("CudaSharedMemoryUnregister", pb.CudaSharedMemoryUnregisterRequest(name=name))
+        )
 
     def cuda_shared_memory_status(self, name: str = "") -> dict[str, dict[str, Any]]:
         response = self._call("CudaSharedMemoryStatus", pb.CudaSharedMemoryStatusRequest(name=name))

@@ -20,7 +20,7 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 
 from perfprobe.client import datatypes
-from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback
+from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback, retry_while_in_use
 from perfprobe.client.errors import InferenceServerError
 from perfprobe.client.http_wire import PlainSocketPool, WireConnection, WireError, encode_request
 from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
@@ -203,7 +203,9 @@ class HttpClient(InferenceClient):
     def unregister_system_shared_memory(self, name: str) -> None:
         if not name:
             raise ValueError("refusing to unregister every region: name the region to unregister")
-        self._json("POST", f"/v2/systemsharedmemory/region/{quote(name, safe='')}/unregister")
+        retry_while_in_use(
+            lambda: self._json("POST", f"/v2/systemsharedmemory/region/{quote(name, safe='')}/unregister")
+        )
 
     def system_shared_memory_status(self, name: str = "") -> dict[str, dict[str, Any]]:
         path = (
@@ -224,7 +226,7 @@ class HttpClient(InferenceClient):
     def unregister_cuda_shared_memory(self, name: str) -> None:
         if not name:
             raise ValueError("refusing to unregister every region: name the region to unregister")
-        self._json("POST", f"/v2/cudasharedmemory/region/{quote(name, safe='')}/unregister")
+        retry_while_in_use(lambda: self._json("POST", f"/v2/cudasharedmemory/region/{quote(name, safe='')}/unregister"))
 
     def cuda_shared_memory_status(self, name: str = "") -> dict[str, dict[str, Any]]:
         path = f"/v2/cudasharedmemory/region/{quote(name, safe='')}/status" if name else "/v2/cudasharedmemory/status"

@@ -9,10 +9,17 @@ status, the headers we act on, and a Content-Length or chunked body.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 _HEADER_END = b"\r\n\r\n"
+# the only response headers the client acts on; everything else is skipped unparsed
+_FIELDS = re.compile(
+    rb"\r\n(content-length|inference-header-content-length|content-encoding|connection|transfer-encoding)"
+    rb"[ \t]*:[ \t]*([^\r\n]*)",
+    re.IGNORECASE,
+)
 
 
 class WireError(OSError):
@@ -38,15 +45,17 @@ def read_response(sock: Any, read_size: int = 65536) -> tuple[int, dict[str, str
         if not chunk:
             raise WireError("connection closed before the response headers")
         buffer += chunk
-    head = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+    head = bytes(buffer[:end])
+    if not head.startswith(b"HTTP/1.") or head[12:13] not in (b" ", b"\r", b""):
+        raise WireError(f"not an HTTP/1.x response: {head[:80]!r}")
     try:
-        status = int(head[0].split(" ", 2)[1])
-    except (IndexError, ValueError):
-        raise WireError(f"not an HTTP response: {head[0][:80]!r}") from None
-    headers: dict[str, str] = {}
-    for line in head[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+        status = int(head[9:12])
+    except ValueError:
+        raise WireError(f"not an HTTP/1.x response: {head[:80]!r}") from None
+    headers = {
+        match.group(1).decode("ascii").lower(): match.group(2).strip().decode("latin-1")
+        for match in _FIELDS.finditer(head)
+    }
     rest = buffer[end + 4 :]
     reusable = headers.get("connection", "").lower() != "close"
     if "content-length" in headers:

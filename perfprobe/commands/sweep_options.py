@@ -39,6 +39,11 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--workers", choices=WORKER_KINDS, help="worker kind (default: greenlet for HTTP, thread for gRPC)"
     )
     load.add_argument("--request-timeout", type=float, default=30.0, metavar="S", help="per-request timeout")
+    load.add_argument(
+        "--decode-outputs",
+        action="store_true",
+        help="decode every response's outputs (timed as Client Recv); off, only the status is checked",
+    )
     data = parser.add_argument_group("data")
     data.add_argument("-b", "--batch-size", type=int, default=1)
     data.add_argument("--shape", action="append", default=[], metavar="NAME:d1,d2")
@@ -95,6 +100,7 @@ class SweepPlan:
     mode: str
     workers: str
     request_timeout_s: float
+    decode_outputs: bool
     latency_threshold_ms: float | None
     binary_search: bool
     data: DataOptions
@@ -197,6 +203,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         mode=args.mode,
         workers=args.workers or DEFAULT_WORKERS[args.protocol],
         request_timeout_s=args.request_timeout,
+        decode_outputs=args.decode_outputs,
         latency_threshold_ms=args.latency_threshold,
         binary_search=args.binary_search,
         data=DataOptions(

@@ -67,6 +67,7 @@ def build_transport(
     max_workers: int,
     client_options: dict[str, Any],
     request_timeout_s: float,
+    decode_outputs: bool = False,
 ) -> Transport:
     runtime = make_runtime(workers)
     notes: list[str] = []
@@ -79,12 +80,14 @@ def build_transport(
         if runtime.kind == "greenlet":
             shared = make_client("http", url, concurrency=max_workers, **options)
             # each greenlet keeps one connection of the shared pool for all its requests
-            return Transport(runtime, lambda: BlockingSender(shared.dedicated(), owned=True), shared, notes)
+            return Transport(
+                runtime, lambda: BlockingSender(shared.dedicated(), owned=True, decode=decode_outputs), shared, notes
+            )
         shared = make_client("http", url, **options)
 
         def per_thread() -> Sender:  # geventhttpclient objects belong to the thread that made them
             client = make_client("http", url, **options)
-            return BlockingSender(_ThreadConnection(client), owned=True)
+            return BlockingSender(_ThreadConnection(client), owned=True, decode=decode_outputs)
 
         return Transport(runtime, per_thread, shared, notes)
     options = dict(client_options)
@@ -93,5 +96,7 @@ def build_transport(
     if mode == "stream":
         return Transport(runtime, lambda: StreamSender(shared, runtime, request_timeout_s), shared, notes)
     if mode == "async" or runtime.kind == "greenlet":
-        return Transport(runtime, lambda: FutureSender(shared, runtime, request_timeout_s), shared, notes)
-    return Transport(runtime, lambda: BlockingSender(shared), shared, notes)
+        return Transport(
+            runtime, lambda: FutureSender(shared, runtime, request_timeout_s, decode_outputs), shared, notes
+        )
+    return Transport(runtime, lambda: BlockingSender(shared, decode=decode_outputs), shared, notes)
