@@ -195,6 +195,8 @@ class GrpcClient(InferenceClient):
         options: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", max_message_bytes),
             ("grpc.max_receive_message_length", max_message_bytes),
+            # a measuring client must see every failure, never a transparent retry
+            ("grpc.enable_retries", 0),
         ]
         if keepalive_time_ms is not None:
             options += [
