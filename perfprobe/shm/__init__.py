@@ -1,0 +1,1 @@
+"""Shared-memory regions for tensors: system (POSIX) now; CUDA to follow."""

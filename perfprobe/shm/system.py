@@ -1,0 +1,148 @@
+"""POSIX shared-memory regions that perfprobe creates, registers, and always cleans up.
+
+Python's ``multiprocessing.shared_memory`` hands segments to the resource tracker, which
+may unlink them early or warn at exit; here we own the lifecycle: ``/dev/shm/<key>`` is
+opened and mapped directly, names are unique per run (so concurrent runs and other
+clients never collide), and a ``RegionSet`` unregisters only the regions it registered
+and unlinks only the segments it created — on normal exit, on exceptions, and (through
+``install_signal_cleanup``) on SIGINT / SIGTERM.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import secrets
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+SHM_DIR = "/dev/shm"
+NAME_PREFIX = "perfprobe"
+
+
+def run_token() -> str:
+    """A short token unique to this run: process id plus randomness."""
+    return f"{os.getpid()}_{secrets.token_hex(4)}"
+
+
+@dataclass
+class SystemRegion:
+    """One mapped segment; ``name`` is the server-side region name, ``key`` the shm object name."""
+
+    name: str
+    key: str
+    byte_size: int
+    _fd: int = -1
+    _map: mmap.mmap | None = None
+    registered_with: list[Any] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return os.path.join(SHM_DIR, self.key.lstrip("/"))
+
+    def create(self) -> SystemRegion:
+        """Create the segment exclusively (never reuse someone else's) and map it."""
+        self._fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+        try:
+            os.ftruncate(self._fd, self.byte_size)
+            self._map = mmap.mmap(self._fd, self.byte_size)
+        except BaseException:
+            self.unlink()
+            raise
+        return self
+
+    def write(self, data: bytes | memoryview, offset: int = 0) -> None:
+        assert self._map is not None, "region is not mapped"
+        end = offset + len(data)
+        if end > self.byte_size:
+            raise ValueError(f"{len(data)} bytes at offset {offset} overflow region {self.name} ({self.byte_size} B)")
+        self._map[offset:end] = data
+
+    def view(self, offset: int = 0, length: int | None = None) -> memoryview:
+        assert self._map is not None, "region is not mapped"
+        end = self.byte_size if length is None else offset + length
+        return memoryview(self._map)[offset:end]
+
+    def unlink(self) -> None:
+        """Unmap, close and remove the segment; safe to call more than once."""
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # a view is still alive; the mapping goes when it does
+                pass
+            self._map = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+
+class RegionSet:
+    """The regions of one run; ``close`` undoes everything this set did, and nothing else."""
+
+    def __init__(self, purpose: str = "run", token: str | None = None) -> None:
+        self.token = token or run_token()
+        self.purpose = purpose
+        self.regions: list[SystemRegion] = []
+        self._count = 0
+
+    def create(self, byte_size: int, label: str = "r") -> SystemRegion:
+        self._count += 1
+        name = f"{NAME_PREFIX}_{self.token}_{self.purpose}_{label}{self._count}"
+        region = SystemRegion(name=name, key=f"/{name}", byte_size=byte_size).create()
+        self.regions.append(region)
+        return region
+
+    def register(self, client: Any, region: SystemRegion) -> None:
+        client.register_system_shared_memory(region.name, region.key, region.byte_size)
+        region.registered_with.append(client)
+
+    def close(self) -> list[str]:
+        """Unregister (by name) and unlink every region; returns the problems met, if any."""
+        problems: list[str] = []
+        for region in reversed(self.regions):
+            for client in region.registered_with:
+                try:
+                    client.unregister_system_shared_memory(region.name)
+                except Exception as exc:  # server gone: nothing left to unregister there
+                    problems.append(f"unregister {region.name}: {exc}")
+            region.registered_with.clear()
+            region.unlink()
+        self.regions.clear()
+        return problems
+
+    def __enter__(self) -> RegionSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def install_signal_cleanup(cleanup: Callable[[], object]) -> Callable[[], None]:
+    """Run ``cleanup`` before SIGTERM ends the process; returns a function restoring the old handler.
+
+    SIGINT already arrives as KeyboardInterrupt, so ``with RegionSet()`` covers it.
+    """
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_term(signum: int, frame: object) -> None:
+        cleanup()
+        signal.signal(signal.SIGTERM, previous if callable(previous) else signal.SIG_DFL)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
+def leftover_segments(token: str | None = None) -> list[str]:
+    """perfprobe's segments still in /dev/shm (of one run, when given its token)."""
+    prefix = f"{NAME_PREFIX}_{token}_" if token else f"{NAME_PREFIX}_"
+    try:
+        return sorted(name for name in os.listdir(SHM_DIR) if name.startswith(prefix))
+    except FileNotFoundError:
+        return []
