@@ -73,7 +73,7 @@ def test_names_are_unique_and_creation_is_exclusive() -> None:
 
 
 def test_foreign_region_survives_our_cleanup(server) -> None:
-    foreign = "/other_client_region_%d" % os.getpid()
+    foreign = f"/other_client_region_{os.getpid()}"
     fd = os.open(f"/dev/shm{foreign}", os.O_CREAT | os.O_RDWR, 0o600)
     os.ftruncate(fd, 4096)
     try:

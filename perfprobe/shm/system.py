@@ -10,6 +10,7 @@ and unlinks only the segments it created — on normal exit, on exceptions, and 
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import secrets
@@ -68,18 +69,14 @@ class SystemRegion:
     def unlink(self) -> None:
         """Unmap, close and remove the segment; safe to call more than once."""
         if self._map is not None:
-            try:
+            with contextlib.suppress(BufferError):  # a view is still alive; the mapping goes with it
                 self._map.close()
-            except BufferError:  # a view is still alive; the mapping goes when it does
-                pass
             self._map = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        except FileNotFoundError:
-            pass
 
 
 class RegionSet:
