@@ -136,6 +136,8 @@ def main() -> int:
                         "-f",
                         str(pa_csv),
                     ]
+                    if mode == "stream":
+                        pa_cmd.append("--streaming")  # compare streams with streams
                     pp_cmd = [
                         sys.executable,
                         "-m",

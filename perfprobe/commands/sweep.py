@@ -44,6 +44,12 @@ def _raise_interrupt(*_: object) -> None:
 def _run(plan: SweepPlan, args: argparse.Namespace) -> int:
     from perfprobe.client import make_client
 
+    if plan.shared_memory == "cuda":
+        from perfprobe.shm import cuda
+
+        cuda.require_device(plan.cuda_device)  # refuse before any server or load starts
+        raise UsageError("--shared-memory cuda is not wired into sweep yet; system and none are")
+
     server = None
     url = plan.url
     if plan.serve:
@@ -65,23 +71,73 @@ def _run(plan: SweepPlan, args: argparse.Namespace) -> int:
 
 
 def _sweep(plan: SweepPlan, url: str, control: Any, headers: dict[str, str]) -> int:
-    from perfprobe import __version__
     from perfprobe.load import dataset
-    from perfprobe.load.engine import LoadEngine
-    from perfprobe.load.sweeper import Sweeper
     from perfprobe.load.transport import build_transport, check_combination
-    from perfprobe.report import results as report
 
     model = control.describe_model(plan.model)
     check_combination(plan.protocol, plan.mode, model.decoupled)
     items = dataset.load_items(model, plan.data)
     transport = build_transport(
-        plan.protocol, url, plan.mode, plan.workers, plan.max_workers, {"headers": headers}, plan.request_timeout_s
+        plan.protocol,
+        url,
+        plan.mode,
+        plan.workers,
+        plan.max_workers,
+        {"headers": headers},
+        plan.request_timeout_s,
+        plan.decode_outputs,
     )
-    requests = dataset.build_requests(transport.shared_client, model, items)
+    regions = None
+    if plan.shared_memory == "system":
+        from perfprobe.shm.system import RegionSet
+
+        regions = RegionSet("sweep")
+    try:
+        per_worker = None
+        if regions is not None:
+            from perfprobe.load.shm_requests import build_shm_requests
+
+            per_worker = build_shm_requests(
+                transport.shared_client,
+                control,
+                model,
+                items,
+                plan.max_workers,
+                regions,
+                plan.output_shm_size,
+                plan.data.batch_size,
+            )
+            requests: list[Any] = []
+        else:
+            requests = dataset.build_requests(transport.shared_client, model, items)
+        return _measure(plan, url, control, model, transport, requests, per_worker)
+    finally:
+        # SIGTERM arrives as KeyboardInterrupt (see run), so this runs on every way out
+        transport.shared_client.close()
+        if regions is not None:
+            for problem in regions.close():  # only our regions, by name; never "unregister all"
+                print(f"  warning: {problem}", file=sys.stderr)
+
+
+def _measure(
+    plan: SweepPlan,
+    url: str,
+    control: Any,
+    model: Any,
+    transport: Any,
+    requests: list[Any],
+    per_worker: list[list[Any]] | None,
+) -> int:
+    from perfprobe import __version__
+    from perfprobe.load.engine import LoadEngine
+    from perfprobe.load.sweeper import Sweeper
+    from perfprobe.report import results as report
+
     composing = [step.model_name for step in model.ensemble_steps]
     sweeper = Sweeper(
-        lambda recorder: LoadEngine(transport.runtime, transport.sender_factory, requests, recorder, plan.engine),
+        lambda recorder: LoadEngine(
+            transport.runtime, transport.sender_factory, requests, recorder, plan.engine, per_worker
+        ),
         control,
         [model.name, *composing],
         plan.measure,
@@ -113,7 +169,8 @@ def _sweep(plan: SweepPlan, url: str, control: Any, headers: dict[str, str]) -> 
         print(f"note: {note}", file=sys.stderr)
     print(
         f"perfprobe sweep: {model.name} over {plan.protocol} at {url}, mode {plan.mode}, "
-        f"{transport.runtime.kind} workers, {plan.load_kind} {plan.describe_levels()}",
+        f"{transport.runtime.kind} workers, tensors via {plan.shared_memory.replace('none', 'the wire')}, "
+        f"{plan.load_kind} {plan.describe_levels()}",
         flush=True,
     )
     print(_LIVE_HEADER, flush=True)
@@ -129,7 +186,6 @@ def _sweep(plan: SweepPlan, url: str, control: Any, headers: dict[str, str]) -> 
         exit_code = 130
         print("interrupted: results measured so far are written", file=sys.stderr)
     finally:
-        transport.shared_client.close()
         document["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         _write(out_dir, plan, rows, document)
     _summary(rows, plan, out_dir)

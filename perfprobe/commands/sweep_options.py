@@ -50,6 +50,19 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--input-data", default="random", help="zero, random, a JSON data file or a folder")
     data.add_argument("--string-length", type=int, default=16, help="BYTES element length for generated data")
     data.add_argument("--data-items", type=int, default=1, help="distinct generated data items")
+    data.add_argument(
+        "--shared-memory",
+        choices=("none", "system", "cuda"),
+        default="none",
+        help="how tensors travel: on the wire (none), POSIX shared memory, or CUDA shared memory",
+    )
+    data.add_argument(
+        "--output-shared-memory-size",
+        type=int,
+        metavar="BYTES",
+        help="bytes per output region for outputs without a fixed size",
+    )
+    data.add_argument("--cuda-device", type=int, default=0)
     measure = parser.add_argument_group("measurement")
     measure.add_argument("--measurement-interval", type=int, default=5000, metavar="MS", help="window length")
     measure.add_argument("--measurement-mode", choices=("time_windows", "count_windows"), default="time_windows")
@@ -101,6 +114,9 @@ class SweepPlan:
     workers: str
     request_timeout_s: float
     decode_outputs: bool
+    shared_memory: str
+    output_shm_size: int | None
+    cuda_device: int
     latency_threshold_ms: float | None
     binary_search: bool
     data: DataOptions
@@ -204,6 +220,9 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         workers=args.workers or DEFAULT_WORKERS[args.protocol],
         request_timeout_s=args.request_timeout,
         decode_outputs=args.decode_outputs,
+        shared_memory=args.shared_memory,
+        output_shm_size=args.output_shared_memory_size,
+        cuda_device=args.cuda_device,
         latency_threshold_ms=args.latency_threshold,
         binary_search=args.binary_search,
         data=DataOptions(

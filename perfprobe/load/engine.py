@@ -53,9 +53,11 @@ class LoadEngine:
         requests: list[Any],
         recorder: Recorder,
         settings: EngineSettings | None = None,
+        per_worker_requests: list[list[Any]] | None = None,
     ) -> None:
-        if not requests:
+        if not requests and not per_worker_requests:
             raise ValueError("no prepared requests to send")
+        self.per_worker_requests = per_worker_requests  # e.g. each worker's own output region
         self.runtime = runtime
         self.sender_factory = sender_factory
         self.requests = requests
@@ -85,10 +87,15 @@ class LoadEngine:
 
     # ---- worker loops ---------------------------------------------------------------------
 
+    def _requests_of(self, worker: _Worker) -> list[Any]:
+        if self.per_worker_requests is not None:
+            return self.per_worker_requests[worker.index]
+        return self.requests
+
     def _closed_loop(self, worker: _Worker) -> None:
         sender = worker.sender = self.sender_factory()
         key = self.runtime.identity()
-        requests = self.requests
+        requests = self._requests_of(worker)
         count = len(requests)
         position = worker.index % count
         sleep, poll = self.runtime.sleep, self.settings.idle_poll_s
@@ -111,7 +118,7 @@ class LoadEngine:
     def _open_loop(self, worker: _Worker) -> None:
         sender = worker.sender = self.sender_factory()
         key = self.runtime.identity()
-        requests = self.requests
+        requests = self._requests_of(worker)
         count = len(requests)
         schedule = self._schedule
         assert schedule is not None

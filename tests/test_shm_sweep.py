@@ -1,0 +1,95 @@
+"""Sweeps with --shared-memory system: correct results, nothing left behind on any exit path."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from perfprobe import exitcodes
+from perfprobe.client import make_client
+from perfprobe.shm.system import leftover_segments
+
+FAST = ["--measurement-interval", "300", "--stability-windows", "2", "--max-trials", "2"]
+
+
+def _command(url: str, protocol: str, out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "perfprobe", "sweep", "-i", protocol, "-u", url, "--output-dir", str(out),
+            "--shared-memory", "system", *args]
+
+
+def _our_regions(server) -> list[str]:
+    with make_client("http", server.http_url) as client:
+        return [name for name in client.system_shared_memory_status() if name.startswith("perfprobe_")]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_shm_sweep_runs_and_cleans_up(server, tmp_path: Path, protocol: str) -> None:
+    before = set(leftover_segments())
+    result = subprocess.run(_command(server.url(protocol), protocol, tmp_path, "-m", "simple",
+                                     "--concurrency", "1:3", *FAST), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "tensors via system" in result.stdout
+    rows = (tmp_path / "results.csv").read_text().splitlines()[1:]
+    assert len(rows) == 3 and all(row.split(",")[19] == "0" for row in rows)  # no errors
+    assert set(leftover_segments()) == before
+    assert _our_regions(server) == []
+
+
+def test_variable_output_needs_a_size(server, tmp_path: Path) -> None:
+    result = subprocess.run(_command(server.http_url, "http", tmp_path, "-m", "identity", "--shape", "INPUT0:16",
+                                     *FAST), capture_output=True, text=True, timeout=60)
+    assert result.returncode == exitcodes.USAGE
+    assert "--output-shared-memory-size" in result.stderr.strip()
+
+
+def test_two_runs_at_once_do_not_interfere(server, tmp_path: Path) -> None:
+    runs = [subprocess.Popen(_command(server.http_url, "http", tmp_path / str(i), "-m", "identity", "--shape",
+                                      "INPUT0:4096", "--output-shared-memory-size", "16384", "--concurrency", "2",
+                                      *FAST), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for i in range(2)]
+    for run in runs:
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+    for i in range(2):
+        row = (tmp_path / str(i) / "results.csv").read_text().splitlines()[1].split(",")
+        assert float(row[1]) > 0 and row[19] == "0"
+    assert _our_regions(server) == []
+    assert leftover_segments() == [] or all(not s.endswith("_sweep_") for s in leftover_segments())
+
+
+def test_sigterm_mid_sweep_cleans_up(server, tmp_path: Path) -> None:
+    process = subprocess.Popen(_command(server.http_url, "http", tmp_path, "-m", "simple", "--concurrency", "1:4",
+                                        "--measurement-interval", "2000", "--max-trials", "5"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not _our_regions(server):
+        time.sleep(0.05)
+    assert _our_regions(server), "the sweep never registered its regions"
+    time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode == exitcodes.INTERRUPTED
+    assert _our_regions(server) == []
+    assert [s for s in leftover_segments() if "_sweep_" in s] == []
+
+
+def test_server_killed_mid_sweep_still_unlinks(tmp_path: Path) -> None:
+    from perfprobe.server import EmbeddedServer
+
+    with EmbeddedServer(builtin_models=["simple"], pick_free_ports=True) as doomed:
+        process = subprocess.Popen(_command(doomed.http_url, "http", tmp_path, "-m", "simple", "--concurrency", "2",
+                                            "--measurement-interval", "1000", "--max-trials", "10",
+                                            "--request-timeout", "3"),
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not [s for s in leftover_segments() if "_sweep_" in s]:
+            time.sleep(0.05)
+        time.sleep(1.0)
+        doomed.kill()
+        process.communicate(timeout=120)
+    assert [s for s in leftover_segments() if "_sweep_" in s] == []
