@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from perfprobe.commands import describe, infer, serve, sweep
+    from perfprobe.commands import compare, describe, infer, serve, sweep
 
     parser = _Parser(prog="perfprobe", description="Load generator and performance analyzer for Triton / KServe v2.")
     parser.add_argument("--version", action="version", version=f"perfprobe {__version__}")
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_parser(subparsers)
     describe.add_parsers(subparsers)
     sweep.add_parser(subparsers)
+    compare.add_parser(subparsers)
     return parser
 
 
@@ -48,7 +49,7 @@ def _patch_for_greenlets(args: argparse.Namespace) -> None:
     Done here and only here, before any load starts; threads stay native because grpc's
     completion callbacks run on real threads.
     """
-    if getattr(args, "command", None) != "sweep":
+    if getattr(args, "command", None) not in ("sweep", "compare"):
         return
     from perfprobe.load.transport import DEFAULT_WORKERS
 

@@ -18,8 +18,21 @@ FAST = ["--measurement-interval", "300", "--stability-windows", "2", "--max-tria
 
 
 def _command(url: str, protocol: str, out: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "perfprobe", "sweep", "-i", protocol, "-u", url, "--output-dir", str(out),
-            "--shared-memory", "system", *args]
+    return [
+        sys.executable,
+        "-m",
+        "perfprobe",
+        "sweep",
+        "-i",
+        protocol,
+        "-u",
+        url,
+        "--output-dir",
+        str(out),
+        "--shared-memory",
+        "system",
+        *args,
+    ]
 
 
 def _our_regions(server) -> list[str]:
@@ -30,8 +43,12 @@ def _our_regions(server) -> list[str]:
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_shm_sweep_runs_and_cleans_up(server, tmp_path: Path, protocol: str) -> None:
     before = set(leftover_segments())
-    result = subprocess.run(_command(server.url(protocol), protocol, tmp_path, "-m", "simple",
-                                     "--concurrency", "1:3", *FAST), capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        _command(server.url(protocol), protocol, tmp_path, "-m", "simple", "--concurrency", "1:3", *FAST),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "tensors via system" in result.stdout
     rows = (tmp_path / "results.csv").read_text().splitlines()[1:]
@@ -41,17 +58,39 @@ def test_shm_sweep_runs_and_cleans_up(server, tmp_path: Path, protocol: str) -> 
 
 
 def test_variable_output_needs_a_size(server, tmp_path: Path) -> None:
-    result = subprocess.run(_command(server.http_url, "http", tmp_path, "-m", "identity", "--shape", "INPUT0:16",
-                                     *FAST), capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        _command(server.http_url, "http", tmp_path, "-m", "identity", "--shape", "INPUT0:16", *FAST),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == exitcodes.USAGE
     assert "--output-shared-memory-size" in result.stderr.strip()
 
 
 def test_two_runs_at_once_do_not_interfere(server, tmp_path: Path) -> None:
-    runs = [subprocess.Popen(_command(server.http_url, "http", tmp_path / str(i), "-m", "identity", "--shape",
-                                      "INPUT0:4096", "--output-shared-memory-size", "16384", "--concurrency", "2",
-                                      *FAST), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for i in range(2)]
+    runs = [
+        subprocess.Popen(
+            _command(
+                server.http_url,
+                "http",
+                tmp_path / str(i),
+                "-m",
+                "identity",
+                "--shape",
+                "INPUT0:4096",
+                "--output-shared-memory-size",
+                "16384",
+                "--concurrency",
+                "2",
+                *FAST,
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     for run in runs:
         _, err = run.communicate(timeout=120)
         assert run.returncode == 0, err
@@ -63,9 +102,24 @@ def test_two_runs_at_once_do_not_interfere(server, tmp_path: Path) -> None:
 
 
 def test_sigterm_mid_sweep_cleans_up(server, tmp_path: Path) -> None:
-    process = subprocess.Popen(_command(server.http_url, "http", tmp_path, "-m", "simple", "--concurrency", "1:4",
-                                        "--measurement-interval", "2000", "--max-trials", "5"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        _command(
+            server.http_url,
+            "http",
+            tmp_path,
+            "-m",
+            "simple",
+            "--concurrency",
+            "1:4",
+            "--measurement-interval",
+            "2000",
+            "--max-trials",
+            "5",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not _our_regions(server):
         time.sleep(0.05)
@@ -82,10 +136,26 @@ def test_server_killed_mid_sweep_still_unlinks(tmp_path: Path) -> None:
     from perfprobe.server import EmbeddedServer
 
     with EmbeddedServer(builtin_models=["simple"], pick_free_ports=True) as doomed:
-        process = subprocess.Popen(_command(doomed.http_url, "http", tmp_path, "-m", "simple", "--concurrency", "2",
-                                            "--measurement-interval", "1000", "--max-trials", "10",
-                                            "--request-timeout", "3"),
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            _command(
+                doomed.http_url,
+                "http",
+                tmp_path,
+                "-m",
+                "simple",
+                "--concurrency",
+                "2",
+                "--measurement-interval",
+                "1000",
+                "--max-trials",
+                "10",
+                "--request-timeout",
+                "3",
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not [s for s in leftover_segments() if "_sweep_" in s]:
             time.sleep(0.05)

@@ -1,0 +1,282 @@
+"""``perfprobe compare``: wire vs system shared memory vs CUDA shared memory, across tensor sizes.
+
+Runs one sweep per transport and size (same load levels and window settings), then writes
+one CSV of the matrix, a chart, and a verdict line per size. A transport that cannot run
+here is listed as skipped, with its reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import time
+from pathlib import Path
+from typing import Any
+
+from perfprobe.commands.common import add_connection_options, parse_headers
+from perfprobe.errors import UsageError
+
+TRANSPORTS = ("none", "system", "cuda")
+LABELS = {"none": "wire", "system": "system shm", "cuda": "CUDA shm"}
+_UNITS = {"b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
+
+
+def parse_size(text: str) -> int:
+    """``64KiB``, ``4MiB``, ``1000`` (bytes) -> bytes."""
+    value = text.strip().lower()
+    for unit in sorted(_UNITS, key=len, reverse=True):
+        if value.endswith(unit):
+            number = value[: -len(unit)]
+            break
+    else:
+        number, unit = value, "b"
+    try:
+        size = int(float(number) * _UNITS[unit])
+    except ValueError:
+        raise UsageError(f"--sizes: {text!r} is not a size like 64KiB or 4MiB") from None
+    if size <= 0:
+        raise UsageError(f"--sizes: {text!r} must be positive")
+    return size
+
+
+def human(size: int) -> str:
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} B"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from perfprobe.commands import sweep_options
+
+    parser = subparsers.add_parser(
+        "compare",
+        help="compare wire, system shm and CUDA shm across tensor sizes",
+        description="One sweep per transport and size; one CSV, one chart, one verdict per size.",
+    )
+    add_connection_options(parser)
+    sweep_options.add_options(parser)
+    parser.add_argument(
+        "--transports",
+        default="none,system,cuda",
+        help="comma-separated: none (the wire), system, cuda (default all three)",
+    )
+    parser.add_argument(
+        "--sizes",
+        default="64KiB,1MiB,4MiB,16MiB",
+        help="tensor sizes for a model with one variable dimension (ignored for fixed shapes)",
+    )
+    parser.set_defaults(run=run, subparser=parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+
+    from perfprobe.commands.sweep import _raise_interrupt
+
+    transports = [t.strip() for t in args.transports.split(",") if t.strip()]
+    unknown = set(transports) - set(TRANSPORTS)
+    if unknown or not transports:
+        raise UsageError(f"--transports: expected some of {', '.join(TRANSPORTS)}, got {args.transports!r}")
+    sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
+    if not args.model:
+        raise UsageError("the following arguments are required: -m/--model")
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return _compare(args, transports, sizes)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _compare(args: argparse.Namespace, transports: list[str], sizes: list[int]) -> int:
+    from perfprobe.client import make_client
+    from perfprobe.client.factory import DEFAULT_URLS
+
+    server = None
+    url = args.url or DEFAULT_URLS[args.protocol]
+    if args.serve:
+        from perfprobe.server import EmbeddedServer
+
+        server = EmbeddedServer(model_repositories=args.serve_models, pick_free_ports=True).start()
+        url = server.url(args.protocol)
+    try:
+        with make_client(args.protocol, url, headers=parse_headers(args.header)) as control:
+            model = control.describe_model(args.model)
+            shapes = _shapes_for(model, sizes, args.shape)
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            out_dir = Path(args.output_dir or Path("reports") / f"{stamp}-compare-{model.name}")
+            rows, skipped = _matrix(args, url, control, transports, shapes, out_dir, server)
+    finally:
+        if server is not None:
+            server.stop()
+    _write_matrix(out_dir / "compare.csv", rows, skipped)
+    verdicts = _verdicts(rows)
+    for line in verdicts + [f"{LABELS[t]}: skipped ({reason})" for t, reason in skipped.items()]:
+        print(line)
+    (out_dir / "verdict.txt").write_text(
+        "\n".join(verdicts + [f"{LABELS[t]}: skipped ({r})" for t, r in skipped.items()]) + "\n"
+    )
+    _chart(out_dir / "compare.png", rows, model.name, args.protocol)
+    print(f"\nresults: {out_dir / 'compare.csv'}, compare.png, verdict.txt", flush=True)
+    return 0
+
+
+def _shapes_for(model: Any, sizes: list[int], shape_options: list[str]) -> list[tuple[int, list[str]]]:
+    """(tensor bytes, --shape options) per size; a fixed-shape model is measured at its own size."""
+    import numpy as np
+
+    from perfprobe.client.datatypes import element_size
+
+    variable = [spec for spec in model.inputs if spec.is_variable]
+    if not variable:
+        total = sum(int(np.prod(s.shape)) * element_size(s.datatype) for s in model.inputs)
+        return [(total, list(shape_options))]
+    if len(variable) != 1 or sum(1 for d in variable[0].shape if d < 0) != 1 or variable[0].datatype == "BYTES":
+        raise UsageError("compare sizes one input with one variable dimension; give --shape for the others")
+    spec = variable[0]
+    fixed = int(np.prod([d for d in spec.shape if d > 0])) if len(spec.shape) > 1 else 1
+    per_element = element_size(spec.datatype) * fixed
+    result = []
+    for size in sizes:
+        count = max(size // per_element, 1)
+        dims = ",".join(str(count if d < 0 else d) for d in spec.shape)
+        result.append((count * per_element, [*shape_options, f"{spec.name}:{dims}"]))
+    return result
+
+
+def _matrix(args, url, control, transports, shapes, out_dir, server) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    from perfprobe.commands.sweep import _sweep
+    from perfprobe.commands.sweep_options import default_metrics_url, plan_from_args
+
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    if "cuda" in transports:
+        from perfprobe.shm import cuda
+
+        try:
+            cuda.require_device(args.cuda_device)
+            skipped["cuda"] = "CUDA shared memory is not wired into the load engine yet"
+        except cuda.CudaUnavailable as exc:
+            skipped["cuda"] = str(exc)
+    for size, shape_options in shapes:
+        for transport in transports:
+            if transport in skipped:
+                continue
+            run_args = copy.copy(args)
+            run_args.shared_memory = transport
+            run_args.shape = shape_options
+            run_args.output_dir = str(out_dir / f"{transport}-{size}")
+            if transport == "system" and not args.output_shared_memory_size:
+                run_args.output_shared_memory_size = max(size, 4096)
+            plan = plan_from_args(run_args)
+            plan.metrics_url = plan.metrics_url or (server.metrics_url if server else default_metrics_url(url))
+            print(f"\n== {LABELS[transport]}, {human(size)} ==", flush=True)
+            _sweep(plan, url, control, parse_headers(args.header))
+            with (out_dir / f"{transport}-{size}" / "results.csv").open() as handle:
+                for row in csv.DictReader(handle):
+                    rows.append(
+                        {
+                            "Transport": LABELS[transport],
+                            "Tensor Bytes": size,
+                            "Load": row.get("Concurrency") or row.get("Request Rate"),
+                            "Inferences/Second": float(row["Inferences/Second"]),
+                            "p50 latency": int(row["p50 latency"]),
+                            "p99 latency": int(row["p99 latency"]),
+                            "Server Compute Input": int(row["Server Compute Input"]),
+                            "Server Compute Output": int(row["Server Compute Output"]),
+                            "Errors": int(row["Errors"]),
+                            "Stable": row["Stable"],
+                        }
+                    )
+    return rows, skipped
+
+
+def _write_matrix(path: Path, rows: list[dict[str, Any]], skipped: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = [
+        "Transport",
+        "Tensor Bytes",
+        "Load",
+        "Inferences/Second",
+        "p50 latency",
+        "p99 latency",
+        "Server Compute Input",
+        "Server Compute Output",
+        "Errors",
+        "Stable",
+        "Skipped",
+    ]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        for transport, reason in skipped.items():
+            writer.writerow({"Transport": LABELS[transport], "Skipped": reason})
+
+
+def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
+    """Per size and shared-memory transport: its best speed-up over the wire at any shared load level."""
+    lines = []
+    wire = {(r["Tensor Bytes"], r["Load"]): r["Inferences/Second"] for r in rows if r["Transport"] == "wire"}
+    for size in sorted({r["Tensor Bytes"] for r in rows}):
+        for transport in [LABELS["system"], LABELS["cuda"]]:
+            best = None
+            for row in rows:
+                base = wire.get((size, row["Load"]))
+                if row["Transport"] == transport and row["Tensor Bytes"] == size and base:
+                    ratio = row["Inferences/Second"] / base
+                    if best is None or ratio > best[0]:
+                        best = (ratio, row["Load"])
+            if best:
+                lines.append(f"{transport}: {best[0]:.1f}x the wire at {human(size)}, load level {best[1]}")
+    return lines
+
+
+def _chart(path: Path, rows: list[dict[str, Any]], model: str, protocol: str) -> None:
+    """Peak throughput vs tensor size per transport, and speed-up over the wire."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return
+    colours = {"wire": "#0072B2", "system shm": "#E69F00", "CUDA shm": "#009E73"}  # colour-blind safe
+    peaks: dict[str, dict[int, float]] = {}
+    for row in rows:
+        series = peaks.setdefault(row["Transport"], {})
+        series[row["Tensor Bytes"]] = max(series.get(row["Tensor Bytes"], 0.0), row["Inferences/Second"])
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for transport, series in peaks.items():
+        sizes = sorted(series)
+        left.plot(sizes, [series[s] for s in sizes], marker="o", label=transport, color=colours.get(transport))
+        if transport != "wire" and "wire" in peaks:
+            common = [s for s in sizes if peaks["wire"].get(s)]
+            right.plot(
+                common,
+                [series[s] / peaks["wire"][s] for s in common],
+                marker="o",
+                label=transport,
+                color=colours.get(transport),
+            )
+    all_sizes = sorted({row["Tensor Bytes"] for row in rows})
+    for axis in (left, right):
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(all_sizes, [human(size) for size in all_sizes])
+        axis.set_xlabel("tensor size")
+        axis.grid(True, alpha=0.3)
+        axis.legend()
+    left.set_yscale("log")
+    left.set_ylabel("peak inferences / second (log)")
+    left.set_title("throughput vs tensor size")
+    right.axhline(1.0, color="#666666", linewidth=1)
+    right.set_ylabel("speed-up over the wire (x)")
+    right.set_title("shared memory speed-up")
+    figure.suptitle(f"perfprobe compare: {model} over {protocol}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+__all__ = ["add_parser", "run"]

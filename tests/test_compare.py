@@ -1,0 +1,58 @@
+"""perfprobe compare against the real server: matrix CSV, verdicts, chart, skipped CUDA."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from perfprobe.commands.compare import human, parse_size
+from perfprobe.errors import UsageError
+
+
+def test_sizes() -> None:
+    assert parse_size("64KiB") == 65536 and parse_size("4MiB") == 4 << 20 and parse_size("1000") == 1000
+    assert human(65536) == "64 KiB" and human(3) == "3 B"
+    with pytest.raises(UsageError):
+        parse_size("lots")
+
+
+def test_compare_wire_and_system_shm(server, tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "perfprobe",
+        "compare",
+        "-m",
+        "identity",
+        "-u",
+        server.http_url,
+        "--sizes",
+        "16KiB,256KiB",
+        "--concurrency",
+        "1",
+        "--measurement-interval",
+        "300",
+        "--stability-windows",
+        "2",
+        "--max-trials",
+        "2",
+        "--output-dir",
+        str(tmp_path),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    with (tmp_path / "compare.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    measured = [(r["Transport"], int(r["Tensor Bytes"])) for r in rows if not r["Skipped"]]
+    assert sorted(measured) == sorted([(t, s) for t in ("wire", "system shm") for s in (16384, 262144)])
+    assert all(float(r["Inferences/Second"]) > 0 and r["Errors"] == "0" for r in rows if not r["Skipped"])
+    cuda_rows = [r for r in rows if r["Transport"] == "CUDA shm"]
+    assert len(cuda_rows) == 1 and cuda_rows[0]["Skipped"]  # listed with its reason, never dropped
+    verdicts = (tmp_path / "verdict.txt").read_text().splitlines()
+    assert any(line.startswith("system shm: ") and "the wire at 16 KiB" in line for line in verdicts)
+    assert any(line.startswith("CUDA shm: skipped (") for line in verdicts)
+    assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
