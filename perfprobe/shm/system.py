@@ -19,6 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from perfprobe.errors import PerfprobeError
+from perfprobe.exitcodes import SERVER_ERROR
+
 SHM_DIR = "/dev/shm"
 NAME_PREFIX = "perfprobe"
 
@@ -26,6 +29,12 @@ NAME_PREFIX = "perfprobe"
 def run_token() -> str:
     """A short token unique to this run: process id plus randomness."""
     return f"{os.getpid()}_{secrets.token_hex(4)}"
+
+
+class ClientShmRefused(PerfprobeError):
+    """Triton 2.69 and later refuse client shared memory unless started with --allow-client-shm=true."""
+
+    exit_code = SERVER_ERROR
 
 
 @dataclass
@@ -96,7 +105,14 @@ class RegionSet:
         return region
 
     def register(self, client: Any, region: SystemRegion) -> None:
-        client.register_system_shared_memory(region.name, region.key, region.byte_size)
+        try:
+            client.register_system_shared_memory(region.name, region.key, region.byte_size)
+        except Exception as exc:
+            if "allow-client-shm" in str(exc) or "allow_client_shm" in str(exc):
+                raise ClientShmRefused(
+                    "the server refuses client shared memory: start it with --allow-client-shm=true"
+                ) from exc
+            raise
         region.registered_with.append(client)
 
     def close(self) -> list[str]:
