@@ -123,3 +123,30 @@ def test_unreachable_server(protocol: str) -> None:
     result = perfprobe("describe", "-m", "simple", "-i", protocol, "-u", f"127.0.0.1:{port}")
     assert result.returncode == exitcodes.SERVER_UNREACHABLE, result.stderr
     _one_error_line(result)
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_infer_through_system_shared_memory_matches_the_wire(server, jpeg: Path, protocol: str) -> None:
+    from perfprobe.shm.system import leftover_segments
+
+    base = ["infer", "-i", protocol, "-u", server.url(protocol)]
+    for args in (["-m", "simple"], ["-m", "resnet50", "-c", "3", str(jpeg)]):
+        wire = perfprobe(*base, *args)
+        shm = perfprobe(*base, *args, "--shared-memory", "system")
+        assert wire.returncode == 0 and shm.returncode == 0, shm.stderr
+        assert shm.stdout == wire.stdout
+    assert leftover_segments() == []
+
+
+def test_infer_cuda_shared_memory_refuses_without_a_device(server) -> None:
+    from perfprobe.shm.cuda import CudaUnavailable, require_device
+
+    try:
+        require_device(0)
+    except CudaUnavailable:
+        pass
+    else:
+        pytest.skip("this machine has a CUDA device: the refusal path cannot be shown")
+    result = perfprobe("infer", "-m", "simple", "-u", server.http_url, "--shared-memory", "cuda")
+    assert result.returncode == exitcodes.SERVER_UNAVAILABLE
+    assert _one_error_line(result).startswith("perfprobe: error: CUDA shared memory needs a CUDA device: ")

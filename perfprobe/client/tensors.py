@@ -136,6 +136,11 @@ class InferResult:
         self._cache[name] = array
         return array
 
+    def attach(self, name: str, buffer: bytes | memoryview) -> None:
+        """Give an output its bytes after the fact (read back from a shared-memory region)."""
+        self._buffers[name] = buffer
+        self._cache.pop(name, None)
+
     def as_dict(self) -> dict[str, np.ndarray | None]:
         return {name: self.as_numpy(name) for name in self.output_names}
 

@@ -40,6 +40,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--input-data", choices=synthetic.DATA_KINDS, default="random", help="generated data kind (default random)"
     )
+    parser.add_argument(
+        "--shared-memory",
+        choices=("none", "system", "cuda"),
+        default="none",
+        help="send tensors on the wire (none) or through shared memory",
+    )
+    parser.add_argument(
+        "--output-shared-memory-size",
+        type=int,
+        default=1 << 16,
+        metavar="BYTES",
+        help="region size for outputs without a fixed size (default 65536)",
+    )
     parser.add_argument("image", nargs="?", help="an image file or a folder of images")
     parser.set_defaults(run=run)
 
@@ -51,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch-size must be at least 1, not {args.batch_size}")
     if args.classes < 1:
         raise UsageError(f"--classes must be at least 1, not {args.classes}")
+    if args.shared_memory == "cuda":
+        from perfprobe.shm import cuda
+
+        cuda.require_device(0)
+        raise UsageError("--shared-memory cuda is not wired into infer yet; use none or system")
     files = images.list_images(args.image) if args.image else []
     models = [args.model] if args.serve and args.model in _builtin() else None
     with connect(args, models=models) as client:
@@ -69,6 +87,52 @@ def _builtin() -> tuple[str, ...]:
 
 
 def _send(
+    client: InferenceClient,
+    model: str,
+    inputs: list[InferInput],
+    outputs: list[RequestedOutput],
+    args: argparse.Namespace,
+) -> InferResult:
+    """One request by the chosen path and transport; shm outputs are read back into the result."""
+    if getattr(args, "shared_memory", "none") != "system":
+        return _send_by_mode(client, model, inputs, outputs, args)
+    from perfprobe.client import SharedMemoryRef
+    from perfprobe.shm.system import RegionSet
+
+    with RegionSet("infer") as regions:
+        placed = []
+        for item in inputs:
+            region = regions.create(max(len(item.raw), 1), "in")
+            region.write(item.raw)
+            regions.register(client, region)
+            placed.append(
+                InferInput(
+                    item.name,
+                    datatype=item.datatype,
+                    shape=item.shape,
+                    shared_memory=SharedMemoryRef(region.name, len(item.raw)),
+                )
+            )
+        wanted, out_regions = [], {}
+        for out in outputs:
+            if out.class_count:  # Triton cannot put a classification into shm: it comes on the wire
+                wanted.append(out)
+                continue
+            region = regions.create(args.output_shared_memory_size, "out")
+            regions.register(client, region)
+            out_regions[out.name] = region
+            wanted.append(
+                RequestedOutput(
+                    out.name, class_count=out.class_count, shared_memory=SharedMemoryRef(region.name, region.byte_size)
+                )
+            )
+        result = _send_by_mode(client, model, placed, wanted, args)
+        for name, region in out_regions.items():
+            result.attach(name, bytes(region.view()))  # copied out before the region is unlinked
+        return result
+
+
+def _send_by_mode(
     client: InferenceClient,
     model: str,
     inputs: list[InferInput],
