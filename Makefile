@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 $(NP2_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(NP2_VENV)
 	$(NP2_VENV)/bin/pip install --quiet --upgrade pip
-	$(NP2_VENV)/bin/pip install --quiet -e '.[dev]' 'numpy>=2' pillow
+	$(NP2_VENV)/bin/pip install --quiet -e '.[dev,cuda]' 'numpy>=2' pillow
 	touch $(NP2_STAMP)
 
 setup: $(STAMP)
