@@ -62,3 +62,21 @@ def connect(
         client.close()
         if server is not None:
             server.stop()
+
+
+def add_shared_memory_options(parser: argparse.ArgumentParser, output_size_default: int | None) -> None:
+    """``--shared-memory`` and ``--output-shared-memory-size``, as sweep, compare and infer take them."""
+    parser.add_argument(
+        "--shared-memory",
+        choices=("none", "system", "cuda"),
+        default="none",
+        help="how tensors travel: on the wire (none), POSIX shared memory, or CUDA shared memory",
+    )
+    parser.add_argument(
+        "--output-shared-memory-size",
+        type=int,
+        default=output_size_default,
+        metavar="BYTES",
+        help="bytes per output region for outputs without a fixed size"
+        + (f" (default {output_size_default})" if output_size_default else ""),
+    )

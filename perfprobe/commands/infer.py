@@ -10,7 +10,7 @@ import numpy as np
 
 from perfprobe.client import InferenceClient, InferInput, InferResult, RequestedOutput
 from perfprobe.client.model import ModelDescription
-from perfprobe.commands.common import add_connection_options, connect
+from perfprobe.commands.common import add_connection_options, add_shared_memory_options, connect
 from perfprobe.data import images, synthetic
 from perfprobe.errors import UsageError
 
@@ -40,19 +40,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--input-data", choices=synthetic.DATA_KINDS, default="random", help="generated data kind (default random)"
     )
-    parser.add_argument(
-        "--shared-memory",
-        choices=("none", "system", "cuda"),
-        default="none",
-        help="send tensors on the wire (none) or through shared memory",
-    )
-    parser.add_argument(
-        "--output-shared-memory-size",
-        type=int,
-        default=1 << 16,
-        metavar="BYTES",
-        help="region size for outputs without a fixed size (default 65536)",
-    )
+    add_shared_memory_options(parser, 1 << 16)
     parser.add_argument("image", nargs="?", help="an image file or a folder of images")
     parser.set_defaults(run=run)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from perfprobe.commands.common import add_shared_memory_options
 from perfprobe.data import synthetic
 from perfprobe.errors import UsageError
 from perfprobe.load.dataset import DataOptions
@@ -50,18 +51,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--input-data", default="random", help="zero, random, a JSON data file or a folder")
     data.add_argument("--string-length", type=int, default=16, help="BYTES element length for generated data")
     data.add_argument("--data-items", type=int, default=1, help="distinct generated data items")
-    data.add_argument(
-        "--shared-memory",
-        choices=("none", "system", "cuda"),
-        default="none",
-        help="how tensors travel: on the wire (none), POSIX shared memory, or CUDA shared memory",
-    )
-    data.add_argument(
-        "--output-shared-memory-size",
-        type=int,
-        metavar="BYTES",
-        help="bytes per output region for outputs without a fixed size",
-    )
+    add_shared_memory_options(data, None)
     data.add_argument("--cuda-device", type=int, default=0)
     measure = parser.add_argument_group("measurement")
     measure.add_argument("--measurement-interval", type=int, default=5000, metavar="MS", help="window length")

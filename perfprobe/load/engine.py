@@ -92,6 +92,14 @@ class LoadEngine:
             return self.per_worker_requests[worker.index]
         return self.requests
 
+    def _send_one(self, worker: _Worker, sender: Sender, key: Any, request: Any, intended: int | None) -> None:
+        """Send one request and record it; ``busy`` tells a draining controller it is in flight."""
+        worker.busy = True
+        sent = _now()
+        outcome = sender.call(request)
+        self._record(key, sent, _now(), outcome, intended)
+        worker.busy = False
+
     def _closed_loop(self, worker: _Worker) -> None:
         sender = worker.sender = self.sender_factory()
         key = self.runtime.identity()
@@ -104,13 +112,9 @@ class LoadEngine:
                 if self._paused:
                     sleep(poll)
                     continue
-                worker.busy = True
                 request = requests[position]
                 position = position + 1 if position + 1 < count else 0
-                sent = _now()
-                outcome = sender.call(request)
-                self._record(key, sent, _now(), outcome, None)
-                worker.busy = False
+                self._send_one(worker, sender, key, request, None)
         finally:
             worker.busy = False
             sender.close()
@@ -137,12 +141,7 @@ class LoadEngine:
                     sleep(0)
                 if self._stopping:
                     break
-                worker.busy = True
-                request = requests[next(picks) % count]
-                sent = _now()
-                outcome = sender.call(request)
-                self._record(key, sent, _now(), outcome, intended)
-                worker.busy = False
+                self._send_one(worker, sender, key, requests[next(picks) % count], intended)
         finally:
             worker.busy = False
             sender.close()
