@@ -37,20 +37,57 @@ def main() -> int:
     binary, pa_env = install_perf_analyzer()
     elements = args.size // 4
     results: dict[tuple[str, str], float] = {}
-    with EmbeddedServer(builtin_models=["identity"], pick_free_ports=True) as server, \
-            tempfile.TemporaryDirectory() as work:
+    with (
+        EmbeddedServer(builtin_models=["identity"], pick_free_ports=True) as server,
+        tempfile.TemporaryDirectory() as work,
+    ):
         url = server.url(args.protocol)
-        common = ["--measurement-interval", str(args.window_ms), "--stability-percentage", f"{args.stability:g}",
-                  "--max-trials", "10"]
+        common = [
+            "--measurement-interval",
+            str(args.window_ms),
+            "--stability-percentage",
+            f"{args.stability:g}",
+            "--max-trials",
+            "10",
+        ]
         for transport in ("none", "system"):
             pa_csv = Path(work) / f"pa-{transport}.csv"
-            pa_cmd = [str(binary), "-m", "identity", "-u", url, "-i", args.protocol, "--shape",
-                      f"INPUT0:{elements}", "--concurrency-range", f"{args.concurrency}:{args.concurrency}",
-                      "-f", str(pa_csv), *common]
+            pa_cmd = [
+                str(binary),
+                "-m",
+                "identity",
+                "-u",
+                url,
+                "-i",
+                args.protocol,
+                "--shape",
+                f"INPUT0:{elements}",
+                "--concurrency-range",
+                f"{args.concurrency}:{args.concurrency}",
+                "-f",
+                str(pa_csv),
+                *common,
+            ]
             pp_dir = Path(work) / f"pp-{transport}"
-            pp_cmd = [sys.executable, "-m", "perfprobe", "sweep", "-m", "identity", "-u", url, "-i", args.protocol,
-                      "--shape", f"INPUT0:{elements}", "--concurrency", str(args.concurrency),
-                      "--output-dir", str(pp_dir), *common]
+            pp_cmd = [
+                sys.executable,
+                "-m",
+                "perfprobe",
+                "sweep",
+                "-m",
+                "identity",
+                "-u",
+                url,
+                "-i",
+                args.protocol,
+                "--shape",
+                f"INPUT0:{elements}",
+                "--concurrency",
+                str(args.concurrency),
+                "--output-dir",
+                str(pp_dir),
+                *common,
+            ]
             if transport == "system":
                 pa_cmd += ["--shared-memory", "system", "--output-shared-memory-size", str(args.size)]
                 pp_cmd += ["--shared-memory", "system", "--output-shared-memory-size", str(args.size)]
@@ -76,9 +113,11 @@ def main() -> int:
     if args.markdown:
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         with open(args.markdown, "a") as handle:
-            handle.write(f"\n## System shm vs wire on `identity` (`benchmarks/shm_vs_perf_analyzer.py`)\n\n"
-                         f"### {stamp} — {args.size} B FP32 tensors, concurrency {args.concurrency}, "
-                         f"{args.protocol}, window {args.window_ms} ms, Triton {version}\n\n" + "\n".join(lines) + "\n")
+            handle.write(
+                f"\n## System shm vs wire on `identity` (`benchmarks/shm_vs_perf_analyzer.py`)\n\n"
+                f"### {stamp} — {args.size} B FP32 tensors, concurrency {args.concurrency}, "
+                f"{args.protocol}, window {args.window_ms} ms, Triton {version}\n\n" + "\n".join(lines) + "\n"
+            )
     return 0
 
 

@@ -117,22 +117,22 @@ def main() -> int:
                         Path(work) / f"pa-{protocol}-{mode}-{level}.csv",
                         Path(work) / f"pp-{protocol}-{mode}-{level}",
                     )
-                    pa_cmd = [
-                        str(binary),
-                        "-m",
-                        "simple",
-                        "-u",
-                        server.url(protocol),
-                        "-i",
-                        protocol,
-                        "--concurrency-range",
-                        f"{level}:{level}",
+                    # both tools take these flags with the same names and meanings
+                    target = ["-m", "simple", "-u", server.url(protocol), "-i", protocol]
+                    windows = [
                         "--measurement-interval",
                         str(args.window_ms),
                         "--stability-percentage",
                         f"{args.stability:g}",
                         "--max-trials",
                         "10",
+                    ]
+                    pa_cmd = [
+                        str(binary),
+                        *target,
+                        "--concurrency-range",
+                        f"{level}:{level}",
+                        *windows,
                         "-f",
                         str(pa_csv),
                     ]
@@ -143,22 +143,12 @@ def main() -> int:
                         "-m",
                         "perfprobe",
                         "sweep",
-                        "-m",
-                        "simple",
-                        "-u",
-                        server.url(protocol),
-                        "-i",
-                        protocol,
+                        *target,
                         "--mode",
                         mode,
                         "--concurrency",
                         str(level),
-                        "--measurement-interval",
-                        str(args.window_ms),
-                        "--stability-percentage",
-                        f"{args.stability:g}",
-                        "--max-trials",
-                        "10",
+                        *windows,
                         "--output-dir",
                         str(pp_dir),
                     ]

@@ -217,9 +217,6 @@ class GrpcClient(InferenceClient):
         self._metadata = list((headers or {}).items())
         self._compression = _COMPRESSION[compression]
         self._timeout_s = timeout_s
-        self._infer = self._channel.unary_unary(
-            _SERVICE + "ModelInfer", request_serializer=None, response_deserializer=pb.ModelInferResponse.FromString
-        )
         self._infer_raw = self._channel.unary_unary(
             _SERVICE + "ModelInfer", request_serializer=None, response_deserializer=None
         )
@@ -379,19 +376,11 @@ class GrpcClient(InferenceClient):
         )
 
     def send(self, request: GrpcRequest) -> InferResult:
-        try:
-            response = self._infer(
-                request.payload, metadata=self._metadata, timeout=self._timeout_s, compression=self._compression
-            )
-        except grpc.RpcError as exc:
-            raise _error(exc) from None
-        return decode_response(response)
+        return self.decode_raw(self.send_raw(request))
 
     def send_async(self, request: GrpcRequest, callback: ResultCallback) -> grpc.Future:
         """Send through a gRPC future; ``callback`` runs on grpc's thread when it completes."""
-        future = self._infer.future(
-            request.payload, metadata=self._metadata, timeout=self._timeout_s, compression=self._compression
-        )
+        future = self.send_raw_future(request)
 
         def done(completed: grpc.Future) -> None:
             try:
@@ -401,7 +390,7 @@ class GrpcClient(InferenceClient):
             except Exception as exc:  # cancelled futures and the like
                 callback(None, InferenceServerError(str(exc) or type(exc).__name__))
             else:
-                callback(decode_response(response), None)
+                callback(self.decode_raw(response), None)
 
         future.add_done_callback(done)
         return future

@@ -109,11 +109,7 @@ def _send(
             region = regions.create(args.output_shared_memory_size, "out")
             regions.register(client, region)
             out_regions[out.name] = region
-            wanted.append(
-                RequestedOutput(
-                    out.name, class_count=out.class_count, shared_memory=SharedMemoryRef(region.name, region.byte_size)
-                )
-            )
+            wanted.append(RequestedOutput(out.name, shared_memory=SharedMemoryRef(region.name, region.byte_size)))
         result = _send_by_mode(client, model, placed, wanted, args)
         for name, region in out_regions.items():
             result.attach(name, bytes(region.view()))  # copied out before the region is unlinked

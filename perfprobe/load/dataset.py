@@ -158,6 +158,16 @@ def _read_folder(model: ModelDescription, folder: Path, options: DataOptions) ->
     return sample
 
 
+def options_for(model: ModelDescription, options: RequestOptions | None = None) -> RequestOptions | None:
+    """Request options for a load run: a decoupled model is asked for an empty final response,
+    so the end of each request is known even when it sends no data response."""
+    if not model.decoupled:
+        return options
+    base = options or RequestOptions()
+    params = {**base.parameters, "triton_enable_empty_final_response": True}
+    return RequestOptions(**{**base.__dict__, "parameters": params})
+
+
 def build_requests(
     client: InferenceClient,
     model: ModelDescription,
@@ -166,11 +176,7 @@ def build_requests(
 ) -> list[Any]:
     """Encode each data item once into the client's ready-to-send request."""
     outputs = [RequestedOutput(spec.name) for spec in model.outputs]
-    if model.decoupled:
-        params = dict((options or RequestOptions()).parameters)
-        params["triton_enable_empty_final_response"] = True
-        base = options or RequestOptions()
-        options = RequestOptions(**{**base.__dict__, "parameters": params})
+    options = options_for(model, options)
     requests = []
     for item in items:
         inputs = [

@@ -34,13 +34,12 @@ class EngineSettings:
 
 
 class _Worker:
-    __slots__ = ("busy", "handle", "sender", "index")
+    __slots__ = ("busy", "handle", "index")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.busy = False
         self.handle: Any = None
-        self.sender: Sender | None = None
 
 
 class LoadEngine:
@@ -101,7 +100,7 @@ class LoadEngine:
         worker.busy = False
 
     def _closed_loop(self, worker: _Worker) -> None:
-        sender = worker.sender = self.sender_factory()
+        sender = self.sender_factory()
         key = self.runtime.identity()
         requests = self._requests_of(worker)
         count = len(requests)
@@ -120,7 +119,7 @@ class LoadEngine:
             sender.close()
 
     def _open_loop(self, worker: _Worker) -> None:
-        sender = worker.sender = self.sender_factory()
+        sender = self.sender_factory()
         key = self.runtime.identity()
         requests = self._requests_of(worker)
         count = len(requests)

@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from perfprobe.client import InferInput, RequestedOutput, RequestOptions, SharedMemoryRef
+from perfprobe.client import InferInput, RequestedOutput, SharedMemoryRef
 from perfprobe.client.datatypes import element_size, tensor_bytes, to_wire_array
 from perfprobe.client.model import ModelDescription
 from perfprobe.errors import UsageError
+from perfprobe.load.dataset import options_for
 from perfprobe.shm.system import RegionSet
 
 PAGE = mmap.PAGESIZE
@@ -93,8 +94,6 @@ def build_shm_requests(
             RequestedOutput(name, shared_memory=SharedMemoryRef(region.name, size, offsets[name]))
             for name, size in sizes.items()
         ]
-        options = None
-        if model.decoupled:
-            options = RequestOptions(parameters={"triton_enable_empty_final_response": True})
+        options = options_for(model)
         per_worker.append([client.build_request(model.name, inputs, outputs, options) for inputs in item_inputs])
     return per_worker

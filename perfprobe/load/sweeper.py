@@ -75,10 +75,6 @@ class LevelResult:
         name = model or self.target_model
         return server_stats.merge_deltas([w.server[name] for w in self.reported if name in w.server])
 
-    def throughput(self, batch_size: int) -> float:
-        merged = self.merged()
-        return merged.throughput(batch_size)
-
     def cpu_us_per_request(self) -> float:
         completed = sum(w.stats.completed + w.stats.error_count for w in self.reported)
         cpu = sum(w.cpu_ns for w in self.reported)

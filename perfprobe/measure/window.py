@@ -23,7 +23,6 @@ class WindowSlot:
     """
 
     __slots__ = (
-        "limits",
         "latencies",
         "intended",
         "first_response",
@@ -37,8 +36,7 @@ class WindowSlot:
         "max_lag_ns",
     )
 
-    def __init__(self, limits: HistogramLimits) -> None:
-        self.limits = limits
+    def __init__(self) -> None:
         self.latencies: list[int] = []
         self.intended: list[int] = []
         self.first_response: list[int] = []
@@ -87,11 +85,8 @@ class Window:
     def slot(self, key: Any) -> WindowSlot:
         found = self.slots.get(key)
         if found is None:
-            found = self.slots.setdefault(key, WindowSlot(self.limits))
+            found = self.slots.setdefault(key, WindowSlot())
         return found
-
-    def completed(self) -> int:
-        return sum(slot.completed for slot in list(self.slots.values()))
 
     def finished(self) -> int:
         """Completed plus failed requests so far (for count-based windows)."""
