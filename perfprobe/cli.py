@@ -29,7 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from perfprobe.commands import compare, describe, infer, serve, sweep
+    from perfprobe.commands import compare, describe, diff, gate, infer, report, serve, sweep
 
     parser = _Parser(prog="perfprobe", description="Load generator and performance analyzer for Triton / KServe v2.")
     parser.add_argument("--version", action="version", version=f"perfprobe {__version__}")
@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     describe.add_parsers(subparsers)
     sweep.add_parser(subparsers)
     compare.add_parser(subparsers)
+    report.add_parser(subparsers)
+    diff.add_parser(subparsers)
+    gate.add_parser(subparsers)
     return parser
 
 

@@ -6,6 +6,8 @@ USAGE = 2  # bad arguments or input data: wrong flag, shape, datatype, unreadabl
 SERVER_UNREACHABLE = 3  # nothing answered at the URL (refused, timed out)
 SERVER_ERROR = 4  # the server answered with an error (unknown model, rejected request)
 SERVER_UNAVAILABLE = 5  # the embedded server is not installed or could not start
+GATE_FAILED = 6  # perfprobe gate: a threshold or baseline limit was not met (the run itself was fine)
+NO_RESULTS = 7  # a run directory given to report / diff / gate is missing or holds no readable results
 INTERRUPTED = 130  # Ctrl-C / SIGTERM
 
 DESCRIPTIONS = {
@@ -15,5 +17,7 @@ DESCRIPTIONS = {
     SERVER_UNREACHABLE: "server unreachable",
     SERVER_ERROR: "the server returned an error",
     SERVER_UNAVAILABLE: "embedded server not installed or failed to start",
+    GATE_FAILED: "a gate failed",
+    NO_RESULTS: "run directory missing or without readable results",
     INTERRUPTED: "interrupted",
 }

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,3 +60,55 @@ def client(server: EmbeddedServer, protocol: str) -> Iterator[InferenceClient]:
     """A client of each protocol (the test runs once per protocol)."""
     with make_client(protocol, server.url(protocol)) as made:
         yield made
+
+
+def run_perfprobe(*args: str, timeout: float = 240, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The perfprobe command as a user runs it, in a subprocess."""
+    command = [sys.executable, "-m", "perfprobe", *args]
+    merged = {**os.environ, **(env or {})}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, env=merged)
+
+
+@contextmanager
+def slowed_simple(server, delay_ms: float) -> Iterator[None]:
+    """The built-in ``simple`` model reloaded with a per-execution delay: a genuinely slower server."""
+    with make_client("http", server.http_url) as control:
+        config = control.model_config("simple")
+        slow = {**config, "name": "simple", "parameters": {"delay_ms": {"string_value": f"{delay_ms:g}"}}}
+        control.load_model("simple", json.dumps(slow))
+        try:
+            yield
+        finally:
+            control.load_model("simple", json.dumps(config))
+
+
+RUN_SETTINGS = (
+    "--concurrency",
+    "1:2",
+    "--measurement-interval",
+    "400",
+    "--stability-windows",
+    "3",
+    "--max-trials",
+    "5",
+)
+
+
+@pytest.fixture(scope="session")
+def simple_runs(server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Three sweeps of ``simple`` over HTTP: a baseline, a repeat of it, and one with a 3 ms delay."""
+    root = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for name in ("baseline", "repeat", "slow"):
+        out = root / name
+        sweep = ("sweep", "-u", server.http_url, "-m", "simple", "--output-dir", str(out), *RUN_SETTINGS)
+        if getattr(server, "metrics_url", None):
+            sweep += ("--metrics-url", server.metrics_url)
+        if name == "slow":
+            with slowed_simple(server, 3):
+                result = run_perfprobe(*sweep)
+        else:
+            result = run_perfprobe(*sweep)
+        assert result.returncode == 0, result.stderr
+        runs[name] = out
+    return runs

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from perfprobe.commands.compare import human, parse_size
 from perfprobe.errors import UsageError
+from perfprobe.units import human, parse_size
 
 
 def test_sizes() -> None:
@@ -55,4 +55,26 @@ def test_compare_wire_and_system_shm(server, tmp_path: Path) -> None:
     verdicts = (tmp_path / "verdict.txt").read_text().splitlines()
     assert any(line.startswith("system shm: ") and "the wire at 16 KiB" in line for line in verdicts)
     assert any(line.startswith("CUDA shm: skipped (") for line in verdicts)
-    assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "charts" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "system shm" in (tmp_path / "summary.md").read_text()
+
+
+def test_compare_chart_series(server, tmp_path: Path) -> None:
+    """The compare chart holds one line per measured transport, and the report lists CUDA as skipped."""
+    from conftest import run_perfprobe
+
+    from perfprobe.report import charts
+    from perfprobe.report.rundata import load_run
+
+    result = run_perfprobe(
+        "compare", "-m", "identity", "-u", server.http_url, "--sizes", "4KiB,64KiB", "--concurrency", "1",
+        "--measurement-interval", "200", "--stability-windows", "2", "--max-trials", "2",
+        "--output-dir", str(tmp_path),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    run = load_run(tmp_path)
+    left, right = charts.compare_transports(run).axes
+    assert [line.get_label() for line in left.get_lines()] == ["wire", "system shm"]
+    assert all(list(line.get_xdata()) == [4096, 65536] for line in left.get_lines())
+    assert [line.get_label() for line in right.get_lines()] == ["system shm", "the wire"]
+    assert "CUDA shm" in run.skipped and "CUDA shm" in (tmp_path / "summary.md").read_text()

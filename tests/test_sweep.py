@@ -60,6 +60,7 @@ def test_sweep_every_combination(server, tmp_path: Path, protocol: str, mode: st
         server, protocol, tmp_path, "-m", "simple", "--concurrency", "1:4", "--mode", mode, "--workers", workers, *FAST
     )
     assert result.returncode == 0, result.stderr
+    assert "report not written" not in result.stderr and (tmp_path / "charts" / "percentile_spectrum.png").is_file()
     header = list(rows[0].keys())
     assert header[:13] == ["Concurrency", *PA_COLUMNS]
     assert [int(r["Concurrency"]) for r in rows] == [1, 2, 3, 4]

@@ -80,3 +80,6 @@ def add_shared_memory_options(parser: argparse.ArgumentParser, output_size_defau
         help="bytes per output region for outputs without a fixed size"
         + (f" (default {output_size_default})" if output_size_default else ""),
     )
+    parser.add_argument(
+        "--cuda-device", type=int, default=0, metavar="N", help="with --shared-memory cuda: the GPU to use"
+    )

@@ -16,35 +16,10 @@ from typing import Any
 
 from perfprobe.commands.common import add_connection_options, parse_headers
 from perfprobe.errors import UsageError
+from perfprobe.units import human, parse_size
 
 TRANSPORTS = ("none", "system", "cuda")
 LABELS = {"none": "wire", "system": "system shm", "cuda": "CUDA shm"}
-_UNITS = {"b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
-
-
-def parse_size(text: str) -> int:
-    """``64KiB``, ``4MiB``, ``1000`` (bytes) -> bytes."""
-    value = text.strip().lower()
-    for unit in sorted(_UNITS, key=len, reverse=True):
-        if value.endswith(unit):
-            number = value[: -len(unit)]
-            break
-    else:
-        number, unit = value, "b"
-    try:
-        size = int(float(number) * _UNITS[unit])
-    except ValueError:
-        raise UsageError(f"--sizes: {text!r} is not a size like 64KiB or 4MiB") from None
-    if size <= 0:
-        raise UsageError(f"--sizes: {text!r} must be positive")
-    return size
-
-
-def human(size: int) -> str:
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if size >= factor and size % factor == 0:
-            return f"{size // factor} {unit}"
-    return f"{size} B"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -111,14 +86,18 @@ def _compare(args: argparse.Namespace, transports: list[str], sizes: list[int]) 
         if server is not None:
             server.stop()
     _write_matrix(out_dir / "compare.csv", rows, skipped)
+    _write_about(out_dir / "compare.json", args, model.name, url)
     verdicts = _verdicts(rows)
     for line in verdicts + [f"{LABELS[t]}: skipped ({reason})" for t, reason in skipped.items()]:
         print(line)
     (out_dir / "verdict.txt").write_text(
         "\n".join(verdicts + [f"{LABELS[t]}: skipped ({r})" for t, r in skipped.items()]) + "\n"
     )
-    _chart(out_dir / "compare.png", rows, model.name, args.protocol)
-    print(f"\nresults: {out_dir / 'compare.csv'}, compare.png, verdict.txt", flush=True)
+    print(f"\nresults: {out_dir / 'compare.csv'}, verdict.txt", flush=True)
+    if not args.no_report and rows:
+        from perfprobe.commands.sweep import write_report_safely
+
+        write_report_safely(out_dir, None)
     return 0
 
 
@@ -156,7 +135,6 @@ def _matrix(args, url, control, transports, shapes, out_dir, server) -> tuple[li
 
         try:
             cuda.require_device(args.cuda_device)
-            skipped["cuda"] = "CUDA shared memory is not wired into the load engine yet"
         except cuda.CudaUnavailable as exc:
             skipped["cuda"] = str(exc)
     for size, shape_options in shapes:
@@ -167,7 +145,8 @@ def _matrix(args, url, control, transports, shapes, out_dir, server) -> tuple[li
             run_args.shared_memory = transport
             run_args.shape = shape_options
             run_args.output_dir = str(out_dir / f"{transport}-{size}")
-            if transport == "system" and not args.output_shared_memory_size:
+            run_args.no_report = True  # one report for the whole matrix, at the end
+            if transport != "none" and not args.output_shared_memory_size:
                 run_args.output_shared_memory_size = max(size, 4096)
             plan = plan_from_args(run_args)
             plan.metrics_url = plan.metrics_url or (server.metrics_url if server else default_metrics_url(url))
@@ -215,6 +194,14 @@ def _write_matrix(path: Path, rows: list[dict[str, Any]], skipped: dict[str, str
             writer.writerow({"Transport": LABELS[transport], "Skipped": reason})
 
 
+def _write_about(path: Path, args: argparse.Namespace, model: str, url: str) -> None:
+    """What was compared, for the report's titles (the matrix itself is in compare.csv)."""
+    import json
+
+    arguments = {k: v for k, v in vars(args).items() if k not in ("run", "subparser")}
+    path.write_text(json.dumps({"model": model, "url": url, "arguments": arguments}, indent=1, default=str))
+
+
 def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
     """Per size and shared-memory transport: its best speed-up over the wire at any shared load level."""
     lines = []
@@ -231,52 +218,6 @@ def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
             if best:
                 lines.append(f"{transport}: {best[0]:.1f}x the wire at {human(size)}, load level {best[1]}")
     return lines
-
-
-def _chart(path: Path, rows: list[dict[str, Any]], model: str, protocol: str) -> None:
-    """Peak throughput vs tensor size per transport, and speed-up over the wire."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not rows:
-        return
-    colours = {"wire": "#0072B2", "system shm": "#E69F00", "CUDA shm": "#009E73"}  # colour-blind safe
-    peaks: dict[str, dict[int, float]] = {}
-    for row in rows:
-        series = peaks.setdefault(row["Transport"], {})
-        series[row["Tensor Bytes"]] = max(series.get(row["Tensor Bytes"], 0.0), row["Inferences/Second"])
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for transport, series in peaks.items():
-        sizes = sorted(series)
-        left.plot(sizes, [series[s] for s in sizes], marker="o", label=transport, color=colours.get(transport))
-        if transport != "wire" and "wire" in peaks:
-            common = [s for s in sizes if peaks["wire"].get(s)]
-            right.plot(
-                common,
-                [series[s] / peaks["wire"][s] for s in common],
-                marker="o",
-                label=transport,
-                color=colours.get(transport),
-            )
-    all_sizes = sorted({row["Tensor Bytes"] for row in rows})
-    for axis in (left, right):
-        axis.set_xscale("log", base=2)
-        axis.set_xticks(all_sizes, [human(size) for size in all_sizes])
-        axis.set_xlabel("tensor size")
-        axis.grid(True, alpha=0.3)
-        axis.legend()
-    left.set_yscale("log")
-    left.set_ylabel("peak inferences / second (log)")
-    left.set_title("throughput vs tensor size")
-    right.axhline(1.0, color="#666666", linewidth=1)
-    right.set_ylabel("speed-up over the wire (x)")
-    right.set_title("shared memory speed-up")
-    figure.suptitle(f"perfprobe compare: {model} over {protocol}")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
 
 
 __all__ = ["add_parser", "run"]

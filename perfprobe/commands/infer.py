@@ -55,8 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.shared_memory == "cuda":
         from perfprobe.shm import cuda
 
-        cuda.require_device(0)
-        raise UsageError("--shared-memory cuda is not wired into infer yet; use none or system")
+        cuda.require_device(args.cuda_device)  # refuse before connecting or allocating anything
     files = images.list_images(args.image) if args.image else []
     models = [args.model] if args.serve and args.model in _builtin() else None
     with connect(args, models=models) as client:
@@ -82,12 +81,13 @@ def _send(
     args: argparse.Namespace,
 ) -> InferResult:
     """One request by the chosen path and transport; shm outputs are read back into the result."""
-    if getattr(args, "shared_memory", "none") != "system":
+    kind = getattr(args, "shared_memory", "none")
+    if kind == "none":
         return _send_by_mode(client, model, inputs, outputs, args)
     from perfprobe.client import SharedMemoryRef
-    from perfprobe.shm.system import RegionSet
+    from perfprobe.shm.cuda import region_set
 
-    with RegionSet("infer") as regions:
+    with region_set(kind, "infer", getattr(args, "cuda_device", 0)) as regions:
         placed = []
         for item in inputs:
             region = regions.create(max(len(item.raw), 1), "in")

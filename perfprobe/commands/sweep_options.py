@@ -52,7 +52,6 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--string-length", type=int, default=16, help="BYTES element length for generated data")
     data.add_argument("--data-items", type=int, default=1, help="distinct generated data items")
     add_shared_memory_options(data, None)
-    data.add_argument("--cuda-device", type=int, default=0)
     measure = parser.add_argument_group("measurement")
     measure.add_argument("--measurement-interval", type=int, default=5000, metavar="MS", help="window length")
     measure.add_argument("--measurement-mode", choices=("time_windows", "count_windows"), default="time_windows")
@@ -79,6 +78,16 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("-f", "--csv", help="also write the CSV here")
     out.add_argument("--output-dir", help="default reports/<timestamp>-<model>/")
+    out.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip the charts, summary.md and report.html written at the end (perfprobe report makes them later)",
+    )
+    out.add_argument(
+        "--latency-budget",
+        metavar="[METRIC=]DURATION",
+        help="the report names the highest load within this latency, e.g. 5ms or p95=2ms (default metric p99)",
+    )
     parser.add_argument(
         "--serve-models",
         action="append",
@@ -115,6 +124,8 @@ class SweepPlan:
     metrics_url: str | None
     csv_file: str | None
     output_dir_option: str | None
+    report: bool = True
+    latency_budget: str | None = None
     arguments: dict[str, Any] = field(default_factory=dict)
     _out: Path | None = None
 
@@ -168,6 +179,10 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     else:
         load_kind = "concurrency"
         levels = parse_range(args.concurrency or "1", "--concurrency", integer=True, minimum=1)
+    if args.latency_budget:
+        from perfprobe.commands.report import parse_budget
+
+        parse_budget(args.latency_budget)  # a bad budget stops the run before any load
     if args.binary_search and args.latency_threshold is None:
         raise UsageError("--binary-search needs --latency-threshold MS")
     for name in (
@@ -237,6 +252,8 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         metrics_url=args.metrics_url,
         csv_file=args.csv,
         output_dir_option=args.output_dir,
+        report=not args.no_report,
+        latency_budget=args.latency_budget,
         arguments={k: v for k, v in vars(args).items() if k not in ("run", "subparser")},
     )
 

@@ -1,4 +1,4 @@
-"""Requests whose tensors travel through system shared memory instead of the wire.
+"""Requests whose tensors travel through shared memory (system or CUDA) instead of the wire.
 
 Inputs: one region per data item, filled once before the load starts, each input at a
 page-aligned offset. Outputs: one region per worker, so requests in flight at the same
@@ -18,7 +18,6 @@ from perfprobe.client.datatypes import element_size, tensor_bytes, to_wire_array
 from perfprobe.client.model import ModelDescription
 from perfprobe.errors import UsageError
 from perfprobe.load.dataset import options_for
-from perfprobe.shm.system import RegionSet
 
 PAGE = mmap.PAGESIZE
 
@@ -51,7 +50,7 @@ def build_shm_requests(
     model: ModelDescription,
     items: list[dict[str, np.ndarray]],
     workers: int,
-    regions: RegionSet,
+    regions: Any,  # perfprobe.shm.system.RegionSet or perfprobe.shm.cuda.CudaRegionSet
     output_size: int | None,
     batch_size: int,
 ) -> list[list[Any]]:

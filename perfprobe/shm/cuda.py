@@ -85,6 +85,10 @@ class CudaRegion:
         kind = runtime.cudaMemcpyKind.cudaMemcpyHostToDevice
         _check(runtime.cudaMemcpy(self._pointer + offset, ctypes.addressof(buffer), len(data), kind), "cudaMemcpy")
 
+    def view(self, offset: int = 0, length: int | None = None) -> memoryview:
+        """A host copy of the region's bytes (device memory cannot be mapped into this process)."""
+        return memoryview(self.read(self.byte_size - offset if length is None else length, offset))
+
     def read(self, length: int, offset: int = 0) -> bytes:
         runtime = _runtime()
         buffer = ctypes.create_string_buffer(length)
@@ -105,3 +109,52 @@ class CudaRegion:
             _check(_runtime().cudaFree(self._pointer), "cudaFree")
             self._pointer = 0
         return problems
+
+
+class CudaRegionSet:
+    """The CUDA regions of one run, with the same calls as the system ``RegionSet``.
+
+    Names are unique per run; ``close`` unregisters only these regions, by name, and frees
+    their device memory — on every way out, as for system shared memory.
+    """
+
+    def __init__(self, purpose: str = "run", device_id: int = 0, token: str | None = None) -> None:
+        from perfprobe.shm.system import NAME_PREFIX, run_token
+
+        require_device(device_id)  # refuse before anything is allocated or registered
+        self.prefix = f"{NAME_PREFIX}_{token or run_token()}_{purpose}_cuda_"
+        self.device_id = device_id
+        self.regions: list[CudaRegion] = []
+
+    def create(self, byte_size: int, label: str = "r") -> CudaRegion:
+        region = CudaRegion(f"{self.prefix}{label}{len(self.regions) + 1}", byte_size, self.device_id)
+        self.regions.append(region.create())
+        return region
+
+    def register(self, client: Any, region: CudaRegion) -> None:
+        region.register(client)
+
+    def close(self) -> list[str]:
+        problems: list[str] = []
+        for region in reversed(self.regions):
+            try:
+                problems += region.close()
+            except CudaUnavailable as exc:
+                problems.append(f"free {region.name}: {exc}")
+        self.regions.clear()
+        return problems
+
+    def __enter__(self) -> CudaRegionSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def region_set(kind: str, purpose: str, device_id: int = 0) -> Any:
+    """A RegionSet for ``system`` or a CudaRegionSet for ``cuda``."""
+    if kind == "cuda":
+        return CudaRegionSet(purpose, device_id)
+    from perfprobe.shm.system import RegionSet
+
+    return RegionSet(purpose)

@@ -1,0 +1,114 @@
+"""Threshold expressions as k6 users write them, checked against every level (or one).
+
+Grammar: ``METRIC[@KIND=LEVEL] OP VALUE``, e.g. ``p99<5ms``, ``p(99.9)<20ms``,
+``throughput>800``, ``error_rate<0.01``, ``error_rate<1%``, ``server_queue<1ms``,
+``p99@c=8<5ms``, ``throughput@rate=200>=190``. OP is one of ``< <= > >=``. Latency
+values take ``us``/``ms``/``s`` (a bare number is milliseconds, as in k6).
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from perfprobe.gates.outcome import FAILED, PASSED, Outcome
+from perfprobe.report import level_metrics
+from perfprobe.report.rundata import SweepRun
+from perfprobe.units import format_us, parse_duration_us
+
+_EXPRESSION = re.compile(
+    r"^\s*(?P<metric>[a-z_][a-z0-9_.]*(?:\(\s*[0-9.]+\s*\))?)"
+    r"\s*(?:@\s*(?P<scope>[a-z]+)\s*=\s*(?P<level>[0-9.]+))?"
+    r"\s*(?P<op><=|>=|<|>)\s*(?P<value>[^\s<>=]+)\s*$",
+    re.IGNORECASE,
+)
+_OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_SCOPES = {"c": "concurrency", "concurrency": "concurrency", "rate": "rate", "r": "rate", "request_rate": "rate"}
+
+
+class BadExpression(ValueError):
+    """A threshold that cannot be read; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Threshold:
+    text: str
+    metric: level_metrics.Metric
+    op: str
+    limit: float  # in the metric's base unit (µs for latencies)
+    scope_kind: str | None = None
+    scope_level: float | None = None
+
+    def passes(self, value: float) -> bool:
+        return _OPERATORS[self.op](value, self.limit)
+
+    def show(self, value: float) -> str:
+        return show_value(self.metric, value)
+
+
+def show_value(metric: level_metrics.Metric, value: float) -> str:
+    if metric.kind == "latency":
+        return format_us(value)
+    if metric.kind == "throughput":
+        return f"{value:,.1f} infer/s"
+    if metric.kind == "ratio":
+        return f"{value:.4g}"
+    return f"{value:g}"
+
+
+def parse(text: str) -> Threshold:
+    match = _EXPRESSION.match(text)
+    if not match:
+        raise BadExpression(f"threshold {text!r}: expected METRIC[@c=N] OP VALUE, e.g. p99<5ms or throughput>800")
+    try:
+        metric = level_metrics.metric(match["metric"])
+    except KeyError as exc:
+        raise BadExpression(f"threshold {text!r}: {exc.args[0]}") from None
+    scope_kind = scope_level = None
+    if match["scope"]:
+        scope_kind = _SCOPES.get(match["scope"].lower())
+        if scope_kind is None:
+            raise BadExpression(f"threshold {text!r}: scope must be @c=N or @rate=N")
+        try:
+            scope_level = float(match["level"])
+        except ValueError:
+            raise BadExpression(f"threshold {text!r}: {match['level']!r} is not a load level") from None
+    return Threshold(text.strip(), metric, match["op"], _limit(text, metric, match["value"]), scope_kind, scope_level)
+
+
+def _limit(text: str, metric: level_metrics.Metric, value: str) -> float:
+    try:
+        if metric.kind == "latency":
+            return parse_duration_us(value)
+        if value.endswith("%"):
+            return float(value[:-1]) / 100.0
+        return float(value)
+    except ValueError as exc:
+        raise BadExpression(f"threshold {text!r}: {exc}") from None
+
+
+def check(run: SweepRun, threshold: Threshold) -> list[Outcome]:
+    """One outcome per level in scope; a scoped level the run lacks fails (it was not measured)."""
+    wanted = f"{threshold.op} {threshold.show(threshold.limit)}"
+    if threshold.scope_kind is not None:
+        levels = [lv for lv in run.levels if lv.load_kind == threshold.scope_kind and lv.level == threshold.scope_level]
+        if not levels:
+            label = f"{'c' if threshold.scope_kind == 'concurrency' else 'rate'}={threshold.scope_level:g}"
+            return [
+                Outcome(threshold.text, "threshold", label, FAILED, "not measured", wanted, "no such level in the run")
+            ]
+    else:
+        levels = run.levels
+    outcomes = []
+    for level in levels:
+        value = threshold.metric.value(level)
+        status = PASSED if threshold.passes(value) else FAILED
+        outcomes.append(Outcome(threshold.text, "threshold", level.label, status, threshold.show(value), wanted))
+    return outcomes

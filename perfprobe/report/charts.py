@@ -1,0 +1,235 @@
+"""Charts of runs as matplotlib Figure objects (no pyplot state, so any backend and any thread).
+
+Every function returns a Figure; ``save`` writes it as PNG and SVG. Colours are the
+Okabe–Ito palette, which readers with the common colour-vision deficiencies can tell apart;
+past eight series the line style changes too.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from perfprobe.report.rundata import LEVEL_COLUMNS, CompareRun, Level, SweepRun
+
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+LINE_STYLES = ("-", "--", ":", "-.")
+BREAKDOWN = (
+    ("Client Send", "client send"),
+    ("Network+Server Send/Recv", "network + server overhead"),
+    ("Server Queue", "server queue"),
+    ("Server Compute Input", "compute input"),
+    ("Server Compute Infer", "compute infer"),
+    ("Server Compute Output", "compute output"),
+    ("Client Recv", "client receive"),
+)
+LEVEL_AXIS = {"concurrency": "concurrency (requests in flight)", "rate": "request rate (requests/s)"}
+
+
+def style(index: int) -> dict[str, str]:
+    """Colour (and, past the palette, line style) of the index-th series."""
+    return {
+        "color": PALETTE[index % len(PALETTE)],
+        "linestyle": LINE_STYLES[(index // len(PALETTE)) % len(LINE_STYLES)],
+    }
+
+
+def latency_scale(values_us: list[float]) -> tuple[float, str]:
+    """Divisor and unit so latency axes read in µs or ms, whichever keeps numbers short."""
+    peak = max(values_us, default=0.0)
+    return (1000.0, "ms") if peak >= 2000 else (1.0, "µs")
+
+
+def save(figure: Figure, directory: Path, stem: str, dpi: int = 100) -> list[Path]:
+    """PNG and SVG of the figure; returns both paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{stem}.png", directory / f"{stem}.svg"]
+    for path in paths:
+        figure.savefig(path, dpi=dpi)
+    return paths
+
+
+def _new(width: float = 10.0, height: float = 5.5, columns: int = 1) -> tuple[Figure, list[Axes]]:
+    figure = Figure(figsize=(width, height), layout="constrained")
+    axes = figure.subplots(1, columns, squeeze=False)[0]
+    return figure, list(axes)
+
+
+def _level_axis(axis: Axes, load_kind: str, levels: list[float]) -> None:
+    axis.set_xlabel(LEVEL_AXIS[load_kind])
+    positive = [v for v in levels if v > 0]
+    if positive and max(positive) / min(positive) >= 8:
+        axis.set_xscale("log", base=2)
+    if 0 < len(levels) <= 16:  # ticks at the measured levels only: there is no concurrency 1.5
+        axis.set_xticks(levels, [f"{v:g}" for v in levels])
+    axis.grid(True, alpha=0.3)
+
+
+def throughput_vs_latency(run: SweepRun, column: str = "p99 latency") -> Figure:
+    """One point per level, labelled with the level: the curve a capacity planner reads first."""
+    figure, (axis,) = _new()
+    table = run.table
+    divisor, unit = latency_scale(list(table[column].astype(float)))
+    x = table[column].astype(float) / divisor
+    y = table["Inferences/Second"].astype(float)
+    axis.plot(x, y, marker="o", **style(0), label=run.name)
+    for level, px, py in zip(run.levels, x, y, strict=True):
+        axis.annotate(level.label, (px, py), textcoords="offset points", xytext=(6, 4), fontsize=9)
+    axis.set_xlabel(f"{column.replace(' latency', '')} latency ({unit})")
+    axis.set_ylabel("throughput (inferences/s)")
+    axis.set_title(f"Throughput vs {column.split()[0]} latency — {run.title}")
+    axis.grid(True, alpha=0.3)
+    axis.set_xlim(left=0)
+    axis.set_ylim(bottom=0)
+    return figure
+
+
+def latency_breakdown(run: SweepRun) -> Figure:
+    """Where the mean latency goes at each level, stacked; throughput on the second axis."""
+    figure, (axis,) = _new()
+    table = run.table
+    positions = np.arange(len(table))
+    totals = sum(table[column].astype(float) for column, _ in BREAKDOWN)
+    divisor, unit = latency_scale(list(totals))
+    bottom = np.zeros(len(table))
+    for index, (column, label) in enumerate(BREAKDOWN):
+        values = table[column].astype(float).to_numpy() / divisor
+        axis.bar(positions, values, bottom=bottom, width=0.6, label=label, color=PALETTE[index % len(PALETTE)])
+        bottom += values
+    axis.set_xticks(positions, [level.label for level in run.levels])
+    axis.set_xlabel(LEVEL_AXIS[run.load_kind])
+    axis.set_ylabel(f"mean latency ({unit})")
+    axis.grid(True, axis="y", alpha=0.3)
+    second = axis.twinx()
+    second.plot(positions, table["Inferences/Second"].astype(float), color="#000000", marker="D", label="throughput")
+    second.set_ylabel("throughput (inferences/s)")
+    second.set_ylim(bottom=0)
+    handles, labels = axis.get_legend_handles_labels()
+    extra_handles, extra_labels = second.get_legend_handles_labels()
+    axis.legend(handles + extra_handles, labels + extra_labels, fontsize=8, loc="upper left")
+    axis.set_title(f"Latency breakdown — {run.title}")
+    return figure
+
+
+def nines(percentile: float) -> float:
+    """Percentile → position on the "nines" axis: 90% → 1, 99% → 2, 99.9% → 3."""
+    return -math.log10(max(1.0 - percentile / 100.0, 1e-9))
+
+
+def spectrum_points(level: Level, resolution: int = 120) -> tuple[np.ndarray, np.ndarray]:
+    """(nines, latency µs) along the level's histogram, up to the percentile its samples support."""
+    histogram = level.histogram
+    if not histogram.count:
+        return np.array([]), np.array([])
+    top = max(min(math.log10(histogram.count), 6.0), 1.0)
+    positions = np.linspace(0.0, top, resolution)
+    percentiles = 100.0 * (1.0 - np.power(10.0, -positions))
+    values = np.array([histogram.percentile_us(float(p)) for p in percentiles], dtype=float)
+    return positions, values
+
+
+def _nines_axis(axis: Axes, top: float) -> None:
+    ticks = list(range(0, int(math.ceil(top)) + 1))
+    labels = ["0%" if t == 0 else f"{100 * (1 - 10.0**-t):.{max(t - 2, 0)}f}%" for t in ticks]
+    axis.set_xticks(ticks, labels)
+    axis.set_xlabel("percentile")
+    axis.grid(True, alpha=0.3)
+
+
+def percentile_spectrum(series: list[tuple[str, Level]], title: str, dashed_from: int | None = None) -> Figure:
+    """Latency by percentile, one line per (label, level); HdrHistogram's log "nines" x axis.
+
+    ``dashed_from``: series from this index on are drawn dashed (a diff's second run).
+    """
+    figure, (axis,) = _new()
+    curves = [(label, *spectrum_points(level)) for label, level in series]
+    divisor, unit = latency_scale([float(v.max()) for _, _, v in curves if len(v)])
+    top = 1.0
+    for index, (label, positions, values) in enumerate(curves):
+        if not len(positions):
+            continue
+        look = style(index if dashed_from is None else index % max(dashed_from, 1))
+        if dashed_from is not None and index >= dashed_from:
+            look["linestyle"] = "--"
+        axis.plot(positions, values / divisor, label=label, **look)
+        top = max(top, float(positions[-1]))
+    _nines_axis(axis, top)
+    axis.set_ylabel(f"latency ({unit})")
+    axis.set_ylim(bottom=0)
+    axis.legend(fontsize=8, loc="upper left")
+    axis.set_title(title)
+    return figure
+
+
+def level_curves(runs: list[SweepRun], column: str = "p99 latency") -> Figure:
+    """Throughput (left) and a latency percentile (right) against the load level, one line per run."""
+    figure, (left, right) = _new(12.0, 5.0, columns=2)
+    all_levels = sorted({level.level for run in runs for level in run.levels})
+    divisor, unit = latency_scale([float(v) for run in runs for v in run.table[column]])
+    for index, run in enumerate(runs):
+        levels = [level.level for level in run.levels]
+        left.plot(levels, run.table["Inferences/Second"].astype(float), marker="o", label=run.name, **style(index))
+        right.plot(levels, run.table[column].astype(float) / divisor, marker="o", label=run.name, **style(index))
+    kind = runs[0].load_kind
+    for axis in (left, right):
+        _level_axis(axis, kind, all_levels)
+        axis.set_ylim(bottom=0)
+        axis.legend(fontsize=8)
+    left.set_ylabel("throughput (inferences/s)")
+    left.set_title("Throughput by load level")
+    right.set_ylabel(f"{column.split()[0]} latency ({unit})")
+    right.set_title(f"{column.split()[0]} latency by load level")
+    names = " vs ".join(f"{letter}: {run.name}" for letter, run in zip("AB", runs, strict=False))
+    figure.suptitle(runs[0].title if len(runs) == 1 else f"{names} — {runs[-1].title}")
+    return figure
+
+
+def compare_transports(run: CompareRun) -> Figure:
+    """Peak throughput vs tensor size per transport (left) and speed-up over the wire (right)."""
+    from perfprobe.units import human
+
+    figure, (left, right) = _new(12.0, 5.0, columns=2)
+    table = run.table
+    peaks = table.groupby(["Transport", "Tensor Bytes"])["Inferences/Second"].max()
+    transports = list(dict.fromkeys(table["Transport"]))
+    wire = peaks.get("wire")
+    for index, transport in enumerate(transports):
+        series = peaks[transport]
+        left.plot(series.index, series.to_numpy(), marker="o", label=transport, **style(index))
+        if transport != "wire" and wire is not None:
+            common = series.index.intersection(wire.index)
+            ratio = series[common].to_numpy() / wire[common].to_numpy()
+            right.plot(common, ratio, marker="o", label=transport, **style(index))
+    sizes = sorted(table["Tensor Bytes"].unique())
+    for axis in (left, right):
+        if len(sizes) > 1:
+            axis.set_xscale("log", base=2)
+        axis.set_xticks(sizes, [human(int(size)) for size in sizes])
+        axis.set_xlabel("tensor size")
+        axis.grid(True, alpha=0.3)
+    left.set_yscale("log")
+    left.set_ylabel("peak throughput (inferences/s, log)")
+    left.set_title("Throughput vs tensor size")
+    left.legend(fontsize=8)
+    right.axhline(1.0, color="#666666", linewidth=1, label="the wire")
+    right.set_ylabel("peak throughput ÷ the wire's peak (×)")
+    right.set_title("Shared-memory speed-up")
+    right.legend(fontsize=8)
+    skipped = "; ".join(f"{name} skipped" for name in run.skipped)
+    figure.suptitle(f"Wire vs shared memory — {run.title}{' (' + skipped + ')' if skipped else ''}")
+    return figure
+
+
+__all__ = [
+    "LEVEL_COLUMNS",
+    "compare_transports",
+    "latency_breakdown",
+    "level_curves",
+    "percentile_spectrum",
+    "save",
+    "throughput_vs_latency",
+]

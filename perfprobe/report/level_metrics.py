@@ -1,0 +1,141 @@
+"""Named figures of a load level, each with its per-window values (for the noise a run measured).
+
+Names follow what k6 users write: ``throughput``, ``p99``, ``p(99.9)``, ``avg``, ``med``,
+``min``, ``max``, ``error_rate``, ``server_queue``… Latencies are in microseconds, throughput
+in inferences per second, rates as fractions. Any percentile can be asked for: it is read from
+the level's HDR histograms, not limited to the CSV's columns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from perfprobe.report.rundata import Level
+
+_PERCENTILE = re.compile(r"^p\(?(\d+(?:\.\d+)?)\)?$")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How to read one figure of a level, and which direction is better."""
+
+    name: str
+    kind: str  # "latency" (µs), "throughput" (infer/s), "ratio" (fraction) or "count"
+    higher_is_better: bool
+    value: Callable[[Level], float]
+    per_window: Callable[[Level], list[float]] | None = None
+
+    def windows(self, level: Level) -> list[float]:
+        return self.per_window(level) if self.per_window else []
+
+
+def _number(value: object) -> float:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _column(name: str) -> Callable[[Level], float]:
+    return lambda level: _number(level.row.get(name))
+
+
+def _server_window(kind: str) -> Callable[[Level], list[float]]:
+    def read(level: Level) -> list[float]:
+        values = []
+        for window in level.reported:
+            total = sum(part.get("average_us", {}).get(kind, 0.0) for part in _server_parts(window))
+            values.append(total)
+        return values
+
+    return read
+
+
+def _server_parts(window: dict) -> list[dict]:
+    """The models whose times add up to the level's server figures: the target, or an ensemble's steps."""
+    parts = list(window.get("server", {}).values())
+    return parts[1:] if len(parts) > 1 else parts
+
+
+def _window_error_rate(level: Level) -> list[float]:
+    values = []
+    for window in level.reported:
+        finished = window["completed"] + window["errors"]
+        values.append(window["errors"] / finished if finished else 0.0)
+    return values
+
+
+def percentile_metric(percentile: float, name: str | None = None) -> Metric:
+    return Metric(
+        name or f"p({percentile:g})",
+        "latency",
+        False,
+        lambda level: float(level.histogram.percentile_us(percentile)),
+        lambda level: [float(h.percentile_us(percentile)) for h in level.window_histograms()],
+    )
+
+
+_SERVER = {
+    "server_queue": ("Server Queue", "queue"),
+    "server_compute_input": ("Server Compute Input", "compute_input"),
+    "server_compute_infer": ("Server Compute Infer", "compute_infer"),
+    "server_compute_output": ("Server Compute Output", "compute_output"),
+}
+
+FIXED: dict[str, Metric] = {
+    "throughput": Metric(
+        "throughput",
+        "throughput",
+        True,
+        _column("Inferences/Second"),
+        lambda level: [float(w["throughput"]) for w in level.reported],
+    ),
+    "avg": Metric(
+        "avg",
+        "latency",
+        False,
+        lambda level: level.histogram.mean_us,
+        lambda level: [h.mean_us for h in level.window_histograms()],
+    ),
+    "med": percentile_metric(50.0, "med"),
+    "min": Metric("min", "latency", False, _column("Min latency")),
+    "max": Metric("max", "latency", False, _column("Max latency")),
+    "error_rate": Metric("error_rate", "ratio", False, _column("Error Rate"), _window_error_rate),
+    "errors": Metric("errors", "count", False, _column("Errors")),
+    "client_send": Metric("client_send", "latency", False, _column("Client Send")),
+    "client_recv": Metric("client_recv", "latency", False, _column("Client Recv")),
+    "network": Metric("network", "latency", False, _column("Network+Server Send/Recv")),
+    **{
+        name: Metric(name, "latency", False, _column(column), _server_window(kind))
+        for name, (column, kind) in _SERVER.items()
+    },
+}
+ALIASES = {"rps": "throughput", "infer_per_sec": "throughput", "mean": "avg", "p50": "med"}
+
+
+def metric(name: str) -> Metric:
+    """The metric a user named; KeyError (with the known names) when there is none."""
+    key = ALIASES.get(name.strip().lower(), name.strip().lower())
+    if key in FIXED:
+        return FIXED[key]
+    match = _PERCENTILE.match(key)
+    if match:
+        percentile = float(match.group(1))
+        if 0 < percentile <= 100:
+            return percentile_metric(percentile, name.strip())
+    raise KeyError(f"unknown metric {name.strip()!r}; known: {', '.join(known_names())}")
+
+
+def known_names() -> list[str]:
+    return [*FIXED, "pN / p(N) for any percentile"]
+
+
+def spread(values: list[float]) -> float:
+    """(max − min) / mean of per-window values: how much the stable windows disagreed."""
+    positive = [v for v in values if v is not None]
+    if len(positive) < 2:
+        return 0.0
+    mean = sum(positive) / len(positive)
+    return (max(positive) - min(positive)) / mean if mean > 0 else 0.0

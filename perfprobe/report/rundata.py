@@ -1,0 +1,195 @@
+"""A finished run read back from its directory: the levels table, per-window figures, histograms.
+
+A sweep run directory holds ``results.csv`` (one row per load level) and ``results.json``
+(everything per window, with encoded HDR histograms). A compare run directory holds
+``compare.csv`` plus one sweep run per transport and size. Reports, diffs and gates all
+start here, so they agree on what a run says.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from perfprobe import exitcodes
+from perfprobe.errors import PerfprobeError
+from perfprobe.measure.histogram import LatencyHistogram
+
+LEVEL_COLUMNS = {"concurrency": "Concurrency", "rate": "Request Rate"}
+SHORT_KIND = {"concurrency": "c", "rate": "rate"}
+
+
+class RunNotFound(PerfprobeError):
+    """The directory given is not a perfprobe run (missing or unreadable results)."""
+
+    exit_code = exitcodes.NO_RESULTS
+
+
+@dataclass
+class Level:
+    """One load level of a sweep: its CSV row and the windows behind it."""
+
+    load_kind: str
+    level: float
+    row: dict[str, Any]
+    windows: list[dict[str, Any]]
+    reported_indexes: list[int]
+    stable: bool
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        """``c=8`` or ``rate=100``: how levels are named in charts, tables and gate scopes."""
+        return f"{SHORT_KIND[self.load_kind]}={self.level:g}"
+
+    @property
+    def reported(self) -> list[dict[str, Any]]:
+        """The windows the level's figures come from (the last K stable ones)."""
+        chosen = [w for w in self.windows if w["index"] in set(self.reported_indexes)]
+        return chosen or self.windows
+
+    @cached_property
+    def histogram(self) -> LatencyHistogram:
+        """End-to-end latency of the reported windows, merged."""
+        merged = LatencyHistogram()
+        for window in self.reported:
+            merged.merge(LatencyHistogram.decode(window["latency_histogram"]))
+        return merged
+
+    def window_histograms(self) -> list[LatencyHistogram]:
+        return [LatencyHistogram.decode(w["latency_histogram"]) for w in self.reported]
+
+
+@dataclass
+class SweepRun:
+    """A sweep's results directory, loaded."""
+
+    path: Path
+    document: dict[str, Any]
+    table: pd.DataFrame
+    levels: list[Level]
+
+    @property
+    def load_kind(self) -> str:
+        return self.levels[0].load_kind if self.levels else "concurrency"
+
+    @property
+    def model(self) -> str:
+        return str(self.document.get("model", {}).get("name", "?"))
+
+    @property
+    def arguments(self) -> dict[str, Any]:
+        return self.document.get("arguments", {})
+
+    @property
+    def server(self) -> str:
+        server = self.document.get("server", {})
+        return f"{server.get('name', 'server')} {server.get('version', '')}".strip()
+
+    @property
+    def title(self) -> str:
+        """What was run, for chart titles: model, protocol, mode, tensors' transport."""
+        args = self.arguments
+        parts = [self.model, f"over {args.get('protocol', '?')}", f"{args.get('mode', '?')} mode"]
+        if args.get("shared_memory") not in (None, "none"):
+            parts.append(f"{args['shared_memory']} shm")
+        if args.get("batch_size", 1) != 1:
+            parts.append(f"batch {args['batch_size']}")
+        return ", ".join(parts)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def level(self, value: float) -> Level | None:
+        for level in self.levels:
+            if level.level == value:
+                return level
+        return None
+
+
+@dataclass
+class CompareRun:
+    """A ``perfprobe compare`` directory: the transport × size matrix and its sweeps."""
+
+    path: Path
+    table: pd.DataFrame
+    skipped: dict[str, str]
+    verdicts: list[str]
+    about: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def title(self) -> str:
+        args = self.about.get("arguments", {})
+        model = self.about.get("model", "?")
+        load = args.get("concurrency") or args.get("request_rate") or "?"
+        return f"{model} over {args.get('protocol', '?')}, {args.get('mode', '?')} mode, load {load}"
+
+    def sweeps(self) -> list[SweepRun]:
+        return [load_sweep(child) for child in sorted(self.path.iterdir()) if (child / "results.json").is_file()]
+
+
+def load_run(path: str | Path) -> SweepRun | CompareRun:
+    """A sweep or compare run from its directory; RunNotFound when it is neither."""
+    directory = Path(path)
+    if (directory / "compare.csv").is_file():
+        return load_compare(directory)
+    return load_sweep(directory)
+
+
+def load_sweep(path: str | Path) -> SweepRun:
+    directory = Path(path)
+    if not directory.is_dir():
+        raise RunNotFound(f"{directory}: no such run directory")
+    json_path, csv_path = directory / "results.json", directory / "results.csv"
+    if not json_path.is_file() or not csv_path.is_file():
+        raise RunNotFound(f"{directory}: not a perfprobe run (results.json and results.csv expected)")
+    try:
+        document = json.loads(json_path.read_text())
+        table = pd.read_csv(csv_path, keep_default_na=False)
+    except (ValueError, OSError) as exc:
+        raise RunNotFound(f"{directory}: unreadable results: {exc}") from None
+    levels = []
+    for position, entry in enumerate(document.get("levels", [])):
+        if position >= len(table):
+            break  # interrupted between the JSON and the CSV write: keep what both have
+        row = table.iloc[position].to_dict()
+        levels.append(
+            Level(
+                load_kind=entry["load_kind"],
+                level=float(entry["level"]),
+                row=row,
+                windows=entry.get("windows", []),
+                reported_indexes=entry.get("reported_windows", []),
+                stable=bool(entry.get("stable")),
+                warnings=list(entry.get("warnings", [])),
+            )
+        )
+    return SweepRun(directory, document, table.iloc[: len(levels)], levels)
+
+
+def load_compare(path: Path) -> CompareRun:
+    try:
+        table = pd.read_csv(path / "compare.csv", keep_default_na=False)
+    except (ValueError, OSError) as exc:
+        raise RunNotFound(f"{path}: unreadable compare.csv: {exc}") from None
+    skipped = {}
+    if "Skipped" in table.columns:
+        marked = table["Skipped"].astype(str) != ""
+        skipped = dict(zip(table.loc[marked, "Transport"], table.loc[marked, "Skipped"], strict=True))
+        table = table.loc[~marked].drop(columns=["Skipped"])
+    table = table.astype({"Tensor Bytes": "int64", "Inferences/Second": "float64", "p99 latency": "int64"})
+    verdict_path = path / "verdict.txt"
+    verdicts = verdict_path.read_text().splitlines() if verdict_path.is_file() else []
+    about_path = path / "compare.json"
+    about = json.loads(about_path.read_text()) if about_path.is_file() else {}
+    return CompareRun(path, table.reset_index(drop=True), skipped, [v for v in verdicts if v], about)

@@ -1,0 +1,171 @@
+"""What a run's summary says: server, model, settings, peak, budget, errors, unstable levels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from perfprobe.report import level_metrics
+from perfprobe.report.render import Block, Facts, Heading, Image, Paragraph, Table
+from perfprobe.report.rundata import CompareRun, Level, SweepRun
+from perfprobe.units import format_us, human
+
+SETTING_KEYS = (
+    ("protocol", "protocol"),
+    ("mode", "mode"),
+    ("workers", "workers"),
+    ("concurrency", "concurrency"),
+    ("request_rate", "request rate"),
+    ("distribution", "distribution"),
+    ("batch_size", "batch size"),
+    ("shape", "shapes"),
+    ("input_data", "input data"),
+    ("shared_memory", "shared memory"),
+    ("measurement_mode", "measurement mode"),
+    ("measurement_interval", "window (ms)"),
+    ("measurement_request_count", "window (requests)"),
+    ("stability_percentage", "stability (%)"),
+    ("stability_windows", "stability windows"),
+    ("max_trials", "max windows per level"),
+)
+
+
+@dataclass(frozen=True)
+class LatencyBudget:
+    """The latency a service must stay under, at a percentile: "highest load under 5 ms p99"."""
+
+    metric: str
+    limit_us: float
+
+    def describe(self) -> str:
+        return f"{self.metric} ≤ {format_us(self.limit_us)}"
+
+
+def budget_from_run(run: SweepRun) -> LatencyBudget | None:
+    """The sweep's own --latency-threshold (with its --percentile), when it had one."""
+    threshold = run.arguments.get("latency_threshold")
+    if threshold is None:
+        return None
+    percentile = run.arguments.get("percentile")
+    return LatencyBudget(f"p{percentile:g}" if percentile else "avg", float(threshold) * 1000)
+
+
+def highest_within(run: SweepRun, budget: LatencyBudget) -> Level | None:
+    metric = level_metrics.metric(budget.metric)
+    inside = [level for level in run.levels if metric.value(level) <= budget.limit_us]
+    return max(inside, key=lambda level: level.level) if inside else None
+
+
+def sweep_blocks(run: SweepRun, charts: list[tuple[Path, str]], budget: LatencyBudget | None) -> list[Block]:
+    doc = run.document
+    args = run.arguments
+    blocks: list[Block] = [Heading(f"perfprobe sweep: {run.title}", 1)]
+    blocks.append(
+        Facts(
+            [
+                ("server", f"{run.server} at {args.get('url') or ('embedded' if args.get('serve') else '?')}"),
+                ("model", f"{run.model} (config digest {doc.get('model', {}).get('config_digest', '?')})"),
+                ("run", f"{doc.get('started_at', '?')} → {doc.get('finished_at', 'unfinished')}"),
+                ("perfprobe", str(doc.get("perfprobe_version", "?"))),
+            ]
+        )
+    )
+    blocks += [Heading("Findings"), Facts(_findings(run, budget))]
+    blocks += [Heading("Settings"), Facts(_settings(args))]
+    blocks += [Heading("Levels"), _level_table(run)]
+    blocks.append(Heading("Charts"))
+    blocks += [Image(path, caption) for path, caption in charts]
+    return blocks
+
+
+def _findings(run: SweepRun, budget: LatencyBudget | None) -> list[tuple[str, str]]:
+    if not run.levels:
+        return [("levels", "none measured")]
+    throughput = level_metrics.metric("throughput")
+    peak = max(run.levels, key=throughput.value)
+    facts = [
+        (
+            "peak throughput",
+            f"{throughput.value(peak):,.1f} inferences/s at {peak.label} "
+            f"(p99 {format_us(level_metrics.metric('p99').value(peak))})",
+        )
+    ]
+    if budget is not None:
+        best = highest_within(run, budget)
+        facts.append(
+            (
+                f"highest load within {budget.describe()}",
+                f"{best.label}, {throughput.value(best):,.1f} inferences/s" if best else "none of the levels",
+            )
+        )
+    errors = int(sum(level_metrics.metric("errors").value(level) for level in run.levels))
+    failing = [f"{lv.label} ({lv.row.get('Error Rate')})" for lv in run.levels if float(lv.row.get("Errors", 0))]
+    facts.append(("errors", f"{errors:,}" + (f" — error rate at {', '.join(failing)}" if failing else "")))
+    unstable = [level.label for level in run.levels if not level.stable]
+    facts.append(("unstable levels", ", ".join(unstable) if unstable else "none"))
+    warnings = sorted({w for level in run.levels for w in level.warnings})
+    if warnings:
+        facts.append(("warnings", "; ".join(warnings)))
+    return facts
+
+
+def _settings(args: dict) -> list[tuple[str, str]]:
+    facts = []
+    for key, label in SETTING_KEYS:
+        value = args.get(key)
+        if value in (None, "", [], False):
+            continue
+        facts.append((label, ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
+    return facts
+
+
+def _level_table(run: SweepRun) -> Table:
+    header = ["level", "infer/s", "p50", "p90", "p99", "p99.9", "avg", "server queue", "compute", "errors", "stable"]
+    rows = []
+    for level in run.levels:
+        row = level.row
+        compute = sum(
+            float(row.get(c, 0) or 0) for c in ("Server Compute Input", "Server Compute Infer", "Server Compute Output")
+        )
+        rows.append(
+            [
+                level.label,
+                f"{float(row['Inferences/Second']):,.1f}",
+                *(format_us(float(row[c])) for c in ("p50 latency", "p90 latency", "p99 latency", "p99.9 latency")),
+                format_us(float(row["Avg latency"])),
+                format_us(float(row["Server Queue"])),
+                format_us(compute),
+                str(row["Errors"]),
+                "yes" if level.stable else "no",
+            ]
+        )
+    return Table(header, rows)
+
+
+def compare_blocks(run: CompareRun, charts: list[tuple[Path, str]]) -> list[Block]:
+    blocks: list[Block] = [Heading(f"perfprobe compare: {run.title}", 1)]
+    blocks.append(Facts([("server", str(run.about.get("url", "?"))), ("run", run.name)]))
+    blocks += [
+        Heading("Verdict"),
+        Facts([(line.split(":", 1)[0], line.split(":", 1)[1].strip()) for line in run.verdicts]),
+    ]
+    if run.skipped:
+        blocks.append(Paragraph("Skipped: " + "; ".join(f"{name} ({reason})" for name, reason in run.skipped.items())))
+    header = ["transport", "tensor", "load", "infer/s", "p50", "p99", "compute input", "compute output", "errors"]
+    rows = [
+        [
+            str(r["Transport"]),
+            human(int(r["Tensor Bytes"])),
+            str(r["Load"]),
+            f"{float(r['Inferences/Second']):,.1f}",
+            format_us(float(r["p50 latency"])),
+            format_us(float(r["p99 latency"])),
+            format_us(float(r["Server Compute Input"])),
+            format_us(float(r["Server Compute Output"])),
+            str(r["Errors"]),
+        ]
+        for r in run.table.to_dict("records")
+    ]
+    blocks += [Heading("Matrix"), Table(header, rows), Heading("Charts")]
+    blocks += [Image(path, caption) for path, caption in charts]
+    return blocks
