@@ -149,8 +149,10 @@ def compare_blocks(run: CompareRun, charts: list[tuple[Path, str]]) -> list[Bloc
         Heading("Verdict"),
         Facts([(line.split(":", 1)[0], line.split(":", 1)[1].strip()) for line in run.verdicts]),
     ]
-    if run.skipped:
-        blocks.append(Paragraph("Skipped: " + "; ".join(f"{name} ({reason})" for name, reason in run.skipped.items())))
+    said = {line.split(":", 1)[0] for line in run.verdicts}
+    missing = [f"{name}: skipped ({reason})" for name, reason in run.skipped.items() if name not in said]
+    if missing:
+        blocks.append(Paragraph("; ".join(missing)))
     header = ["transport", "tensor", "load", "infer/s", "p50", "p99", "compute input", "compute output", "errors"]
     rows = [
         [
