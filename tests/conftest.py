@@ -62,11 +62,17 @@ def client(server: EmbeddedServer, protocol: str) -> Iterator[InferenceClient]:
         yield made
 
 
+def perfprobe_command(*args: str) -> list[str]:
+    """The perfprobe command line, run with this interpreter (for Popen when a test signals it)."""
+    return [sys.executable, "-m", "perfprobe", *args]
+
+
 def run_perfprobe(*args: str, timeout: float = 240, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """The perfprobe command as a user runs it, in a subprocess."""
-    command = [sys.executable, "-m", "perfprobe", *args]
     merged = {**os.environ, **(env or {})}
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, env=merged)
+    return subprocess.run(
+        perfprobe_command(*args), capture_output=True, text=True, timeout=timeout, check=False, env=merged
+    )
 
 
 @contextmanager

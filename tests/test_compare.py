@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import csv
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_perfprobe
 
 from perfprobe.errors import UsageError
 from perfprobe.units import human, parse_size
@@ -21,10 +20,7 @@ def test_sizes() -> None:
 
 
 def test_compare_wire_and_system_shm(server, tmp_path: Path) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "perfprobe",
+    result = run_perfprobe(
         "compare",
         "-m",
         "identity",
@@ -42,8 +38,8 @@ def test_compare_wire_and_system_shm(server, tmp_path: Path) -> None:
         "2",
         "--output-dir",
         str(tmp_path),
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     with (tmp_path / "compare.csv").open() as handle:
         rows = list(csv.DictReader(handle))
@@ -61,8 +57,6 @@ def test_compare_wire_and_system_shm(server, tmp_path: Path) -> None:
 
 def test_compare_chart_series(server, tmp_path: Path) -> None:
     """The compare chart holds one line per measured transport, and the report lists CUDA as skipped."""
-    from conftest import run_perfprobe
-
     from perfprobe.report import charts
     from perfprobe.report.rundata import load_run
 

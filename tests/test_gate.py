@@ -63,7 +63,11 @@ def test_thresholds_fail_as_written(simple_runs) -> None:
 
 
 def test_repeat_of_the_same_server_passes_the_baseline(simple_runs, tmp_path: Path) -> None:
-    """Limits wide enough for a 2-core machine running the server, the client and pytest at once."""
+    """Limits wide enough for a 2-core machine running the server, the client and pytest at once.
+
+    Back-to-back runs there have differed by 20% in throughput and 70% in a sub-millisecond p99;
+    the slowed server below is 80% and 700% beyond its noise, so both tests still tell them apart.
+    """
     junit = tmp_path / "junit.xml"
     result = run_perfprobe(
         "gate",
@@ -71,7 +75,7 @@ def test_repeat_of_the_same_server_passes_the_baseline(simple_runs, tmp_path: Pa
         "--baseline",
         str(simple_runs["baseline"]),
         "--max-regression",
-        "throughput=25%,p99=50%",
+        "throughput=40%,p99=100%",
         "--junit",
         str(junit),
     )
@@ -149,14 +153,15 @@ def test_a_change_inside_the_measured_noise_passes(simple_runs, tmp_path: Path) 
     """With no limit of its own (0%), the gate still forgives what the windows' spread covers."""
     base = load_sweep(simple_runs["baseline"])
     throughput = level_metrics.metric("throughput")
-    noise = min(level_metrics.spread(throughput.windows(level)) for level in base.levels)
+    spreads = [level_metrics.spread(throughput.windows(level)) for level in base.levels]
+    noise, widest = min(spreads), max(spreads)
     assert noise > 0, "stable windows of a real run never agree exactly"
     limits = baseline.parse_limits("throughput=0%")
 
     inside = load_sweep(_scaled_copy(base.path, tmp_path / "inside", 1 - noise / 2))
     assert all(o.status == PASSED for o in baseline.compare(inside, base, limits))
 
-    beyond = load_sweep(_scaled_copy(base.path, tmp_path / "beyond", 1 - 2 * noise - 0.05))
+    beyond = load_sweep(_scaled_copy(base.path, tmp_path / "beyond", max(1 - 2 * widest - 0.05, 0.01)))
     assert all(o.status == FAILED for o in baseline.compare(beyond, base, limits))
 
     result = run_perfprobe(

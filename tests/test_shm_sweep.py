@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import perfprobe_command
 
 from perfprobe import exitcodes
 from perfprobe.client import make_client
@@ -18,21 +18,8 @@ FAST = ["--measurement-interval", "300", "--stability-windows", "2", "--max-tria
 
 
 def _command(url: str, protocol: str, out: Path, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "perfprobe",
-        "sweep",
-        "-i",
-        protocol,
-        "-u",
-        url,
-        "--output-dir",
-        str(out),
-        "--shared-memory",
-        "system",
-        *args,
-    ]
+    sweep = ("sweep", "-i", protocol, "-u", url, "--output-dir", str(out), "--shared-memory", "system", *args)
+    return perfprobe_command(*sweep)
 
 
 def _our_regions(server) -> list[str]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import perfprobe_command, run_perfprobe
 
 from perfprobe import exitcodes
 from perfprobe.report.results import PA_COLUMNS
@@ -31,20 +31,8 @@ COMBINATIONS = [
 
 
 def run_sweep(server, protocol: str, out: Path, *args: str, timeout: float = 240):
-    command = [
-        sys.executable,
-        "-m",
-        "perfprobe",
-        "sweep",
-        "-i",
-        protocol,
-        "-u",
-        server.url(protocol),
-        "--output-dir",
-        str(out),
-        *args,
-    ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    sweep = ("sweep", "-i", protocol, "-u", server.url(protocol), "--output-dir", str(out), *args)
+    result = run_perfprobe(*sweep, timeout=timeout)
     rows = []
     document = None
     if (out / "results.csv").exists():
@@ -222,10 +210,7 @@ def test_interrupt_keeps_what_was_measured(server, tmp_path: Path) -> None:
     import signal
     import time
 
-    command = [
-        sys.executable,
-        "-m",
-        "perfprobe",
+    command = perfprobe_command(
         "sweep",
         "-m",
         "simple",
@@ -241,7 +226,7 @@ def test_interrupt_keeps_what_was_measured(server, tmp_path: Path) -> None:
         "2",
         "--output-dir",
         str(tmp_path),
-    ]
+    )
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not _rows(tmp_path):

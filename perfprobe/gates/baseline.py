@@ -1,10 +1,12 @@
-"""Baseline comparison: two-sided, and blind to changes no bigger than the runs' own noise.
+"""Baseline comparison: two-sided, and blind to changes the runs' own noise could explain.
 
-For each limited metric and each load level both runs measured, the relative change is
-taken in the "worse" direction (lower throughput, higher latency). The allowance is the
-larger of the user's limit and the noise: the spread, (max − min) / mean, of the metric
-over the stable windows of either run. Worse by more than the allowance is a regression,
-better by more than it an improvement (reported, never failed).
+Each figure of each run comes with the range it could as well have had with nothing changed:
+the range its stable windows spanned, widened for a percentile by the band its sample count
+allows. For each limited metric and each load level both runs measured, the change that is
+certain is the gap between those ranges, in the "worse" direction (lower throughput, higher
+latency) relative to the baseline. A certain worsening beyond the limit is a regression; a
+certain improvement beyond it is reported as one and never fails. A change no bigger than
+the spread the windows measured therefore never counts, whatever the limit.
 """
 
 from __future__ import annotations
@@ -70,19 +72,26 @@ def compare(run: SweepRun, baseline: SweepRun, limits: list[Limit]) -> list[Outc
 def _one(limit: Limit, level: Level, base: Level) -> Outcome:
     metric = limit.metric
     now, then = metric.value(level), metric.value(base)
-    noise = max(level_metrics.spread(metric.windows(level)), level_metrics.spread(metric.windows(base)))
-    allowance = max(limit.fraction, noise)
+    now_low, now_high = metric.interval(level)
+    then_low, then_high = metric.interval(base)
     measured = f"{show_value(metric, then)} → {show_value(metric, now)}"
-    if then == 0:
-        change_text = "baseline is 0"
-        worse = 0.0 if now == 0 else (1.0 if not metric.higher_is_better else -1.0)
+    expected = f"at most {limit.fraction:.0%} worse beyond the noise"
+    if then <= 0:
+        return Outcome(limit.text, "baseline", level.label, PASSED, measured, expected, "baseline is 0: not compared")
+    change = (now - then) / then
+    if metric.higher_is_better:
+        surely_worse, surely_better = (then_low - now_high) / then, (now_low - then_high) / then
     else:
-        change = (now - then) / then
-        change_text = f"{change:+.1%}"
-        worse = -change if metric.higher_is_better else change
-    why = f"{change_text}; noise {noise:.1%}, allowed {allowance:.1%}"
-    expected = f"no more than {allowance:.1%} worse"
-    if worse > allowance:
-        return Outcome(limit.text, "baseline", level.label, FAILED, measured, expected, f"regression: {why}")
-    verdict = "improvement" if -worse > allowance else "within limits"
-    return Outcome(limit.text, "baseline", level.label, PASSED, measured, expected, f"{verdict}: {why}")
+        surely_worse, surely_better = (now_low - then_high) / then, (then_low - now_high) / then
+    noise = (
+        f"noise: baseline {show_value(metric, then_low)}–{show_value(metric, then_high)}, "
+        f"run {show_value(metric, now_low)}–{show_value(metric, now_high)}"
+    )
+    if surely_worse > limit.fraction:
+        why = f"regression: {change:+.1%}, at least {surely_worse:.1%} worse beyond the noise; {noise}"
+        return Outcome(limit.text, "baseline", level.label, FAILED, measured, expected, why)
+    if surely_better > limit.fraction:
+        why = f"improvement: {change:+.1%}, at least {surely_better:.1%} better beyond the noise; {noise}"
+    else:
+        why = f"within limits: {change:+.1%}; {noise}"
+    return Outcome(limit.text, "baseline", level.label, PASSED, measured, expected, why)

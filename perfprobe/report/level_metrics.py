@@ -8,6 +8,7 @@ the level's HDR histograms, not limited to the CSV's columns.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,9 +27,22 @@ class Metric:
     higher_is_better: bool
     value: Callable[[Level], float]
     per_window: Callable[[Level], list[float]] | None = None
+    sampling: Callable[[Level], tuple[float, float]] | None = None  # the estimate's own plausible range
 
     def windows(self, level: Level) -> list[float]:
         return self.per_window(level) if self.per_window else []
+
+    def interval(self, level: Level) -> tuple[float, float]:
+        """The values this figure could as well have had with nothing changed.
+
+        The range the stable windows spanned, widened for a percentile by the band its sample
+        count allows; never narrower than the figure itself.
+        """
+        value = self.value(level)
+        values = [value, *self.windows(level)]
+        if self.sampling:
+            values += list(self.sampling(level))
+        return min(values), max(values)
 
 
 def _number(value: object) -> float:
@@ -74,7 +88,26 @@ def percentile_metric(percentile: float, name: str | None = None) -> Metric:
         False,
         lambda level: float(level.histogram.percentile_us(percentile)),
         lambda level: [float(h.percentile_us(percentile)) for h in level.window_histograms()],
+        lambda level: percentile_band(level, percentile),
     )
+
+
+def percentile_band(level: Level, percentile: float, z: float = 2.0) -> tuple[float, float]:
+    """A percentile's ~95% band, in µs, from its sample count alone.
+
+    The rank of the q-th percentile among n samples varies by sqrt(n·q·(1−q)); the histogram
+    read at q ± z·sqrt(q(1−q)/n) gives the values it could as well have been. With few samples
+    in the tail (p99.9 of 2,000 requests) the band is wide, and a gate should know.
+    """
+    histogram = level.histogram
+    value = float(histogram.percentile_us(percentile))
+    if histogram.count < 2:
+        return value, value
+    q = percentile / 100.0
+    half = z * math.sqrt(q * (1.0 - q) / histogram.count)
+    low = histogram.percentile_us(max(q - half, 0.0) * 100.0)
+    high = histogram.percentile_us(min(q + half, 1.0) * 100.0)
+    return float(low), float(high)
 
 
 _SERVER = {
