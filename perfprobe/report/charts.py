@@ -88,7 +88,7 @@ def throughput_vs_latency(run: SweepRun, column: str = "p99 latency") -> Figure:
     return figure
 
 
-def latency_breakdown(run: SweepRun) -> Figure:
+def latency_breakdown(run: SweepRun, headroom: float = 1.35) -> Figure:
     """Where the mean latency goes at each level, stacked; throughput on the second axis."""
     figure, (axis,) = _new()
     table = run.table
@@ -100,6 +100,7 @@ def latency_breakdown(run: SweepRun) -> Figure:
         values = table[column].astype(float).to_numpy() / divisor
         axis.bar(positions, values, bottom=bottom, width=0.6, label=label, color=PALETTE[index % len(PALETTE)])
         bottom += values
+    axis.set_ylim(0, max(float(bottom.max()), 1e-9) * headroom)  # room for the legend above the bars
     axis.set_xticks(positions, [level.label for level in run.levels])
     axis.set_xlabel(LEVEL_AXIS[run.load_kind])
     axis.set_ylabel(f"mean latency ({unit})")
@@ -107,7 +108,7 @@ def latency_breakdown(run: SweepRun) -> Figure:
     second = axis.twinx()
     second.plot(positions, table["Inferences/Second"].astype(float), color="#000000", marker="D", label="throughput")
     second.set_ylabel("throughput (inferences/s)")
-    second.set_ylim(bottom=0)
+    second.set_ylim(0, max(float(table["Inferences/Second"].astype(float).max()), 1e-9) * headroom)
     handles, labels = axis.get_legend_handles_labels()
     extra_handles, extra_labels = second.get_legend_handles_labels()
     axis.legend(handles + extra_handles, labels + extra_labels, fontsize=8, loc="upper left")
