@@ -88,6 +88,7 @@ def test_request_rate_is_held(server, tmp_path: Path, rate: int) -> None:
         "2",
     )
     assert result.returncode == 0, result.stderr
+    assert "report not written" not in result.stderr and f"rate={rate}" in (tmp_path / "summary.md").read_text()
     (row,) = rows
     assert float(row["Request Rate"]) == rate
     assert float(row["Inferences/Second"]) == pytest.approx(rate, rel=0.05)
