@@ -103,13 +103,19 @@ def test_slower_server_fails_the_baseline_and_names_the_metric(simple_runs, tmp_
     assert "regression: -" in result.stdout  # throughput fell
     root = ElementTree.parse(junit).getroot()
     check_junit_shape(root)
-    failures = root.findall("./testsuite/testcase/failure")
-    assert len(failures) == 4 and all("regression" in f.get("message", "") for f in failures)
+    failed = {case.get("name") for case in root.iter("testcase") if case.find("failure") is not None}
+    # 3 ms per request: throughput falls far past any noise at both levels; p99 rises at least at one
+    assert {"throughput vs baseline (max 5% worse) @ c=1", "throughput vs baseline (max 5% worse) @ c=2"} <= failed
+    assert any(name.startswith("p99 vs baseline") for name in failed)
+    assert all("regression" in f.get("message", "") for f in root.iter("failure"))
     text = summary.read_text()
     assert text.startswith("earlier step\n") and "| failed | throughput vs baseline" in text  # appended, not replaced
 
     reverse = run_perfprobe("gate", str(simple_runs["baseline"]), "--baseline", str(simple_runs["slow"]))
-    assert reverse.returncode == 0 and reverse.stdout.count("improvement") == 4  # two-sided: said, not failed
+    assert reverse.returncode == 0, reverse.stdout  # two-sided: an improvement is said, never failed
+    assert (
+        sum("improvement" in line for line in reverse.stdout.splitlines() if line.startswith("PASSED  throughput")) == 2
+    )
 
 
 def check_junit_shape(root: ElementTree.Element) -> None:
