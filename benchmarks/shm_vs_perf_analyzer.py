@@ -50,18 +50,13 @@ def main() -> int:
             "--max-trials",
             "10",
         ]
+        # both tools take these flags with the same names and meanings
+        target = ["-m", "identity", "-u", url, "-i", args.protocol, "--shape", f"INPUT0:{elements}"]
         for transport in ("none", "system"):
             pa_csv = Path(work) / f"pa-{transport}.csv"
             pa_cmd = [
                 str(binary),
-                "-m",
-                "identity",
-                "-u",
-                url,
-                "-i",
-                args.protocol,
-                "--shape",
-                f"INPUT0:{elements}",
+                *target,
                 "--concurrency-range",
                 f"{args.concurrency}:{args.concurrency}",
                 "-f",
@@ -74,14 +69,7 @@ def main() -> int:
                 "-m",
                 "perfprobe",
                 "sweep",
-                "-m",
-                "identity",
-                "-u",
-                url,
-                "-i",
-                args.protocol,
-                "--shape",
-                f"INPUT0:{elements}",
+                *target,
                 "--concurrency",
                 str(args.concurrency),
                 "--output-dir",

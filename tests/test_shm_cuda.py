@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perfprobe.shm import cuda
+from perfprobe.shm import cuda, region_set
 
 
 def _has_gpu() -> bool:
@@ -57,7 +57,7 @@ def test_cuda_round_trip_through_the_server(server) -> None:
 @pytest.mark.skipif(HAS_GPU, reason="this machine has a CUDA device: the refusal path cannot be shown")
 def test_region_set_refuses_before_allocating() -> None:
     with pytest.raises(cuda.CudaUnavailable, match="needs a CUDA device"):
-        cuda.region_set("cuda", "test", 0)
+        region_set("cuda", "test", 0)
 
 
 @pytest.mark.gpu

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import perfprobe_command, run_perfprobe
+from conftest import perfprobe_command, run_perfprobe, slowed_simple
 
 from perfprobe import exitcodes
 from perfprobe.report.results import PA_COLUMNS
@@ -251,28 +251,20 @@ def _rows(folder: Path) -> list[dict[str, str]]:
 
 def test_latency_threshold_and_binary_search(server, tmp_path: Path) -> None:
     """simple with a 20 ms delay, one instance: latency grows ~20 ms per extra request in flight."""
-    from perfprobe.client import make_client
-
-    with make_client("http", server.http_url) as client:
-        config = client.model_config("simple")
-        slow = {**config, "name": "simple", "parameters": {"delay_ms": {"string_value": "20"}}}
-        client.load_model("simple", json.dumps(slow))
-        try:
-            result, rows, _ = run_sweep(
-                server,
-                "http",
-                tmp_path,
-                "-m",
-                "simple",
-                "--concurrency",
-                "1:8",
-                "--latency-threshold",
-                "50",
-                "--binary-search",
-                *FAST,
-            )
-        finally:
-            client.load_model("simple", json.dumps(config))
+    with slowed_simple(server, 20):
+        result, rows, _ = run_sweep(
+            server,
+            "http",
+            tmp_path,
+            "-m",
+            "simple",
+            "--concurrency",
+            "1:8",
+            "--latency-threshold",
+            "50",
+            "--binary-search",
+            *FAST,
+        )
     assert result.returncode == 0, result.stderr
     levels = [int(r["Concurrency"]) for r in rows]
     assert levels[:2] == [1, 8] and len(levels) <= 5  # ends, then bisection: not all eight levels

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 from perfprobe.client import InferenceClient, make_client
 from perfprobe.client.factory import DEFAULT_URLS
@@ -62,6 +63,11 @@ def connect(
         client.close()
         if server is not None:
             server.stop()
+
+
+def recorded_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The options a run was given, as its results record them (argparse's plumbing left out)."""
+    return {k: v for k, v in vars(args).items() if k not in ("run", "subparser")}
 
 
 def add_shared_memory_options(parser: argparse.ArgumentParser, output_size_default: int | None) -> None:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from perfprobe.commands.common import add_connection_options, parse_headers
+from perfprobe.commands.common import add_connection_options, parse_headers, recorded_arguments
 from perfprobe.errors import UsageError
 from perfprobe.units import human, parse_size
 
@@ -87,15 +87,13 @@ def _compare(args: argparse.Namespace, transports: list[str], sizes: list[int]) 
             server.stop()
     _write_matrix(out_dir / "compare.csv", rows, skipped)
     _write_about(out_dir / "compare.json", args, model.name, url)
-    verdicts = _verdicts(rows)
-    for line in verdicts + [f"{LABELS[t]}: skipped ({reason})" for t, reason in skipped.items()]:
+    verdicts = _verdicts(rows) + [f"{LABELS[t]}: skipped ({reason})" for t, reason in skipped.items()]
+    for line in verdicts:
         print(line)
-    (out_dir / "verdict.txt").write_text(
-        "\n".join(verdicts + [f"{LABELS[t]}: skipped ({r})" for t, r in skipped.items()]) + "\n"
-    )
+    (out_dir / "verdict.txt").write_text("\n".join(verdicts) + "\n")
     print(f"\nresults: {out_dir / 'compare.csv'}, verdict.txt", flush=True)
     if not args.no_report and rows:
-        from perfprobe.commands.sweep import write_report_safely
+        from perfprobe.commands.report import write_report_safely
 
         write_report_safely(out_dir, None)
     return 0
@@ -198,8 +196,8 @@ def _write_about(path: Path, args: argparse.Namespace, model: str, url: str) -> 
     """What was compared, for the report's titles (the matrix itself is in compare.csv)."""
     import json
 
-    arguments = {k: v for k, v in vars(args).items() if k not in ("run", "subparser")}
-    path.write_text(json.dumps({"model": model, "url": url, "arguments": arguments}, indent=1, default=str))
+    about = {"model": model, "url": url, "arguments": recorded_arguments(args)}
+    path.write_text(json.dumps(about, indent=1, default=str))
 
 
 def _verdicts(rows: list[dict[str, Any]]) -> list[str]:

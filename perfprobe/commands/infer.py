@@ -85,7 +85,7 @@ def _send(
     if kind == "none":
         return _send_by_mode(client, model, inputs, outputs, args)
     from perfprobe.client import SharedMemoryRef
-    from perfprobe.shm.cuda import region_set
+    from perfprobe.shm import region_set
 
     with region_set(kind, "infer", getattr(args, "cuda_device", 0)) as regions:
         placed = []

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from perfprobe.errors import UsageError
 
@@ -53,3 +55,18 @@ def run(args: argparse.Namespace) -> int:
     for path in report.files:
         print(path)
     return 0
+
+
+def write_report_safely(out_dir: Path, latency_budget: str | None) -> None:
+    """Charts and summaries at the end of a run; a chart problem never costs the results."""
+    from perfprobe.report.build import write_report
+
+    try:
+        report = write_report(out_dir, parse_budget(latency_budget))
+    except Exception as exc:  # the CSV and JSON are written; say what failed and go on
+        print(
+            f"  warning: report not written ({type(exc).__name__}: {exc}); run perfprobe report {out_dir}",
+            file=sys.stderr,
+        )
+        return
+    print(f"report: {report.directory / 'summary.md'}, report.html, charts/", flush=True)

@@ -88,7 +88,7 @@ def _sweep(plan: SweepPlan, url: str, control: Any, headers: dict[str, str]) -> 
     )
     regions = None
     if plan.shared_memory in ("system", "cuda"):
-        from perfprobe.shm.cuda import region_set
+        from perfprobe.shm import region_set
 
         regions = region_set(plan.shared_memory, "sweep", plan.cuda_device)
     try:
@@ -189,26 +189,12 @@ def _measure(
         _write(out_dir, plan, rows, document)
     _summary(rows, plan, out_dir)
     if plan.report and rows:
+        from perfprobe.commands.report import write_report_safely
+
         write_report_safely(out_dir, plan.latency_budget)
     if rows and all(row["Completed"] == 0 for row in rows):
         raise AllRequestsFailed("every request failed: " + (rows[-1]["Warnings"] or "see the JSON"))
     return exit_code
-
-
-def write_report_safely(out_dir: Path, latency_budget: str | None) -> None:
-    """Charts and summaries at the end of a run; a chart problem never costs the results."""
-    from perfprobe.commands.report import parse_budget
-    from perfprobe.report.build import write_report
-
-    try:
-        report = write_report(out_dir, parse_budget(latency_budget))
-    except Exception as exc:  # the CSV and JSON are written; say what failed and go on
-        print(
-            f"  warning: report not written ({type(exc).__name__}: {exc}); run perfprobe report {out_dir}",
-            file=sys.stderr,
-        )
-        return
-    print(f"report: {report.directory / 'summary.md'}, report.html, charts/", flush=True)
 
 
 def _levels(plan: SweepPlan, sweeper: Any):

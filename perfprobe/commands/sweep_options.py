@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from perfprobe.commands.common import add_shared_memory_options
+from perfprobe.commands.common import add_shared_memory_options, recorded_arguments
 from perfprobe.data import synthetic
 from perfprobe.errors import UsageError
 from perfprobe.load.dataset import DataOptions
@@ -254,7 +254,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         output_dir_option=args.output_dir,
         report=not args.no_report,
         latency_budget=args.latency_budget,
-        arguments={k: v for k, v in vars(args).items() if k not in ("run", "subparser")},
+        arguments=recorded_arguments(args),
     )
 
 

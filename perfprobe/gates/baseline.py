@@ -59,7 +59,7 @@ def compare(run: SweepRun, baseline: SweepRun, limits: list[Limit]) -> list[Outc
     outcomes = []
     for limit in limits:
         for level in run.levels:
-            base = next((b for b in baseline.levels if (b.load_kind, b.level) == (level.load_kind, level.level)), None)
+            base = baseline.level(level.level, level.load_kind)
             if base is None:
                 outcomes.append(
                     Outcome(limit.text, "baseline", level.label, SKIPPED, "", "", "the baseline has no such level")

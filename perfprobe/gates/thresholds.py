@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from perfprobe.gates.outcome import FAILED, PASSED, Outcome
 from perfprobe.report import level_metrics
-from perfprobe.report.rundata import SweepRun
+from perfprobe.report.rundata import SHORT_KIND, SweepRun
 from perfprobe.units import format_us, parse_duration_us
 
 _EXPRESSION = re.compile(
@@ -98,12 +98,13 @@ def check(run: SweepRun, threshold: Threshold) -> list[Outcome]:
     """One outcome per level in scope; a scoped level the run lacks fails (it was not measured)."""
     wanted = f"{threshold.op} {threshold.show(threshold.limit)}"
     if threshold.scope_kind is not None:
-        levels = [lv for lv in run.levels if lv.load_kind == threshold.scope_kind and lv.level == threshold.scope_level]
-        if not levels:
-            label = f"{'c' if threshold.scope_kind == 'concurrency' else 'rate'}={threshold.scope_level:g}"
+        scoped = run.level(threshold.scope_level, threshold.scope_kind)
+        if scoped is None:
+            label = f"{SHORT_KIND[threshold.scope_kind]}={threshold.scope_level:g}"
             return [
                 Outcome(threshold.text, "threshold", label, FAILED, "not measured", wanted, "no such level in the run")
             ]
+        levels = [scoped]
     else:
         levels = run.levels
     outcomes = []

@@ -14,7 +14,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from perfprobe.report.rundata import LEVEL_COLUMNS, CompareRun, Level, SweepRun
+from perfprobe.report.rundata import CompareRun, Level, SweepRun
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 LINE_STYLES = ("-", "--", ":", "-.")
@@ -226,7 +226,6 @@ def compare_transports(run: CompareRun) -> Figure:
 
 
 __all__ = [
-    "LEVEL_COLUMNS",
     "compare_transports",
     "latency_breakdown",
     "level_curves",

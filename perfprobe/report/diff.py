@@ -15,8 +15,8 @@ def level_changes(run_a: SweepRun, run_b: SweepRun, metrics: tuple[str, ...] = D
     """One row per (level both runs measured, metric): A, B, B − A and the change in %."""
     rows = []
     for level_a in run_a.levels:
-        level_b = run_b.level(level_a.level)
-        if level_b is None or level_b.load_kind != level_a.load_kind:
+        level_b = run_b.level(level_a.level, level_a.load_kind)
+        if level_b is None:
             continue
         for name in metrics:
             metric = level_metrics.metric(name)
@@ -24,7 +24,7 @@ def level_changes(run_a: SweepRun, run_b: SweepRun, metrics: tuple[str, ...] = D
             rows.append(
                 {
                     "Level": level_a.label,
-                    "Metric": metric.name if name != "p50" else "p50",
+                    "Metric": metric.name,
                     "Unit": {"latency": "us", "throughput": "infer/s"}.get(metric.kind, ""),
                     "A": round(a, 6),
                     "B": round(b, 6),

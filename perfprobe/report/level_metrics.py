@@ -145,7 +145,7 @@ FIXED: dict[str, Metric] = {
         for name, (column, kind) in _SERVER.items()
     },
 }
-ALIASES = {"rps": "throughput", "infer_per_sec": "throughput", "mean": "avg", "p50": "med"}
+ALIASES = {"rps": "throughput", "infer_per_sec": "throughput", "mean": "avg"}
 
 
 def metric(name: str) -> Metric:
@@ -163,12 +163,3 @@ def metric(name: str) -> Metric:
 
 def known_names() -> list[str]:
     return [*FIXED, "pN / p(N) for any percentile"]
-
-
-def spread(values: list[float]) -> float:
-    """(max − min) / mean of per-window values: how much the stable windows disagreed."""
-    positive = [v for v in values if v is not None]
-    if len(positive) < 2:
-        return 0.0
-    mean = sum(positive) / len(positive)
-    return (max(positive) - min(positive)) / mean if mean > 0 else 0.0

@@ -20,7 +20,6 @@ from perfprobe import exitcodes
 from perfprobe.errors import PerfprobeError
 from perfprobe.measure.histogram import LatencyHistogram
 
-LEVEL_COLUMNS = {"concurrency": "Concurrency", "rate": "Request Rate"}
 SHORT_KIND = {"concurrency": "c", "rate": "rate"}
 
 
@@ -50,7 +49,8 @@ class Level:
     @property
     def reported(self) -> list[dict[str, Any]]:
         """The windows the level's figures come from (the last K stable ones)."""
-        chosen = [w for w in self.windows if w["index"] in set(self.reported_indexes)]
+        wanted = set(self.reported_indexes)
+        chosen = [w for w in self.windows if w["index"] in wanted]
         return chosen or self.windows
 
     @cached_property
@@ -106,9 +106,10 @@ class SweepRun:
     def name(self) -> str:
         return self.path.name
 
-    def level(self, value: float) -> Level | None:
+    def level(self, value: float, load_kind: str | None = None) -> Level | None:
+        """The level measured at ``value`` (of ``load_kind`` when given), or None."""
         for level in self.levels:
-            if level.level == value:
+            if level.level == value and load_kind in (None, level.load_kind):
                 return level
         return None
 
@@ -133,9 +134,6 @@ class CompareRun:
         model = self.about.get("model", "?")
         load = args.get("concurrency") or args.get("request_rate") or "?"
         return f"{model} over {args.get('protocol', '?')}, {args.get('mode', '?')} mode, load {load}"
-
-    def sweeps(self) -> list[SweepRun]:
-        return [load_sweep(child) for child in sorted(self.path.iterdir()) if (child / "results.json").is_file()]
 
 
 def load_run(path: str | Path) -> SweepRun | CompareRun:

@@ -149,12 +149,3 @@ class CudaRegionSet:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def region_set(kind: str, purpose: str, device_id: int = 0) -> Any:
-    """A RegionSet for ``system`` or a CudaRegionSet for ``cuda``."""
-    if kind == "cuda":
-        return CudaRegionSet(purpose, device_id)
-    from perfprobe.shm.system import RegionSet
-
-    return RegionSet(purpose)
