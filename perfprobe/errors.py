@@ -21,3 +21,15 @@ class AllRequestsFailed(PerfprobeError):
     """A sweep in which no request succeeded: the server refused everything."""
 
     exit_code = exitcodes.SERVER_ERROR
+
+
+class ServerUnreachable(PerfprobeError):
+    """The server stopped answering during a run (killed, restarted, network gone)."""
+
+    exit_code = exitcodes.SERVER_UNREACHABLE
+
+
+class LoadFailed(PerfprobeError):
+    """The load itself broke (a worker ended early): the level would understate the load asked for."""
+
+    exit_code = exitcodes.INTERNAL_ERROR

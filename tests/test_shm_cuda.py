@@ -33,25 +33,22 @@ def test_cuda_round_trip_through_the_server(server) -> None:
     from perfprobe.client import InferInput, RequestedOutput, SharedMemoryRef, make_client
 
     data = np.arange(1024, dtype=np.float32)
-    inputs = cuda.CudaRegion("pp_cuda_in", data.nbytes).create()
-    outputs = cuda.CudaRegion("pp_cuda_out", data.nbytes).create()
-    try:
-        with make_client("http", server.http_url) as client:
+    with make_client("http", server.http_url) as client:
+        inputs = cuda.CudaRegion("pp_cuda_in", data.nbytes).create()
+        outputs = cuda.CudaRegion("pp_cuda_out", data.nbytes).create()
+        try:
             inputs.write(data.tobytes())
             inputs.register(client)
             outputs.register(client)
+            reference = SharedMemoryRef(inputs.name, data.nbytes)
             client.infer(
                 "identity",
-                [
-                    InferInput(
-                        "INPUT0", datatype="FP32", shape=[1024], shared_memory=SharedMemoryRef(inputs.name, data.nbytes)
-                    )
-                ],
+                [InferInput("INPUT0", datatype="FP32", shape=[1024], shared_memory=reference)],
                 [RequestedOutput("OUTPUT0", shared_memory=SharedMemoryRef(outputs.name, data.nbytes))],
             )
             assert outputs.read(data.nbytes) == data.tobytes()
-    finally:
-        assert not inputs.close() and not outputs.close()
+        finally:  # unregistered while the client is still open
+            assert not inputs.close() and not outputs.close()
 
 
 @pytest.mark.skipif(HAS_GPU, reason="this machine has a CUDA device: the refusal path cannot be shown")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+TIMEOUT = "TIMEOUT"
+UNREACHABLE = "UNREACHABLE"
+# error codes that mean the server itself is gone, not that it refused one request
+CONNECTION_FAILURES = frozenset({UNREACHABLE, "UNAVAILABLE"})
+
 
 class InferenceServerError(Exception):
     """A request the server refused or that never reached it.
 
     Exactly one of ``http_status`` / ``grpc_code`` is set for answers from a server; both
-    are None when the failure happened before any answer (connection refused, timeout).
+    are None when the failure happened before any answer, and ``failure`` then says which:
+    ``TIMEOUT`` (no answer in time) or ``UNREACHABLE`` (refused, reset, closed).
     """
 
     def __init__(
@@ -17,19 +23,28 @@ class InferenceServerError(Exception):
         http_status: int | None = None,
         grpc_code: str | None = None,
         debug: object = None,
+        failure: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.http_status = http_status
         self.grpc_code = grpc_code
         self.debug = debug
+        self.failure = failure
 
     @property
     def status(self) -> str:
         """A short code for tables and counters: ``HTTP 400``, ``UNAVAILABLE``, ``NO_RESPONSE``."""
         if self.http_status is not None:
             return f"HTTP {self.http_status}"
-        return self.grpc_code or "NO_RESPONSE"
+        if self.grpc_code == "DEADLINE_EXCEEDED":
+            return TIMEOUT
+        return self.grpc_code or self.failure or "NO_RESPONSE"
+
+    @property
+    def unreachable(self) -> bool:
+        """Nothing answered: connection refused, reset or closed, or a gRPC channel that is down."""
+        return self.status in CONNECTION_FAILURES
 
     def __str__(self) -> str:
         return f"[{self.status}] {self.message}"

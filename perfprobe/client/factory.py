@@ -22,3 +22,13 @@ def make_client(protocol: str = "http", url: str | None = None, **options: Any) 
     from perfprobe.client.grpc_client import GrpcClient
 
     return GrpcClient(url, **options)
+
+
+def timeout_options(protocol: str, timeout_s: float) -> dict[str, float]:
+    """Client options that bound every call, control calls included, by ``timeout_s``.
+
+    The two clients name their timeouts differently; commands should not need to know how.
+    """
+    if protocol == "http":
+        return {"connection_timeout": timeout_s, "network_timeout": timeout_s}
+    return {"timeout_s": timeout_s}

@@ -39,6 +39,25 @@ class GrpcRequest:
     model_name: str
 
 
+_REQUEST_ID_TAG = b"\x1a"  # ModelInferRequest.id: field 3, length-delimited
+
+
+def with_request_id(request: GrpcRequest, request_id: str) -> GrpcRequest:
+    """The same serialised request with its ``id`` set, without encoding it again.
+
+    Protobuf keeps the last value of a singular field that appears twice, so appending
+    field 3 to the bytes overrides any id the request was built with.
+    """
+    encoded = request_id.encode()
+    length = len(encoded)
+    varint = bytearray()
+    while length > 0x7F:
+        varint.append((length & 0x7F) | 0x80)
+        length >>= 7
+    varint.append(length)
+    return GrpcRequest(request.payload + _REQUEST_ID_TAG + bytes(varint) + encoded, request.model_name)
+
+
 def rpc_error(exc: grpc.RpcError) -> InferenceServerError:
     """The ``InferenceServerError`` for a failed gRPC call."""
     return _error(exc)

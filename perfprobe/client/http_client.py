@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 
 from perfprobe.client import datatypes
 from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback, retry_while_in_use
-from perfprobe.client.errors import InferenceServerError
+from perfprobe.client.errors import TIMEOUT, UNREACHABLE, InferenceServerError
 from perfprobe.client.http_wire import PlainSocketPool, WireConnection, WireError, encode_request
 from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
 
@@ -132,10 +133,11 @@ class HttpClient(InferenceClient):
     ) -> tuple[int, Any, bytes]:
         merged = {**self._headers, **(headers or {})}
         try:
-            response = self._pool.request(method, uri, body=body, headers=merged)
-            payload = response.read()
+            with gevent.Timeout(self._connection_timeout + self._network_timeout, TimeoutError("timed out")):
+                response = self._pool.request(method, uri, body=body, headers=merged)
+                payload = response.read()
         except (OSError, gevent.Timeout) as exc:
-            raise InferenceServerError(f"cannot reach {self.url}: {exc}") from exc
+            raise _no_answer(self.url, exc) from exc
         encoding = response.get("content-encoding")
         if encoding:
             payload = _decompress(payload, str(encoding))
@@ -316,7 +318,7 @@ class HttpClient(InferenceClient):
         try:
             status, headers, payload = connection.exchange(request.wire)
         except (OSError, WireError, gevent.Timeout) as exc:
-            raise InferenceServerError(f"cannot reach {self.url}: {exc}") from exc
+            raise _no_answer(self.url, exc) from exc
         encoding = headers.get("content-encoding")
         if encoding:
             payload = _decompress(payload, encoding)
@@ -366,6 +368,11 @@ class HttpConnection:
     def last_send_ns(self) -> int:
         """How long writing the last request onto the socket took (perf_analyzer's "Client Send")."""
         return self._connection.last_send_ns
+
+    @property
+    def last_resent(self) -> bool:
+        """The last request went out twice: its kept-alive socket turned out to be closed."""
+        return self._connection.last_resent
 
     decode_raw = staticmethod(HttpClient.decode_raw)
 
@@ -437,9 +444,29 @@ def _decode_result(payload: bytes, header_length: int | None) -> InferResult:
     )
 
 
+def _no_answer(url: str, exc: BaseException) -> InferenceServerError:
+    """A request that got no HTTP answer: timed out, or the connection failed."""
+    timed_out = isinstance(exc, (TimeoutError, gevent.Timeout)) or "timed out" in str(exc)
+    if timed_out:
+        return InferenceServerError(f"no answer from {url} in time: {exc}", failure=TIMEOUT)
+    return InferenceServerError(f"cannot reach {url}: {exc}", failure=UNREACHABLE)
+
+
 def _error(status: int, payload: bytes) -> InferenceServerError:
+    """The server's own reason (Triton's ``{"error": ...}``); one line of anything else."""
     try:
         message = json.loads(payload).get("error", "")
     except (ValueError, AttributeError):
-        message = payload.decode("utf-8", "replace")
+        message = _one_line(payload.decode("utf-8", "replace"))
+        if message:
+            message = f"not a KServe v2 answer: {message}"
     return InferenceServerError(message or f"HTTP status {status}", http_status=status)
+
+
+def _one_line(text: str, limit: int = 160) -> str:
+    """The first readable line of a body (HTML tags dropped), cut to ``limit`` characters."""
+    for line in re.sub(r"<[^>]*>", "\n", text).splitlines():
+        line = " ".join(line.split())
+        if line:
+            return line if len(line) <= limit else line[: limit - 1] + "…"
+    return ""

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 _HEADER_END = b"\r\n\r\n"
+_CLOSED_BEFORE_HEADERS = "connection closed before the response headers"
 # the only response headers the client acts on; everything else is skipped unparsed
 _FIELDS = re.compile(
     rb"\r\n(content-length|inference-header-content-length|content-encoding|connection|transfer-encoding)"
@@ -43,7 +44,7 @@ def read_response(sock: Any, read_size: int = 65536) -> tuple[int, dict[str, str
             break
         chunk = sock.recv(read_size)
         if not chunk:
-            raise WireError("connection closed before the response headers")
+            raise WireError(_CLOSED_BEFORE_HEADERS if not buffer else "connection closed inside the response headers")
         buffer += chunk
     head = bytes(buffer[:end])
     if not head.startswith(b"HTTP/1.") or head[12:13] not in (b" ", b"\r", b""):
@@ -113,9 +114,16 @@ class WireConnection:
         self._pool = pool
         self._sock: Any = None
         self.last_send_ns = 0  # time the last request took to write onto the socket
+        self.last_resent = False  # the last request went out twice (its kept-alive socket was stale)
 
     def exchange(self, wire: bytes) -> tuple[int, dict[str, str], bytes]:
-        """Send pre-encoded request bytes, return (status, headers, body); reconnect once if stale."""
+        """Send pre-encoded request bytes, return (status, headers, body).
+
+        A kept-alive socket the server closed while idle fails at once (reset, or closed before
+        any answer); the request is then sent once more on a fresh socket and ``last_resent``
+        says so, because the server may have seen it. A timeout is never resent.
+        """
+        self.last_resent = False
         for attempt in (0, 1):
             reused = self._sock is not None
             if self._sock is None:
@@ -125,10 +133,11 @@ class WireConnection:
                 self._sock.sendall(wire)
                 self.last_send_ns = time.perf_counter_ns() - started
                 status, headers, body, reusable = read_response(self._sock)
-            except (OSError, WireError):
+            except (OSError, WireError) as exc:
                 self._discard()
-                if reused and attempt == 0:
-                    continue  # a kept-alive socket the server had closed: try a fresh one
+                if reused and attempt == 0 and _stale_socket(exc):
+                    self.last_resent = True
+                    continue
                 raise
             if not reusable:
                 self._discard()
@@ -144,6 +153,15 @@ class WireConnection:
         if self._sock is not None:
             self._pool.return_socket(self._sock)
             self._sock = None
+
+
+def _stale_socket(exc: BaseException) -> bool:
+    """The failure of a socket the server had already closed, as opposed to a slow or dead server."""
+    if isinstance(exc, TimeoutError) or "timed out" in str(exc):
+        return False
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        return True
+    return isinstance(exc, WireError) and str(exc) == _CLOSED_BEFORE_HEADERS
 
 
 class PlainSocketPool:

@@ -19,20 +19,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("run_a", help="the earlier (reference) run directory")
     parser.add_argument("run_b", help="the later run directory")
     parser.add_argument("--output-dir", help="where diff.csv and the charts go (default RUN_B/diff-vs-<RUN_A name>)")
+    parser.add_argument(
+        "--allow-different-model", action="store_true", help="diff runs of different models or protocols"
+    )
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from perfprobe.commands.describe import format_table
+    from perfprobe.gates.baseline import comparable
     from perfprobe.report.diff import level_changes, overlay_charts, unmatched_levels
     from perfprobe.report.rundata import load_sweep
 
     run_a, run_b = load_sweep(args.run_a), load_sweep(args.run_b)
     if run_a.load_kind != run_b.load_kind:
         raise UsageError(f"cannot diff a {run_a.load_kind} sweep with a {run_b.load_kind} sweep")
+    try:
+        comparable(run_b, run_a, args.allow_different_model)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     rows = level_changes(run_a, run_b)
     if not rows:
-        raise UsageError("the two runs share no load level")
+        raise UsageError("the two runs share no load level: nothing to compare")
     out_dir = Path(args.output_dir or Path(args.run_b) / f"diff-vs-{run_a.name}")
     out_dir.mkdir(parents=True, exist_ok=True)
     with (out_dir / "diff.csv").open("w", newline="") as handle:

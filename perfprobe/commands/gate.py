@@ -33,6 +33,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="LIMITS",
         help="with --baseline: largest allowed worsening per metric (default throughput=5%%,p99=10%%)",
     )
+    parser.add_argument(
+        "--allow-different-model",
+        action="store_true",
+        help="compare with a baseline of another model or protocol (refused otherwise)",
+    )
     parser.add_argument("--config", help="YAML whose keys are these long options (threshold: a list)")
     parser.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
     parser.set_defaults(run=run, subparser=parser)
@@ -60,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
         raise RunNotFound(f"{args.run_dir}: the run measured no load level")
     outcomes = [outcome for threshold in parsed for outcome in thresholds.check(run_data, threshold)]
     if args.baseline:
-        outcomes += baseline_gate.compare(run_data, load_sweep(args.baseline), limits)
+        baseline_run = load_sweep(args.baseline)
+        try:
+            baseline_gate.comparable(run_data, baseline_run, args.allow_different_model)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        outcomes += baseline_gate.compare(run_data, baseline_run, limits)
     for outcome in outcomes:
         print(outcome.line())
     title = f"perfprobe gate {run_data.name}" + (f" vs {Path(args.baseline).name}" if args.baseline else "")

@@ -43,6 +43,7 @@ def _raise_interrupt(*_: object) -> None:
 
 def _run(plan: SweepPlan, args: argparse.Namespace) -> int:
     from perfprobe.client import make_client
+    from perfprobe.client.factory import timeout_options
 
     if plan.shared_memory == "cuda":
         from perfprobe.shm import cuda
@@ -62,7 +63,8 @@ def _run(plan: SweepPlan, args: argparse.Namespace) -> int:
         plan.metrics_url = server.metrics_url if server is not None else default_metrics_url(url)
     try:
         headers = parse_headers(args.header)
-        with make_client(plan.protocol, url, headers=headers) as control:
+        control_options = timeout_options(plan.protocol, plan.request_timeout_s)
+        with make_client(plan.protocol, url, headers=headers, **control_options) as control:
             return _sweep(plan, url, control, headers)
     finally:
         if server is not None:
@@ -76,6 +78,7 @@ def _sweep(plan: SweepPlan, url: str, control: Any, headers: dict[str, str]) -> 
     model = control.describe_model(plan.model)
     check_combination(plan.protocol, plan.mode, model.decoupled)
     items = dataset.load_items(model, plan.data)
+    _check_writable(plan.output_dir(model.name))  # before any load: a measurement must not be lost at the end
     transport = build_transport(
         plan.protocol,
         url,
@@ -116,6 +119,17 @@ def _sweep(plan: SweepPlan, url: str, control: Any, headers: dict[str, str]) -> 
         if regions is not None:
             for problem in regions.close():  # only our regions, by name; never "unregister all"
                 print(f"  warning: {problem}", file=sys.stderr)
+
+
+def _check_writable(directory: Path) -> None:
+    """Refuse, before any load, an output directory that cannot take the results."""
+    probe = directory / ".perfprobe-write-check"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--output-dir {directory}: cannot write results there ({exc.strerror or exc})") from None
 
 
 def _measure(

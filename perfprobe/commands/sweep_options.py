@@ -20,6 +20,8 @@ from perfprobe.load.sweeper import MeasureSettings
 from perfprobe.load.transport import DEFAULT_WORKERS, MODES
 from perfprobe.measure.stability import StabilityRule
 
+DEFAULT_MAX_INFLIGHT = 64
+
 
 def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-m", "--model", help="model name (required, here or in --config)")
@@ -31,7 +33,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     levels.add_argument("--request-intervals", metavar="FILE", help="open loop: microseconds between sends, per line")
     load.add_argument("--distribution", choices=DISTRIBUTIONS, default="constant", help="request-rate arrivals")
     load.add_argument(
-        "--max-inflight", type=int, default=0, help="open loop: workers, i.e. requests in flight at most (default 64)"
+        "--max-inflight", type=int, help="open loop: workers, i.e. requests in flight at most (default 64)"
     )
     load.add_argument("--latency-threshold", type=float, metavar="MS", help="stop once latency passes this")
     load.add_argument("--binary-search", action="store_true", help="find the highest level under the threshold")
@@ -196,8 +198,12 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
     ):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    if args.max_inflight < 0 or args.warmup_requests < 0 or args.warmup_seconds < 0:
-        raise UsageError("--max-inflight, --warmup-requests and --warmup-seconds cannot be negative")
+    if args.warmup_requests < 0 or args.warmup_seconds < 0:
+        raise UsageError("--warmup-requests and --warmup-seconds cannot be negative")
+    if args.max_inflight is not None and args.max_inflight < 1:
+        raise UsageError("--max-inflight must be at least 1")
+    if not args.request_timeout > 0:
+        raise UsageError("--request-timeout must be more than 0 seconds")
     if args.stability_percentage <= 0:
         raise UsageError("--stability-percentage must be positive")
     latency_key = "mean"
@@ -207,7 +213,7 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
         latency_key = f"p{args.percentile:g}"
     if args.input_data not in synthetic.DATA_KINDS and not Path(args.input_data).exists():
         raise UsageError(f"--input-data {args.input_data!r}: not zero, random, or an existing file or folder")
-    max_workers = int(max(levels)) if load_kind == "concurrency" else (args.max_inflight or 64)
+    max_workers = int(max(levels)) if load_kind == "concurrency" else (args.max_inflight or DEFAULT_MAX_INFLIGHT)
     from perfprobe.client.factory import DEFAULT_URLS
 
     return SweepPlan(

@@ -55,7 +55,31 @@ def parse_limits(spec: str) -> list[Limit]:
     return limits
 
 
+def comparable(run: SweepRun, baseline: SweepRun, allow_different_model: bool = False) -> None:
+    """Refuse (ValueError, with the reason) a baseline of another model or protocol, unless allowed."""
+    if allow_different_model:
+        return
+    if run.model != baseline.model:
+        raise ValueError(
+            f"the baseline measured model {baseline.model!r}, this run {run.model!r}: "
+            "give --allow-different-model to compare them anyway"
+        )
+    if run.protocol != baseline.protocol:
+        raise ValueError(
+            f"the baseline ran over {baseline.protocol}, this run over {run.protocol}: "
+            "give --allow-different-model to compare them anyway"
+        )
+
+
 def compare(run: SweepRun, baseline: SweepRun, limits: list[Limit]) -> list[Outcome]:
+    """Every limit at every level both runs measured; comparing nothing at all is a failure."""
+    shared = [level for level in run.levels if baseline.level(level.level, level.load_kind) is not None]
+    if not shared:
+        why = (
+            f"the baseline shares no load level with the run (baseline: {_labels(baseline)}; run: {_labels(run)}), "
+            "so nothing was compared"
+        )
+        return [Outcome("baseline comparison", "baseline", "", FAILED, "nothing compared", "shared load levels", why)]
     outcomes = []
     for limit in limits:
         for level in run.levels:
@@ -69,6 +93,10 @@ def compare(run: SweepRun, baseline: SweepRun, limits: list[Limit]) -> list[Outc
     return outcomes
 
 
+def _labels(run: SweepRun) -> str:
+    return ", ".join(level.label for level in run.levels) or "none"
+
+
 def _one(limit: Limit, level: Level, base: Level) -> Outcome:
     metric = limit.metric
     now, then = metric.value(level), metric.value(base)
@@ -76,8 +104,15 @@ def _one(limit: Limit, level: Level, base: Level) -> Outcome:
     then_low, then_high = metric.interval(base)
     measured = f"{show_value(metric, then)} → {show_value(metric, now)}"
     expected = f"at most {limit.fraction:.0%} worse beyond the noise"
+    if metric.kind == "latency" and not (level.has_latency and base.has_latency):
+        side = "run" if not level.has_latency else "baseline"
+        why = f"the {side} has no successful request at this level, so no latency to compare"
+        return Outcome(limit.text, "baseline", level.label, FAILED, "no latency", expected, why)
     if then <= 0:
-        return Outcome(limit.text, "baseline", level.label, PASSED, measured, expected, "baseline is 0: not compared")
+        if not metric.higher_is_better and now_low > then_high:
+            why = f"regression: {show_value(metric, then)} → {show_value(metric, now)} (from zero)"
+            return Outcome(limit.text, "baseline", level.label, FAILED, measured, expected, why)
+        return Outcome(limit.text, "baseline", level.label, PASSED, measured, expected, "baseline is 0: no change")
     change = (now - then) / then
     if metric.higher_is_better:
         surely_worse, surely_better = (then_low - now_high) / then, (now_low - then_high) / then

@@ -109,6 +109,10 @@ def check(run: SweepRun, threshold: Threshold) -> list[Outcome]:
         levels = run.levels
     outcomes = []
     for level in levels:
+        if threshold.metric.kind == "latency" and not level.has_latency:
+            why = "every request failed: a level without a successful request has no latency"
+            outcomes.append(Outcome(threshold.text, "threshold", level.label, FAILED, "no latency", wanted, why))
+            continue
         value = threshold.metric.value(level)
         status = PASSED if threshold.passes(value) else FAILED
         outcomes.append(Outcome(threshold.text, "threshold", level.label, status, threshold.show(value), wanted))

@@ -35,6 +35,10 @@ class DataOptions:
 
 def load_items(model: ModelDescription, options: DataOptions) -> list[dict[str, np.ndarray]]:
     """Input arrays per data item, with the batch dimension when the model batches."""
+    unknown = sorted(set(options.shapes or {}) - {spec.name for spec in model.inputs})
+    if unknown:
+        known = ", ".join(spec.name for spec in model.inputs)
+        raise UsageError(f"--shape names {', '.join(unknown)}, which {model.name} does not have (its inputs: {known})")
     if options.source in synthetic.DATA_KINDS:
         if options.items < 1:
             raise UsageError("the number of data items must be at least 1")
@@ -92,7 +96,7 @@ def _read_json(model: ModelDescription, path: Path, options: DataOptions) -> lis
                     continue
                 raise UsageError(f"{path}: data entry {number} has no input {spec.name}")
             sample[spec.name] = _json_tensor(
-                spec.name, spec.datatype, spec.shape, entry[spec.name], options.shapes or {}, f"{path} entry {number}"
+                spec.name, spec.datatype, spec.shape, entry[spec.name], options.shapes or {}, f"{path} item {number}"
             )
         unknown = set(entry) - {s.name for s in model.inputs}
         if unknown:
@@ -104,38 +108,112 @@ def _read_json(model: ModelDescription, path: Path, options: DataOptions) -> lis
 def _json_tensor(
     name: str, datatype: str, dims: tuple[int, ...], value: Any, overrides: Mapping[str, tuple[int, ...]], where: str
 ) -> np.ndarray:
+    where = f"{where}: input {name}"
     shape = None
     if isinstance(value, dict):
-        shape = tuple(value["shape"]) if "shape" in value else None
+        if "shape" in value:
+            shape = _json_shape(value["shape"], where)
         if "b64" in value:
-            raw = base64.b64decode(value["b64"])
-            if datatype == "BYTES":
-                array = np.array([raw], dtype=object)
-            else:
-                array = np.frombuffer(raw, dtype=numpy_dtype(datatype))
+            array = _from_base64(value["b64"], datatype, where)
         elif "content" in value:
-            array = _values(value["content"], datatype)
+            array = _values(value["content"], datatype, where)
         else:
-            raise UsageError(f"{where}: input {name} object needs 'content' or 'b64'")
+            raise UsageError(f"{where}: an object needs 'content' or 'b64'")
     else:
-        array = _values(value, datatype)
+        array = _values(value, datatype, where)
     if shape is None:
         shape = overrides.get(name) or (dims if not any(d < 0 for d in dims) else array.shape)
     try:
         return array.reshape(shape)
     except ValueError:
-        raise UsageError(
-            f"{where}: input {name} has {array.size} values, which do not fit shape {list(shape)}"
-        ) from None
+        raise UsageError(f"{where}: {array.size} values do not fit shape {list(shape)}") from None
 
 
-def _values(content: Any, datatype: str) -> np.ndarray:
+def _json_shape(value: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in value):
+        raise UsageError(f"{where}: 'shape' must be a list of whole numbers, not {value!r}")
+    if any(d < 0 for d in value):
+        raise UsageError(f"{where}: 'shape' cannot have negative dimensions: {value}")
+    return tuple(value)
+
+
+def _from_base64(text: Any, datatype: str, where: str) -> np.ndarray:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (TypeError, ValueError) as exc:  # binascii.Error is a ValueError
+        raise UsageError(f"{where}: 'b64' is not valid base64 ({exc})") from None
     if datatype == "BYTES":
-        flat = np.asarray(content, dtype=object).reshape(-1)
-        array = np.empty(flat.size, dtype=object)
-        array[:] = [v.encode() if isinstance(v, str) else bytes(v) for v in flat]
+        return np.array([raw], dtype=object)
+    dtype = numpy_dtype(datatype)
+    if len(raw) % dtype.itemsize:
+        raise UsageError(
+            f"{where}: 'b64' holds {len(raw)} bytes, not a whole number of {datatype} elements "
+            f"({dtype.itemsize} bytes each)"
+        )
+    return np.frombuffer(raw, dtype=dtype)
+
+
+def _values(content: Any, datatype: str, where: str) -> np.ndarray:
+    """JSON values as a flat array of ``datatype``; anything that would not survive the cast is refused."""
+    if content is None:
+        raise UsageError(f"{where}: no values (null)")
+    if datatype == "BYTES":
+        flat = _flatten(content, where)
+        if not all(isinstance(v, str) for v in flat):
+            wrong = next(v for v in flat if not isinstance(v, str))
+            raise UsageError(f"{where}: BYTES values must be strings, not {type(wrong).__name__} ({wrong!r})")
+        array = np.empty(len(flat), dtype=object)
+        array[:] = [v.encode() for v in flat]
         return array
-    return np.asarray(content, dtype=np.float32 if datatype == "BF16" else numpy_dtype(datatype)).reshape(-1)
+    try:
+        given = np.asarray(content)
+    except ValueError:
+        _flatten(content, where)  # says which lists are ragged
+        raise UsageError(f"{where}: values of uneven nesting") from None
+    target = np.dtype(np.float32) if datatype == "BF16" else numpy_dtype(datatype)
+    _check_fits(given, datatype, target, where)
+    return given.astype(target).reshape(-1)
+
+
+def _check_fits(given: np.ndarray, datatype: str, target: np.dtype, where: str) -> None:
+    kind = given.dtype.kind
+    if kind in "US":
+        raise UsageError(f"{where}: strings where {datatype} numbers are expected")
+    if kind == "O":
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in given.reshape(-1)):
+            raise UsageError(f"{where}: a value does not fit {datatype}")
+        raise UsageError(f"{where}: values must be {datatype} numbers (found null, lists or objects among them)")
+    if target.kind == "b":
+        if kind != "b":
+            raise UsageError(f"{where}: BOOL values must be true or false")
+        return
+    if kind == "b":
+        raise UsageError(f"{where}: true/false where {datatype} numbers are expected")
+    if given.size == 0:
+        return
+    if target.kind in "iu":
+        if kind == "f" and (not np.all(np.isfinite(given)) or not np.all(given == np.round(given))):
+            raise UsageError(f"{where}: {datatype} needs whole numbers; found a fraction (e.g. 1.7)")
+        limits = np.iinfo(target)
+        low, high = given.min(), given.max()
+        if low < limits.min or high > limits.max:
+            bad = high if high > limits.max else low
+            raise UsageError(f"{where}: {bad} does not fit {datatype} ({limits.min}..{limits.max})")
+        return
+    cast = given.astype(target)
+    if np.any(np.isfinite(given) & ~np.isfinite(cast)):
+        raise UsageError(f"{where}: a value is too large for {datatype}")
+
+
+def _flatten(value: Any, where: str) -> list[Any]:
+    """Nested lists as one flat list, refusing ragged nesting (lists of different lengths)."""
+    if not isinstance(value, list):
+        return [value]
+    if any(isinstance(v, list) for v in value):
+        if not all(isinstance(v, list) for v in value) or len({len(v) for v in value}) > 1:
+            raise UsageError(f"{where}: ragged values: its nested lists differ in length")
+        return [item for v in value for item in _flatten(v, where)]
+    return list(value)
 
 
 def _read_folder(model: ModelDescription, folder: Path, options: DataOptions) -> dict[str, np.ndarray]:

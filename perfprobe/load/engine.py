@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from perfprobe.client.errors import CONNECTION_FAILURES
 from perfprobe.load.runtime import Runtime
 from perfprobe.load.schedule import Schedule
-from perfprobe.load.senders import Outcome, Sender
+from perfprobe.load.senders import Outcome, Sender, failed
 from perfprobe.measure.window import Recorder
 
 _now = time.perf_counter_ns
@@ -34,12 +35,13 @@ class EngineSettings:
 
 
 class _Worker:
-    __slots__ = ("busy", "handle", "index")
+    __slots__ = ("busy", "handle", "index", "sender")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.busy = False
         self.handle: Any = None
+        self.sender: Sender | None = None
 
 
 class LoadEngine:
@@ -67,13 +69,19 @@ class LoadEngine:
         self._paused = False
         self._schedule: Schedule | None = None
         self._schedule_start_ns = 0
+        self.worker_failures: list[str] = []  # workers that ended while the load was meant to run
+        self.connection_failures = 0  # requests that found no server (the sweeper then checks it is alive)
 
     # ---- recording ----------------------------------------------------------------------
 
     def _record(self, key: Any, sent_ns: int, done_ns: int, outcome: Outcome, intended_ns: int | None) -> None:
         slot = self.recorder.current.slot(key)
+        if outcome.resent or outcome.dropped:
+            slot.irregular(outcome.resent, outcome.dropped)
         if outcome.error is not None:
-            slot.failure(outcome.error)
+            slot.failure(outcome.error, outcome.reason)
+            if outcome.error in CONNECTION_FAILURES:
+                self.connection_failures += 1
             return
         slot.success(done_ns - sent_ns, outcome.send_ns, outcome.recv_ns)
         if intended_ns is not None:
@@ -92,35 +100,52 @@ class LoadEngine:
         return self.requests
 
     def _send_one(self, worker: _Worker, sender: Sender, key: Any, request: Any, intended: int | None) -> None:
-        """Send one request and record it; ``busy`` tells a draining controller it is in flight."""
-        worker.busy = True
+        """Send one request and record it, whatever happens: no failure of one request ends a worker."""
         sent = _now()
-        outcome = sender.call(request)
+        try:
+            outcome = sender.call(request)
+        except Exception as exc:  # a sender bug or an unforeseen client failure: an error, counted
+            outcome = failed(exc)
         self._record(key, sent, _now(), outcome, intended)
-        worker.busy = False
 
-    def _closed_loop(self, worker: _Worker) -> None:
-        sender = self.sender_factory()
-        key = self.runtime.identity()
+    def _run_worker(self, worker: _Worker, loop: Callable[[_Worker, Sender, Any], None]) -> None:
+        """A worker's life: its sender, its loop, and a loud record if it ends before ``stop``."""
+        sender: Sender | None = None
+        try:
+            sender = worker.sender = self.sender_factory()
+            loop(worker, sender, self.runtime.identity())
+        except BaseException as exc:  # noqa: BLE001 — reported below, never silently lost
+            if not self._stopping:
+                self.worker_failures.append(f"worker {worker.index}: {type(exc).__name__}: {exc}")
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            if not self._stopping:
+                self.worker_failures.append(f"worker {worker.index} ended before the load stopped")
+        finally:
+            worker.busy = False
+            if sender is not None:
+                sender.close()
+
+    def _closed_loop(self, worker: _Worker, sender: Sender, key: Any) -> None:
         requests = self._requests_of(worker)
         count = len(requests)
         position = worker.index % count
         sleep, poll = self.runtime.sleep, self.settings.idle_poll_s
-        try:
-            while not self._stopping:
-                if self._paused:
-                    sleep(poll)
-                    continue
-                request = requests[position]
-                position = position + 1 if position + 1 < count else 0
-                self._send_one(worker, sender, key, request, None)
-        finally:
+        while not self._stopping:
+            # busy is raised before the pause is read: a controller that pauses and then sees
+            # no worker busy knows none can be between its check and its send
+            worker.busy = True
+            if self._paused:
+                worker.busy = False
+                sleep(poll)
+                continue
+            request = requests[position]
+            position = position + 1 if position + 1 < count else 0
+            self._send_one(worker, sender, key, request, None)
             worker.busy = False
-            sender.close()
 
-    def _open_loop(self, worker: _Worker) -> None:
-        sender = self.sender_factory()
-        key = self.runtime.identity()
+    def _open_loop(self, worker: _Worker, sender: Sender, key: Any) -> None:
         requests = self._requests_of(worker)
         count = len(requests)
         schedule = self._schedule
@@ -128,22 +153,20 @@ class LoadEngine:
         picks = self._picks
         sleep = self.runtime.sleep
         spin = self.settings.spin_ns
-        try:
-            while not self._stopping:
-                offset = schedule.next_offset()
-                intended = self._schedule_start_ns + offset
-                # sleep in slices (so stop is noticed between sparse sends), then yield until due:
-                # timer wake-ups run late by up to a millisecond, which would show as late sends
-                while (wait_ns := intended - _now()) > spin and not self._stopping:
-                    sleep(min(wait_ns - spin, 50_000_000) / 1e9)
-                while _now() < intended and not self._stopping:
-                    sleep(0)
-                if self._stopping:
-                    break
-                self._send_one(worker, sender, key, requests[next(picks) % count], intended)
-        finally:
+        while not self._stopping:
+            offset = schedule.next_offset()
+            intended = self._schedule_start_ns + offset
+            # sleep in slices (so stop is noticed between sparse sends), then yield until due:
+            # timer wake-ups run late by up to a millisecond, which would show as late sends
+            while (wait_ns := intended - _now()) > spin and not self._stopping:
+                sleep(min(wait_ns - spin, 50_000_000) / 1e9)
+            while _now() < intended and not self._stopping:
+                sleep(0)
+            if self._stopping:
+                break
+            worker.busy = True
+            self._send_one(worker, sender, key, requests[next(picks) % count], intended)
             worker.busy = False
-            sender.close()
 
     # ---- control ------------------------------------------------------------------------------
 
@@ -158,21 +181,28 @@ class LoadEngine:
         self._schedule_start_ns = _now() + 2_000_000  # a moment for the workers to start
         self._start(max_inflight, self._open_loop)
 
-    def _start(self, count: int, loop: Callable[[_Worker], None]) -> None:
+    def _start(self, count: int, loop: Callable[[_Worker, Sender, Any], None]) -> None:
         self._stopping = False
         self._paused = False
+        self.worker_failures = []
+        self.connection_failures = 0
         self._workers = [_Worker(index) for index in range(count)]
         for worker in self._workers:
-            worker.handle = self.runtime.spawn(lambda w=worker: loop(w), f"perfprobe-worker-{worker.index}")
+            worker.handle = self.runtime.spawn(
+                lambda w=worker: self._run_worker(w, loop), f"perfprobe-worker-{worker.index}"
+            )
 
     def in_flight(self) -> int:
         return sum(1 for worker in self._workers if worker.busy)
 
-    def pause_and_drain(self, timeout_s: float) -> bool:
-        """Stop issuing new requests and wait for those in flight; False if some never came back."""
+    def pause_and_drain(self, timeout_s: float, give_up: Callable[[], bool] = lambda: False) -> bool:
+        """Stop issuing new requests and wait for those in flight; False if some never came back.
+
+        ``give_up`` is asked now and then: True ends the wait at once (the server is gone).
+        """
         self._paused = True
         deadline = time.monotonic() + timeout_s
-        while self.in_flight() and time.monotonic() < deadline:
+        while self.in_flight() and time.monotonic() < deadline and not give_up():
             self.runtime.sleep(self.settings.idle_poll_s)
         return self.in_flight() == 0
 
@@ -183,6 +213,9 @@ class LoadEngine:
         """Stop every worker; False if some did not finish within the stop timeout."""
         self._stopping = True
         self._paused = False
+        for worker in self._workers:
+            if worker.sender is not None:
+                worker.sender.abort()
         deadline = time.monotonic() + self.settings.stop_timeout_s
         finished = True
         for worker in self._workers:

@@ -16,13 +16,21 @@ from typing import Any
 WORKER_KINDS = ("greenlet", "thread")
 
 
+TIMED_OUT = object()  # what ``Waiter.get`` returns when nothing came in time
+
+
 class Waiter:
-    """A one-shot hand-over of a value from any thread to the worker waiting for it."""
+    """A one-shot hand-over of a value from any thread to the worker waiting for it.
+
+    One waiter serves one request: a completion that arrives after its request was given up
+    on lands in a waiter nobody reads, never in the next request's.
+    """
 
     def set(self, value: Any) -> None:
         raise NotImplementedError
 
     def get(self, timeout_s: float | None = None) -> Any:
+        """The value, or ``TIMED_OUT``; never raises for the timeout."""
         raise NotImplementedError
 
 
@@ -36,24 +44,30 @@ class _ThreadWaiter(Waiter):
         self._queue.put(value)
 
     def get(self, timeout_s: float | None = None) -> Any:
-        return self._queue.get(timeout=timeout_s)
+        try:
+            return self._queue.get(timeout=timeout_s)
+        except queue.Empty:
+            return TIMED_OUT
 
 
 class _GreenletWaiter(Waiter):
-    __slots__ = ("_result",)
+    __slots__ = ("_result", "_timeout")
 
     def __init__(self) -> None:
+        import gevent
         import gevent.event
 
         self._result = gevent.event.AsyncResult()  # may be set from a native thread
+        self._timeout = gevent.Timeout
 
     def set(self, value: Any) -> None:
         self._result.set(value)
 
     def get(self, timeout_s: float | None = None) -> Any:
-        value = self._result.get(timeout=timeout_s)
-        self._result = type(self._result)()
-        return value
+        try:
+            return self._result.get(timeout=timeout_s)
+        except self._timeout:  # a BaseException: uncaught, it would end the worker greenlet
+            return TIMED_OUT
 
 
 class Runtime:

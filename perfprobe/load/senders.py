@@ -1,20 +1,29 @@
 """How one worker sends one prepared request and waits for it, per protocol, mode and worker kind.
 
-Every sender returns an ``Outcome``: the error code (None on success), the time spent
-decoding the response (perf_analyzer's "Client Recv"), and for streamed requests the
-arrival times of each response.
+Every sender returns an ``Outcome``: the error code (None on success), the server's reason
+for a refusal, the time spent decoding the response (perf_analyzer's "Client Recv"), and for
+streamed requests the arrival times of each response.
+
+Every completion belongs to its own request: futures get one waiter per call, and a stream
+carries a request id per call and is replaced after a timeout, so nothing that arrives late
+for a request given up on can complete the next one. A request that timed out counts once,
+as ``TIMEOUT``; whatever arrives for it later is dropped and counted in ``Outcome.dropped``.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from perfprobe.client import InferenceServerError
-from perfprobe.load.runtime import Runtime, Waiter
+from perfprobe.client.errors import TIMEOUT, UNREACHABLE
+from perfprobe.load.runtime import TIMED_OUT, Runtime
 
 _now = time.perf_counter_ns
+REASON_LIMIT = 200  # characters of a server's error message kept per distinct reason
+FUTURE_GRACE_S = 1.0  # a future's own gRPC deadline normally fires first; this is the backstop
 
 
 @dataclass
@@ -23,12 +32,30 @@ class Outcome:
     send_ns: int = 0
     recv_ns: int = 0
     response_times: list[int] = field(default_factory=list)  # streamed responses carrying outputs
+    reason: str = ""  # the server's message for a refused request
+    resent: bool = False  # went out twice on HTTP (a stale kept-alive socket)
+    dropped: int = 0  # late answers to earlier, timed-out requests, discarded
 
 
 def error_code(exc: BaseException) -> str:
     if isinstance(exc, InferenceServerError):
         return exc.status
-    return type(exc).__name__
+    if isinstance(exc, TimeoutError):
+        return TIMEOUT
+    return f"CLIENT {type(exc).__name__}"
+
+
+def failed(exc: BaseException, **extra: Any) -> Outcome:
+    """The outcome of a request that raised: its code, and the server's reason when it gave one."""
+    code = error_code(exc)
+    reason = ""
+    if isinstance(exc, InferenceServerError):
+        answered = exc.http_status is not None or exc.grpc_code is not None
+        if answered and code != TIMEOUT and not exc.unreachable:
+            reason = " ".join(exc.message.split())[:REASON_LIMIT]
+    else:
+        reason = str(exc)[:REASON_LIMIT]
+    return Outcome(error=code, reason=reason, **extra)
 
 
 class Sender:
@@ -40,15 +67,23 @@ class Sender:
     def close(self) -> None:
         """Release what this sender holds (streams); the shared client is closed by its owner."""
 
+    def abort(self) -> None:
+        """From another thread, while stopping: end a wait that no answer will end (a dead stream)."""
+
 
 class BlockingSender(Sender):
-    """A synchronous call on a client whose ``send_raw`` blocks (HTTP on any kind, gRPC on threads)."""
+    """A synchronous call on a client whose ``send_raw`` blocks (HTTP on any kind, gRPC on threads).
+
+    Timeouts are the client's own (socket timeout, gRPC deadline): a timed-out HTTP socket is
+    discarded, so its late answer is never read as the next request's.
+    """
 
     def __init__(self, client: Any, owned: bool = False, decode: bool = False) -> None:
         self._client = client
         self._owned = owned
         self._send = client.send_raw
         self._decode = client.decode_raw if decode else None
+        self._tracks_resends = hasattr(client, "last_resent")
 
     def close(self) -> None:
         if self._owned:
@@ -58,85 +93,146 @@ class BlockingSender(Sender):
         try:
             raw = self._send(request)
         except Exception as exc:
-            return Outcome(error=error_code(exc))
+            return failed(exc, resent=self._tracks_resends and self._client.last_resent)
         send_ns = getattr(self._client, "last_send_ns", 0)
+        resent = self._tracks_resends and self._client.last_resent
         if self._decode is None:  # the status was checked; decoding outputs is not load work
-            return Outcome(send_ns=send_ns)
+            return Outcome(send_ns=send_ns, resent=resent)
         started = _now()
         try:
             self._decode(raw)
         except Exception as exc:
-            return Outcome(error=error_code(exc))
-        return Outcome(send_ns=send_ns, recv_ns=_now() - started)
+            return failed(exc, resent=resent)
+        return Outcome(send_ns=send_ns, recv_ns=_now() - started, resent=resent)
 
 
 class FutureSender(Sender):
-    """gRPC from a greenlet: send as a future, let grpc's thread wake the greenlet on completion."""
+    """gRPC from a greenlet (or ``--mode async``): a future whose completion wakes this worker."""
 
     def __init__(self, client: Any, runtime: Runtime, timeout_s: float, decode: bool = False) -> None:
         self._client = client
-        self._waiter: Waiter = runtime.waiter()
-        self._timeout_s = timeout_s
+        self._runtime = runtime
+        self._timeout_s = timeout_s + FUTURE_GRACE_S
         self._decode = decode
 
     def call(self, request: Any) -> Outcome:
+        waiter = self._runtime.waiter()  # this call's own: a stale completion can never reach another
         future = self._client.send_raw_future(request)
-        future.add_done_callback(self._waiter.set)
-        try:
-            done = self._waiter.get(self._timeout_s)
-            raw = done.result()
-        except Exception as exc:
+        future.add_done_callback(waiter.set)
+        if waiter.get(self._timeout_s) is TIMED_OUT:
             future.cancel()
-            return Outcome(error=_grpc_code(exc))
+            return Outcome(error=TIMEOUT)
+        try:
+            raw = future.result(timeout=0)
+        except Exception as exc:
+            return failed(_grpc_failure(exc))
         if not self._decode:
             return Outcome()
         started = _now()
-        self._client.decode_raw(raw)
+        try:
+            self._client.decode_raw(raw)
+        except Exception as exc:
+            return failed(exc)
         return Outcome(recv_ns=_now() - started)
 
 
-def _grpc_code(exc: BaseException) -> str:
-    from perfprobe.client.grpc_client import rpc_error
+def _grpc_failure(exc: BaseException) -> BaseException:
+    """A gRPC error as our ``InferenceServerError`` (with its status code); others unchanged."""
+    if callable(getattr(exc, "code", None)):
+        from perfprobe.client.grpc_client import rpc_error
 
-    code = getattr(exc, "code", None)
-    if callable(code):
-        return rpc_error(exc).status
-    return error_code(exc)
+        return rpc_error(exc)  # type: ignore[arg-type]
+    return exc
+
+
+_STREAM_REQUEST_ERROR = "STREAM_ERROR"  # the server refused one request; the stream itself goes on
 
 
 class StreamSender(Sender):
     """One gRPC bidirectional stream per worker, one request in flight on it at a time.
 
     A request is complete at its final response; for decoupled models perfprobe asks for an
-    empty final response so the end is known even after zero responses.
+    empty final response so the end is known even after zero responses. Each request carries
+    its own id; a stream whose request timed out, or that broke, is closed and replaced, and
+    whatever its server still sends is dropped and counted.
     """
 
-    def __init__(self, client: Any, runtime: Runtime, timeout_s: float) -> None:
-        self._waiter: Waiter = runtime.waiter()
-        self._timeout_s = timeout_s
-        self._times: list[int] = []
-        self._decode_ns = 0
-        self._session = client.start_stream(self._on_response)
+    _ids = itertools.count()
 
-    def _on_response(self, result: Any, error: Exception | None) -> None:
+    def __init__(self, client: Any, runtime: Runtime, timeout_s: float) -> None:
+        from perfprobe.client.grpc_client import with_request_id
+
+        self._client = client
+        self._runtime = runtime
+        self._timeout_s = timeout_s
+        self._with_id = with_request_id
+        self._prefix = f"pp{next(self._ids)}-"
+        self._sequence = itertools.count()
+        self._times: list[int] = []
+        self._expected = ""
+        self._waiter: Any = None
+        self._dropped = 0
+        self._session: Any = None
+        self._generation: object = None
+        self._broken = False
+        self._open()
+
+    def _open(self) -> None:
+        self._broken = False
+        generation = self._generation = object()
+        self._session = self._client.start_stream(lambda result, error: self._on_response(generation, result, error))
+
+    def _replace(self) -> None:
+        """Give up on this stream: answers still on their way to it are dropped."""
+        old = self._session
+        self._session = None
+        self._generation = object()
+        if old is not None:
+            old.cancel()
+
+    def _on_response(self, generation: object, result: Any, error: Exception | None) -> None:
+        if generation is not self._generation:
+            self._dropped += 1  # from a stream this sender gave up on
+            return
+        waiter = self._waiter
         if error is not None:
-            self._waiter.set(error)
+            if getattr(error, "grpc_code", None) != _STREAM_REQUEST_ERROR:
+                self._broken = True  # noticed even between requests, so none is sent into a dead stream
+            if waiter is not None:
+                waiter.set(error)
+            return
+        if result.id and result.id != self._expected:
+            self._dropped += 1
             return
         if result.outputs:
             self._times.append(_now())
-        if result.is_final:
-            self._waiter.set(None)
+        if result.is_final and waiter is not None:
+            waiter.set(None)
 
     def call(self, request: Any) -> Outcome:
+        if self._broken:
+            self._replace()
+        if self._session is None:
+            self._open()
         self._times = []
-        self._session.send(request)
-        try:
-            error = self._waiter.get(self._timeout_s)
-        except Exception as exc:  # timed out waiting for the final response
-            return Outcome(error=f"TIMEOUT ({type(exc).__name__})")
-        if error is not None:
-            return Outcome(error=error_code(error), response_times=list(self._times))
-        return Outcome(response_times=list(self._times))
+        self._expected = f"{self._prefix}{next(self._sequence)}"
+        waiter = self._waiter = self._runtime.waiter()
+        self._session.send(self._with_id(request, self._expected))
+        value = waiter.get(self._timeout_s)
+        self._waiter = None
+        dropped, self._dropped = self._dropped, 0
+        if value is TIMED_OUT:
+            self._replace()
+            return Outcome(error=TIMEOUT, dropped=dropped)
+        if value is not None:  # a refused request, or a failed stream (replaced before the next call)
+            return failed(value, response_times=list(self._times), dropped=dropped)
+        return Outcome(response_times=list(self._times), dropped=dropped)
+
+    def abort(self) -> None:
+        waiter = self._waiter
+        self._replace()
+        if waiter is not None:
+            waiter.set(InferenceServerError("the load was stopped", failure=UNREACHABLE))
 
     def close(self) -> None:
-        self._session.cancel()
+        self._replace()

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from perfprobe.client.errors import CONNECTION_FAILURES, TIMEOUT
+from perfprobe.errors import LoadFailed, ServerUnreachable
 from perfprobe.load.engine import LoadEngine
 from perfprobe.load.schedule import Schedule
 from perfprobe.measure import metrics as prometheus
@@ -104,6 +106,9 @@ class Sweeper:
         self.settings = settings
         self.metrics_url = metrics_url
         self.on_window = on_window
+        self.liveness_probe_s = 0.5
+        self._last_probe = float("-inf")
+        self._gone = False
 
     def _snapshot(self) -> dict[str, server_stats.ModelCounters]:
         try:
@@ -135,8 +140,13 @@ class Sweeper:
                 recorder.restart_clock()
             cpu_before = time.process_time_ns()
             for _ in range(settings.max_trials):
-                self._wait_window(engine, recorder)
-                drained = engine.pause_and_drain(settings.drain_timeout_s) if drain else False
+                self._wait_window(engine, recorder, result)
+                drained = (
+                    engine.pause_and_drain(settings.drain_timeout_s, lambda: self._server_gone(engine))
+                    if drain
+                    else False
+                )
+                self._stop_if_server_gone(engine, result)
                 cpu_after = time.process_time_ns()
                 stats = recorder.rotate()
                 after = self._snapshot()
@@ -150,6 +160,7 @@ class Sweeper:
                 )
                 before = after
                 result.windows.append(record)
+                self._check_load(engine, result, record)
                 if drain:
                     engine.resume()
                     recorder.restart_clock()  # the pause for the snapshot is not load time
@@ -169,6 +180,18 @@ class Sweeper:
         self._diagnose(result, schedule_rate=level if load_kind == "rate" else None)
         return result
 
+    @staticmethod
+    def _check_load(engine: LoadEngine, result: LevelResult, record: WindowRecord) -> None:
+        """Stop the sweep when its figures would be wrong: a dead worker, or a server gone."""
+        where = f"{result.load_kind} {result.level:g}"
+        if engine.worker_failures:
+            raise LoadFailed(f"load stopped at {where}: {engine.worker_failures[0]} (a bug in perfprobe)")
+        stats = record.stats
+        gone = {code: count for code, count in stats.errors.items() if code in CONNECTION_FAILURES}
+        if gone and stats.completed == 0:
+            codes = ", ".join(f"{code} x{count}" for code, count in sorted(gone.items()))
+            raise ServerUnreachable(f"the server stopped answering at {where} ({codes}); earlier levels are kept")
+
     def _warm_up(self, engine: LoadEngine, recorder: Recorder, drain: bool) -> None:
         settings = self.settings
         deadline = time.monotonic() + max(settings.warmup_s, 0.0)
@@ -182,16 +205,39 @@ class Sweeper:
             engine.pause_and_drain(settings.drain_timeout_s)  # the caller resumes after its snapshot
         recorder.rotate()  # warm-up results are discarded
 
-    def _wait_window(self, engine: LoadEngine, recorder: Recorder) -> None:
+    def _wait_window(self, engine: LoadEngine, recorder: Recorder, result: LevelResult) -> None:
         settings = self.settings
         if settings.count_mode:
             limit = time.monotonic() + settings.count_window_timeout_s
             while recorder.current.finished() < settings.window_requests and time.monotonic() < limit:
                 engine.runtime.sleep(0.001)
+                self._stop_if_server_gone(engine, result)
             return
         end = recorder.current.start_ns + settings.window_ms * 1_000_000
         while (remaining := end - time.perf_counter_ns()) > 0:
             engine.runtime.sleep(min(remaining / 1e9, 0.05))
+            self._stop_if_server_gone(engine, result)
+
+    def _server_gone(self, engine: LoadEngine) -> bool:
+        """After requests found no server, whether it is really gone (asked at most every half second)."""
+        if not engine.connection_failures:
+            return False
+        now = time.monotonic()
+        if now - self._last_probe < self.liveness_probe_s:
+            return self._gone
+        self._last_probe = now
+        try:
+            self._gone = not self.stats_client.is_server_live()
+        except Exception:
+            self._gone = True
+        return self._gone
+
+    def _stop_if_server_gone(self, engine: LoadEngine, result: LevelResult) -> None:
+        if self._server_gone(engine):
+            raise ServerUnreachable(
+                f"the server stopped answering at {result.load_kind} {result.level:g} "
+                f"({engine.connection_failures} requests found no server); earlier levels are kept"
+            )
 
     def _diagnose(self, result: LevelResult, schedule_rate: float | None) -> None:
         if not result.windows:
@@ -216,4 +262,38 @@ class Sweeper:
             )
         if merged.errors:
             codes = ", ".join(f"{code} x{count}" for code, count in sorted(merged.errors.items()))
-            result.warnings.append(f"errors: {codes}")
+            reasons = merged.top_reasons()
+            said = f" (most frequent reason: {reasons[0][0]}: {reasons[0][1]})" if reasons else ""
+            result.warnings.append(f"errors: {codes}{said}")
+        if merged.resent:
+            result.warnings.append(
+                f"{merged.resent} requests were sent twice after a stale kept-alive connection "
+                "(the server may have executed both)"
+            )
+        if merged.dropped:
+            result.warnings.append(f"{merged.dropped} late answers to timed-out requests were dropped")
+        self._foreign_load(result)
+
+    @staticmethod
+    def _foreign_load(result: LevelResult) -> None:
+        """Warn when the server counted more successes than we completed: someone else is loading it."""
+        windows = [w for w in result.reported if result.target_model in w.server]
+        if not windows:
+            return
+        server = sum(w.server[result.target_model].success_count for w in windows)
+        # a request we gave up on (TIMEOUT) may still have succeeded on the server, in this window or the next
+        timeouts = sum(w.stats.errors.get(TIMEOUT, 0) for w in windows)
+        ours = sum(w.stats.completed + w.stats.resent for w in windows) + timeouts
+        in_flight_bound = result.level if result.load_kind == "concurrency" else 0.0
+        slack = in_flight_bound if timeouts else 0.0
+        if not all(w.drained for w in windows):
+            # undrained boundaries: the requests in flight at the first one may be counted on either side
+            merged = merge_stats([w.stats for w in windows])
+            in_flight = merged.throughput() * merged.latency.mean_us / 1e6
+            slack = max(in_flight, in_flight_bound) + 1
+        excess = server - ours
+        if excess > slack:
+            result.warnings.append(
+                f"the server counted {excess} more successful requests than perfprobe completed: another "
+                "client is loading this model, so the server-side figures include its requests"
+            )

@@ -44,6 +44,10 @@ class _ThreadConnection:
     def last_send_ns(self) -> int:
         return self._connection.last_send_ns
 
+    @property
+    def last_resent(self) -> bool:
+        return self._connection.last_resent
+
     def close(self) -> None:
         self._connection.close()
         self._client.close()

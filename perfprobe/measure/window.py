@@ -14,6 +14,8 @@ from typing import Any
 
 from perfprobe.measure.histogram import HistogramLimits, LatencyHistogram
 
+REASONS_KEPT = 5  # distinct server error messages kept per window (and per level)
+
 
 class WindowSlot:
     """What one worker saw during one window.
@@ -34,6 +36,9 @@ class WindowSlot:
         "responses",
         "late_sends",
         "max_lag_ns",
+        "reasons",
+        "resent",
+        "dropped",
     )
 
     def __init__(self) -> None:
@@ -48,6 +53,9 @@ class WindowSlot:
         self.responses = 0
         self.late_sends = 0
         self.max_lag_ns = 0
+        self.reasons: dict[tuple[str, str], int] = {}  # (code, server's message) -> count, a few kept
+        self.resent = 0
+        self.dropped = 0
 
     def success(self, latency_ns: int, send_ns: int = 0, recv_ns: int = 0) -> None:
         self.latencies.append(latency_ns)
@@ -55,8 +63,17 @@ class WindowSlot:
         self.send_ns += send_ns
         self.recv_ns += recv_ns
 
-    def failure(self, code: str) -> None:
+    def failure(self, code: str, reason: str = "") -> None:
         self.errors[code] += 1
+        if reason:
+            key = (code, reason)
+            if key in self.reasons or len(self.reasons) < REASONS_KEPT:
+                self.reasons[key] = self.reasons.get(key, 0) + 1
+
+    def irregular(self, resent: bool, dropped: int) -> None:
+        """A request sent twice (stale socket), or late answers to timed-out requests dropped."""
+        self.resent += int(resent)
+        self.dropped += dropped
 
     def scheduled(self, intended_latency_ns: int, lag_ns: int, late: bool) -> None:
         """Open loop: latency counted from the intended send time, and how late the send was."""
@@ -110,6 +127,9 @@ class WindowStats:
     responses: int
     late_sends: int
     max_lag_ns: int
+    reasons: dict[tuple[str, str], int] = field(default_factory=dict)
+    resent: int = 0
+    dropped: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def throughput(self, batch_size: int = 1) -> float:
@@ -120,12 +140,24 @@ class WindowStats:
     def error_count(self) -> int:
         return sum(self.errors.values())
 
+    def top_reasons(self) -> list[tuple[str, str, int]]:
+        """The server's error messages, most frequent first: (code, message, count)."""
+        ranked = sorted(self.reasons.items(), key=lambda item: -item[1])
+        return [(code, reason, count) for (code, reason), count in ranked]
+
+
+def _merge_reasons(parts: list[dict[tuple[str, str], int]]) -> dict[tuple[str, str], int]:
+    merged: Counter[tuple[str, str]] = Counter()
+    for part in parts:
+        merged.update(part)
+    return dict(merged.most_common(REASONS_KEPT))
+
 
 def merge_window(window: Window, end_ns: int) -> WindowStats:
     """Close a window: merge every worker's slot into histograms."""
     slots = list(window.slots.values())
     errors: Counter[str] = Counter()
-    totals = {"completed": 0, "send_ns": 0, "recv_ns": 0, "responses": 0, "late_sends": 0}
+    totals = {"completed": 0, "send_ns": 0, "recv_ns": 0, "responses": 0, "late_sends": 0, "resent": 0, "dropped": 0}
     for slot in slots:
         errors.update(slot.errors)
         for key in totals:
@@ -148,6 +180,7 @@ def merge_window(window: Window, end_ns: int) -> WindowStats:
         first_response=histogram("first_response"),
         between_responses=histogram("between_responses"),
         max_lag_ns=max((slot.max_lag_ns for slot in slots), default=0),
+        reasons=_merge_reasons([slot.reasons for slot in slots]),
         **totals,
     )
 
@@ -183,6 +216,9 @@ def merge_stats(windows: list[WindowStats]) -> WindowStats:
         responses=sum(w.responses for w in windows),
         late_sends=sum(w.late_sends for w in windows),
         max_lag_ns=max(w.max_lag_ns for w in windows),
+        reasons=_merge_reasons([w.reasons for w in windows]),
+        resent=sum(w.resent for w in windows),
+        dropped=sum(w.dropped for w in windows),
         **merged_optional,  # type: ignore[arg-type]
     )
 

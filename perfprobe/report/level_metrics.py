@@ -76,8 +76,10 @@ def _server_parts(window: dict) -> list[dict]:
 def _window_error_rate(level: Level) -> list[float]:
     values = []
     for window in level.reported:
-        finished = window["completed"] + window["errors"]
-        values.append(window["errors"] / finished if finished else 0.0)
+        errors = window["errors"]
+        failed = sum(errors.values()) if isinstance(errors, dict) else int(errors)  # results.json: code -> count
+        finished = window["completed"] + failed
+        values.append(failed / finished if finished else 0.0)
     return values
 
 

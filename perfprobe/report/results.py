@@ -154,17 +154,21 @@ def level_document(result: LevelResult, batch_size: int) -> dict[str, Any]:
                 "responses": stats.responses,
                 "late_sends": stats.late_sends,
                 "max_lag_ns": stats.max_lag_ns,
+                "resent": stats.resent,
+                "dropped_late_answers": stats.dropped,
                 "client_cpu_ns": record.cpu_ns,
                 "drained": record.drained,
                 "server": {name: delta.to_dict() for name, delta in record.server.items()},
                 "metrics": record.metrics,
             }
         )
+    reasons = result.merged().top_reasons() if result.windows else []
     return {
         "load_kind": result.load_kind,
         "level": result.level,
         "stable": result.stable,
         "warnings": result.warnings,
+        "error_reasons": [{"code": code, "reason": reason, "count": count} for code, reason, count in reasons],
         "reported_windows": [w.stats.index for w in result.reported],
         "windows": windows,
     }

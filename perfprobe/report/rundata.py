@@ -42,6 +42,14 @@ class Level:
     warnings: list[str] = field(default_factory=list)
 
     @property
+    def has_latency(self) -> bool:
+        """At least one request succeeded: a level where all failed has no latency at all."""
+        try:
+            return int(self.row.get("Completed") or 0) > 0
+        except (TypeError, ValueError):
+            return False
+
+    @property
     def label(self) -> str:
         """``c=8`` or ``rate=100``: how levels are named in charts, tables and gate scopes."""
         return f"{SHORT_KIND[self.load_kind]}={self.level:g}"
@@ -105,6 +113,10 @@ class SweepRun:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def protocol(self) -> str:
+        return str(self.arguments.get("protocol", "?"))
 
     def level(self, value: float, load_kind: str | None = None) -> Level | None:
         """The level measured at ``value`` (of ``load_kind`` when given), or None."""

@@ -52,7 +52,7 @@ def budget_from_run(run: SweepRun) -> LatencyBudget | None:
 
 def highest_within(run: SweepRun, budget: LatencyBudget) -> Level | None:
     metric = level_metrics.metric(budget.metric)
-    inside = [level for level in run.levels if metric.value(level) <= budget.limit_us]
+    inside = [level for level in run.levels if level.has_latency and metric.value(level) <= budget.limit_us]
     return max(inside, key=lambda level: level.level) if inside else None
 
 
