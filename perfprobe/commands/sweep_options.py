@@ -21,6 +21,7 @@ from perfprobe.load.transport import DEFAULT_WORKERS, MODES
 from perfprobe.measure.stability import StabilityRule
 
 DEFAULT_MAX_INFLIGHT = 64
+STOP_GRACE_S = 5.0  # past the request timeout, for workers to notice the stop and close their streams
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -254,7 +255,9 @@ def plan_from_args(args: argparse.Namespace) -> SweepPlan:
             drain=not args.no_drain,
             batch_size=args.batch_size,
         ),
-        engine=EngineSettings(late_threshold_ns=int(args.late_threshold * 1e6), stop_timeout_s=args.request_timeout),
+        engine=EngineSettings(
+            late_threshold_ns=int(args.late_threshold * 1e6), stop_timeout_s=args.request_timeout + STOP_GRACE_S
+        ),
         metrics_url=args.metrics_url,
         csv_file=args.csv,
         output_dir_option=args.output_dir,
