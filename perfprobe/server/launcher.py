@@ -159,6 +159,7 @@ class EmbeddedServer:
     def start(self) -> EmbeddedServer:
         """Start the server and wait until it and every model are ready."""
         dist = distribution.locate()
+        _refuse_numpy_2()
         self._choose_ports()
         self._workdir = Path(tempfile.mkdtemp(prefix="perfprobe-server-"))
         repositories = list(self.model_repositories)
@@ -248,6 +249,21 @@ class EmbeddedServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _refuse_numpy_2() -> None:
+    """Triton 2.51's python backend answers with empty outputs when its stub loads numpy 2.
+
+    The stub imports this interpreter's numpy; seen on a GPU machine whose image had numpy 2.5
+    (nvidia-pytriton pins numpy<2 for this). Better no server than one that measures nothing.
+    """
+    import numpy
+
+    if int(numpy.__version__.split(".")[0]) >= 2:
+        raise ServerStartError(
+            f"the embedded Triton's python backend returns empty outputs under numpy {numpy.__version__}: "
+            "run the server from an environment with numpy<2 (nvidia-pytriton pins it)"
+        )
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
