@@ -60,6 +60,10 @@ def _patch_for_greenlets(args: argparse.Namespace) -> None:
         from gevent import monkey
 
         monkey.patch_all(thread=False, queue=False, subprocess=False, signal=False, os=False)
+        import gevent
+
+        hub = gevent.get_hub()
+        hub.NOT_ERROR = (*hub.NOT_ERROR, KeyboardInterrupt)  # Ctrl-C is reported once, by us, not as a traceback
 
 
 def _fail(code: int, message: str) -> int:

@@ -70,7 +70,7 @@ def _kill_after_first_level(server: EmbeddedServer, out: Path, args: list[str]) 
         time.sleep(0.05)
     killed_at = time.monotonic()
     server.kill()
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=120)
     return process.returncode, stderr, time.monotonic() - killed_at
 
 
@@ -81,13 +81,14 @@ def test_server_killed_mid_sweep_stops_with_exit_3_and_keeps_finished_levels(
     args = [
         "sweep", "-i", protocol, "-u", doomed_server.url(protocol), "-m", "simple", "--mode", mode,
         "--concurrency", "1:4", "--measurement-interval", "500", "--stability-windows", "2", "--max-trials", "4",
-        "--no-report", "--output-dir", str(tmp_path),
+        "--request-timeout", "60", "--no-report", "--output-dir", str(tmp_path),
     ]  # fmt: skip
     code, stderr, after_kill_s = _kill_after_first_level(doomed_server, tmp_path, args)
     assert code == exitcodes.SERVER_UNREACHABLE, stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("perfprobe: error: the server stopped answering"), stderr
-    assert after_kill_s < 15, "a dead server must stop the sweep at once, not after every level's timeouts"
+    # a wait on any request's timeout would take 60 s or more
+    assert after_kill_s < 20, f"a dead server must stop the sweep at once, not after {after_kill_s:.0f} s"
     rows = (tmp_path / "results.csv").read_text().splitlines()
     assert len(rows) >= 2 and rows[1].startswith("1,")  # the level finished before the kill is kept
     assert float(rows[1].split(",")[1]) > 0
@@ -193,3 +194,47 @@ def test_two_clients_at_once_are_noticed(server, tmp_path: Path) -> None:
         other.wait(timeout=60)
     assert result.returncode == 0, result.stderr
     assert "another client is loading this model" in rows[0]["Warnings"]
+
+
+@pytest.fixture
+def one_answer_per_connection() -> Iterator[tuple[int, list[int]]]:
+    """Stand-in for a server that closes idle kept-alive sockets: one answer per connection, then close."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.2)
+    requests_seen: list[int] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                if conn.recv(65536):
+                    requests_seen.append(1)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1], requests_seen
+    stop.set()
+    thread.join()
+    listener.close()
+
+
+def test_a_request_resent_on_a_stale_socket_is_reported(one_answer_per_connection) -> None:
+    from perfprobe.client.http_wire import PlainSocketPool, WireConnection
+
+    port, seen = one_answer_per_connection
+    connection = WireConnection(PlainSocketPool("127.0.0.1", port, 2.0, 2.0))
+    request = f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    assert connection.exchange(request)[2] == b"ok" and not connection.last_resent
+    time.sleep(0.1)  # the stand-in has closed the kept-alive socket by now
+    assert connection.exchange(request)[2] == b"ok"
+    assert connection.last_resent  # it went out twice, and says so
+    assert len(seen) == 2  # the first attempt never reached the application; the resend did
+    connection.close()

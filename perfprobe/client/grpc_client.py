@@ -19,7 +19,7 @@ from perfprobe.client import protoconv
 from perfprobe.client._proto import grpc_service_pb2 as pb
 from perfprobe.client._proto import grpc_service_pb2_grpc as pb_grpc
 from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback, retry_while_in_use
-from perfprobe.client.errors import InferenceServerError
+from perfprobe.client.errors import UNREACHABLE, InferenceServerError
 from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
 
 INT32_MAX = 2**31 - 1
@@ -146,6 +146,7 @@ class StreamSession:
     ) -> None:
         self._requests: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._callback = callback
+        self._ended_by_us = False  # close() or cancel(): the end of the stream is no failure
         self._responses = call_factory(self._request_iterator(), metadata=metadata, timeout=timeout_s)
         self._reader = threading.Thread(target=self._read, name="perfprobe-stream-reader", daemon=True)
         self._reader.start()
@@ -165,14 +166,21 @@ class StreamSession:
                 else:
                     self._callback(decode_response(message.infer_response), None)
         except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.CANCELLED:
-                self._callback(None, _error(exc))
+            if not self._ended_by_us:
+                ended = _error(exc)
+                if exc.code() == grpc.StatusCode.CANCELLED:  # not by us: the connection went away
+                    ended = InferenceServerError(f"the stream was cancelled: {ended.message}", failure=UNREACHABLE)
+                self._callback(None, ended)
+            return
+        if not self._ended_by_us:  # the server ended the stream while we still wait for answers
+            self._callback(None, InferenceServerError("the server ended the stream", failure=UNREACHABLE))
 
     def send(self, request: GrpcRequest) -> None:
         self._requests.put(request.payload)
 
     def close(self, timeout_s: float | None = None) -> None:
         """Half-close the stream and wait until the server has sent everything."""
+        self._ended_by_us = True
         self._requests.put(self._CLOSE)
         self._reader.join(timeout_s)
         if self._reader.is_alive():
@@ -180,6 +188,8 @@ class StreamSession:
             self._reader.join()
 
     def cancel(self) -> None:
+        self._ended_by_us = True
+        self._requests.put(self._CLOSE)  # lets grpc's request-consuming thread end too
         self._responses.cancel()
         self._reader.join()
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import copy
 import csv
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from perfprobe import exitcodes
 from perfprobe.commands.common import add_connection_options, parse_headers, recorded_arguments
 from perfprobe.errors import UsageError
 from perfprobe.units import human, parse_size
@@ -46,9 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import signal
-
-    from perfprobe.commands.sweep import _raise_interrupt
+    from perfprobe.interrupts import sigterm_as_interrupt
 
     transports = [t.strip() for t in args.transports.split(",") if t.strip()]
     unknown = set(transports) - set(TRANSPORTS)
@@ -57,11 +57,8 @@ def run(args: argparse.Namespace) -> int:
     sizes = [parse_size(s) for s in args.sizes.split(",") if s.strip()]
     if not args.model:
         raise UsageError("the following arguments are required: -m/--model")
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
+    with sigterm_as_interrupt():
         return _compare(args, transports, sizes)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _compare(args: argparse.Namespace, transports: list[str], sizes: list[int]) -> int:
@@ -81,10 +78,12 @@ def _compare(args: argparse.Namespace, transports: list[str], sizes: list[int]) 
             shapes = _shapes_for(model, sizes, args.shape)
             stamp = time.strftime("%Y%m%d-%H%M%S")
             out_dir = Path(args.output_dir or Path("reports") / f"{stamp}-compare-{model.name}")
-            rows, skipped = _matrix(args, url, control, transports, shapes, out_dir, server)
+            rows, skipped, interrupted = _matrix(args, url, control, transports, shapes, out_dir, server)
     finally:
         if server is not None:
             server.stop()
+    if interrupted:
+        print("interrupted: the cells measured so far are written", file=sys.stderr, flush=True)
     _write_matrix(out_dir / "compare.csv", rows, skipped)
     _write_about(out_dir / "compare.json", args, model.name, url)
     verdicts = _verdicts(rows) + [f"{LABELS[t]}: skipped ({reason})" for t, reason in skipped.items()]
@@ -96,7 +95,7 @@ def _compare(args: argparse.Namespace, transports: list[str], sizes: list[int]) 
         from perfprobe.commands.report import write_report_safely
 
         write_report_safely(out_dir, None)
-    return 0
+    return exitcodes.INTERRUPTED if interrupted else exitcodes.OK
 
 
 def _shapes_for(model: Any, sizes: list[int], shape_options: list[str]) -> list[tuple[int, list[str]]]:
@@ -122,7 +121,10 @@ def _shapes_for(model: Any, sizes: list[int], shape_options: list[str]) -> list[
     return result
 
 
-def _matrix(args, url, control, transports, shapes, out_dir, server) -> tuple[list[dict[str, Any]], dict[str, str]]:
+def _matrix(
+    args, url, control, transports, shapes, out_dir, server
+) -> tuple[list[dict[str, Any]], dict[str, str], bool]:
+    """Every cell's rows, the transports skipped, and whether Ctrl-C / SIGTERM cut the matrix short."""
     from perfprobe.commands.sweep import _sweep
     from perfprobe.commands.sweep_options import default_metrics_url, plan_from_args
 
@@ -149,24 +151,38 @@ def _matrix(args, url, control, transports, shapes, out_dir, server) -> tuple[li
             plan = plan_from_args(run_args)
             plan.metrics_url = plan.metrics_url or (server.metrics_url if server else default_metrics_url(url))
             print(f"\n== {LABELS[transport]}, {human(size)} ==", flush=True)
-            _sweep(plan, url, control, parse_headers(args.header))
-            with (out_dir / f"{transport}-{size}" / "results.csv").open() as handle:
-                for row in csv.DictReader(handle):
-                    rows.append(
-                        {
-                            "Transport": LABELS[transport],
-                            "Tensor Bytes": size,
-                            "Load": row.get("Concurrency") or row.get("Request Rate"),
-                            "Inferences/Second": float(row["Inferences/Second"]),
-                            "p50 latency": int(row["p50 latency"]),
-                            "p99 latency": int(row["p99 latency"]),
-                            "Server Compute Input": int(row["Server Compute Input"]),
-                            "Server Compute Output": int(row["Server Compute Output"]),
-                            "Errors": int(row["Errors"]),
-                            "Stable": row["Stable"],
-                        }
-                    )
-    return rows, skipped
+            try:
+                code = _sweep(plan, url, control, parse_headers(args.header))
+            except KeyboardInterrupt:  # outside the cell's measurement: nothing of this cell to keep
+                return rows, skipped, True
+            cell = out_dir / f"{transport}-{size}" / "results.csv"
+            if cell.is_file():
+                rows += _cell_rows(cell, transport, size)
+            if code == exitcodes.INTERRUPTED:  # the cell kept what it measured before the signal
+                return rows, skipped, True
+    return rows, skipped, False
+
+
+def _cell_rows(path: Path, transport: str, size: int) -> list[dict[str, Any]]:
+    """One compare row per load level of a cell's sweep."""
+    rows = []
+    with path.open() as handle:
+        for row in csv.DictReader(handle):
+            rows.append(
+                {
+                    "Transport": LABELS[transport],
+                    "Tensor Bytes": size,
+                    "Load": row.get("Concurrency") or row.get("Request Rate"),
+                    "Inferences/Second": float(row["Inferences/Second"]),
+                    "p50 latency": int(row["p50 latency"]),
+                    "p99 latency": int(row["p99 latency"]),
+                    "Server Compute Input": int(row["Server Compute Input"]),
+                    "Server Compute Output": int(row["Server Compute Output"]),
+                    "Errors": int(row["Errors"]),
+                    "Stable": row["Stable"],
+                }
+            )
+    return rows
 
 
 def _write_matrix(path: Path, rows: list[dict[str, Any]], skipped: dict[str, str]) -> None:

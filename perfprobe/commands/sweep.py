@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 import time
 from pathlib import Path
@@ -29,16 +28,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from perfprobe.interrupts import sigterm_as_interrupt
+
     plan = plan_from_args(args)
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
+    with sigterm_as_interrupt():
         return _run(plan, args)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _raise_interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _run(plan: SweepPlan, args: argparse.Namespace) -> int:
@@ -114,11 +108,12 @@ def _sweep(plan: SweepPlan, url: str, control: Any, headers: dict[str, str]) -> 
             requests = dataset.build_requests(transport.shared_client, model, items)
         return _measure(plan, url, control, model, transport, requests, per_worker)
     finally:
-        # SIGTERM arrives as KeyboardInterrupt (see run), so this runs on every way out
-        transport.shared_client.close()
+        # SIGTERM arrives as KeyboardInterrupt (see run), so this runs on every way out; the
+        # regions' close holds further signals back until every region is released
         if regions is not None:
             for problem in regions.close():  # only our regions, by name; never "unregister all"
                 print(f"  warning: {problem}", file=sys.stderr)
+        transport.shared_client.close()
 
 
 def _check_writable(directory: Path) -> None:

@@ -71,6 +71,7 @@ class LoadEngine:
         self._schedule_start_ns = 0
         self.worker_failures: list[str] = []  # workers that ended while the load was meant to run
         self.connection_failures = 0  # requests that found no server (the sweeper then checks it is alive)
+        self.interrupted = False  # a worker caught Ctrl-C / SIGTERM
 
     # ---- recording ----------------------------------------------------------------------
 
@@ -114,13 +115,17 @@ class LoadEngine:
         try:
             sender = worker.sender = self.sender_factory()
             loop(worker, sender, self.runtime.identity())
+        except KeyboardInterrupt:
+            # Ctrl-C / SIGTERM raised in this worker (greenlets share the main thread): the
+            # controller re-raises it where the run can stop cleanly
+            self.interrupted = True
         except BaseException as exc:  # noqa: BLE001 — reported below, never silently lost
             if not self._stopping:
                 self.worker_failures.append(f"worker {worker.index}: {type(exc).__name__}: {exc}")
             if not isinstance(exc, Exception):
                 raise
         else:
-            if not self._stopping:
+            if not self._stopping and not self.interrupted:
                 self.worker_failures.append(f"worker {worker.index} ended before the load stopped")
         finally:
             worker.busy = False

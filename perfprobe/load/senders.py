@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perfprobe.client import InferenceServerError
-from perfprobe.client.errors import TIMEOUT, UNREACHABLE
+from perfprobe.client.errors import TIMEOUT
 from perfprobe.load.runtime import TIMED_OUT, Runtime
 
 _now = time.perf_counter_ns
+_STOPPED = "STOPPED"  # a request cut short because the run was stopping (server gone, Ctrl-C)
+_ABORTED = object()
 REASON_LIMIT = 200  # characters of a server's error message kept per distinct reason
 FUTURE_GRACE_S = 1.0  # a future's own gRPC deadline normally fires first; this is the backstop
 
@@ -114,14 +116,19 @@ class FutureSender(Sender):
         self._runtime = runtime
         self._timeout_s = timeout_s + FUTURE_GRACE_S
         self._decode = decode
+        self._waiter: Any = None
+        self._aborted = False
 
     def call(self, request: Any) -> Outcome:
-        waiter = self._runtime.waiter()  # this call's own: a stale completion can never reach another
+        waiter = self._waiter = self._runtime.waiter()  # this call's own: a stale completion never reaches another
+        if self._aborted:
+            return Outcome(error=_STOPPED)
         future = self._client.send_raw_future(request)
         future.add_done_callback(waiter.set)
-        if waiter.get(self._timeout_s) is TIMED_OUT:
+        done = waiter.get(self._timeout_s)
+        if done is TIMED_OUT or done is _ABORTED:
             future.cancel()
-            return Outcome(error=TIMEOUT)
+            return Outcome(error=TIMEOUT if done is TIMED_OUT else _STOPPED)
         try:
             raw = future.result(timeout=0)
         except Exception as exc:
@@ -134,6 +141,12 @@ class FutureSender(Sender):
         except Exception as exc:
             return failed(exc)
         return Outcome(recv_ns=_now() - started)
+
+    def abort(self) -> None:
+        self._aborted = True
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.set(_ABORTED)
 
 
 def _grpc_failure(exc: BaseException) -> BaseException:
@@ -175,6 +188,7 @@ class StreamSender(Sender):
         self._session: Any = None
         self._generation: object = None
         self._broken = False
+        self._aborted = False
         self._open()
 
     def _open(self) -> None:
@@ -217,6 +231,8 @@ class StreamSender(Sender):
         self._times = []
         self._expected = f"{self._prefix}{next(self._sequence)}"
         waiter = self._waiter = self._runtime.waiter()
+        if self._aborted:  # checked after the waiter is published: abort() sees one or this sees it
+            return Outcome(error=_STOPPED)
         self._session.send(self._with_id(request, self._expected))
         value = waiter.get(self._timeout_s)
         self._waiter = None
@@ -229,10 +245,11 @@ class StreamSender(Sender):
         return Outcome(response_times=list(self._times), dropped=dropped)
 
     def abort(self) -> None:
+        self._aborted = True  # set before the waiter is read: see call()
         waiter = self._waiter
-        self._replace()
         if waiter is not None:
-            waiter.set(InferenceServerError("the load was stopped", failure=UNREACHABLE))
+            waiter.set(InferenceServerError("the load was stopped", failure=_STOPPED))
+        self._replace()
 
     def close(self) -> None:
         self._replace()

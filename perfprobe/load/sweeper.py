@@ -133,7 +133,7 @@ class Sweeper:
             assert schedule is not None
             engine.start_open(schedule, max_inflight)
         try:
-            self._warm_up(engine, recorder, drain)
+            self._warm_up(engine, recorder, result, drain)
             before = self._snapshot()  # taken while drained (closed loop), so it matches the window start
             if drain:
                 engine.resume()
@@ -142,11 +142,13 @@ class Sweeper:
             for _ in range(settings.max_trials):
                 self._wait_window(engine, recorder, result)
                 drained = (
-                    engine.pause_and_drain(settings.drain_timeout_s, lambda: self._server_gone(engine))
+                    engine.pause_and_drain(
+                        settings.drain_timeout_s, lambda: engine.interrupted or self._server_gone(engine)
+                    )
                     if drain
                     else False
                 )
-                self._stop_if_server_gone(engine, result)
+                self._stop_if_needed(engine, result)
                 cpu_after = time.process_time_ns()
                 stats = recorder.rotate()
                 after = self._snapshot()
@@ -192,17 +194,20 @@ class Sweeper:
             codes = ", ".join(f"{code} x{count}" for code, count in sorted(gone.items()))
             raise ServerUnreachable(f"the server stopped answering at {where} ({codes}); earlier levels are kept")
 
-    def _warm_up(self, engine: LoadEngine, recorder: Recorder, drain: bool) -> None:
+    def _warm_up(self, engine: LoadEngine, recorder: Recorder, result: LevelResult, drain: bool) -> None:
         settings = self.settings
         deadline = time.monotonic() + max(settings.warmup_s, 0.0)
         while time.monotonic() < deadline:
             engine.runtime.sleep(0.01)
+            self._stop_if_needed(engine, result)
         if settings.warmup_requests:
             limit = time.monotonic() + settings.count_window_timeout_s
             while recorder.current.finished() < settings.warmup_requests and time.monotonic() < limit:
                 engine.runtime.sleep(0.002)
-        if drain:
-            engine.pause_and_drain(settings.drain_timeout_s)  # the caller resumes after its snapshot
+                self._stop_if_needed(engine, result)
+        if drain:  # the caller resumes after its snapshot
+            engine.pause_and_drain(settings.drain_timeout_s, lambda: engine.interrupted or self._server_gone(engine))
+        self._stop_if_needed(engine, result)
         recorder.rotate()  # warm-up results are discarded
 
     def _wait_window(self, engine: LoadEngine, recorder: Recorder, result: LevelResult) -> None:
@@ -211,12 +216,12 @@ class Sweeper:
             limit = time.monotonic() + settings.count_window_timeout_s
             while recorder.current.finished() < settings.window_requests and time.monotonic() < limit:
                 engine.runtime.sleep(0.001)
-                self._stop_if_server_gone(engine, result)
+                self._stop_if_needed(engine, result)
             return
         end = recorder.current.start_ns + settings.window_ms * 1_000_000
         while (remaining := end - time.perf_counter_ns()) > 0:
             engine.runtime.sleep(min(remaining / 1e9, 0.05))
-            self._stop_if_server_gone(engine, result)
+            self._stop_if_needed(engine, result)
 
     def _server_gone(self, engine: LoadEngine) -> bool:
         """After requests found no server, whether it is really gone (asked at most every half second)."""
@@ -232,7 +237,10 @@ class Sweeper:
             self._gone = True
         return self._gone
 
-    def _stop_if_server_gone(self, engine: LoadEngine, result: LevelResult) -> None:
+    def _stop_if_needed(self, engine: LoadEngine, result: LevelResult) -> None:
+        """Raise what ends the level now: an interrupt a worker caught, or a server that is gone."""
+        if engine.interrupted:
+            raise KeyboardInterrupt  # caught by a worker greenlet: raised here, where the run can stop
         if self._server_gone(engine):
             raise ServerUnreachable(
                 f"the server stopped answering at {result.load_kind} {result.level:g} "

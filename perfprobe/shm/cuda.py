@@ -135,14 +135,22 @@ class CudaRegionSet:
         region.register(client)
 
     def close(self) -> list[str]:
+        """Unregister and free every region, with signals held back until done (as for system shm)."""
+        from perfprobe.interrupts import shielded
+
         problems: list[str] = []
-        for region in reversed(self.regions):
-            try:
-                problems += region.close()
-            except CudaUnavailable as exc:
-                problems.append(f"free {region.name}: {exc}")
-        self.regions.clear()
+        with shielded(self.remaining):
+            while self.regions:
+                region = self.regions[-1]
+                try:
+                    problems += region.close()
+                except CudaUnavailable as exc:
+                    problems.append(f"free {region.name}: {exc}")
+                self.regions.pop()
         return problems
+
+    def remaining(self) -> list[str]:
+        return [region.name for region in self.regions]
 
     def __enter__(self) -> CudaRegionSet:
         return self

@@ -116,18 +116,30 @@ class RegionSet:
         region.registered_with.append(client)
 
     def close(self) -> list[str]:
-        """Unregister (by name) and unlink every region; returns the problems met, if any."""
+        """Unregister (by name) and unlink every region; returns the problems met, if any.
+
+        Signals are held back meanwhile (``perfprobe.interrupts.shielded``): a second Ctrl-C
+        cannot leave half of the regions behind.
+        """
+        from perfprobe.interrupts import shielded
+
         problems: list[str] = []
-        for region in reversed(self.regions):
-            for client in region.registered_with:
-                try:
-                    client.unregister_system_shared_memory(region.name)
-                except Exception as exc:  # server gone: nothing left to unregister there
-                    problems.append(f"unregister {region.name}: {exc}")
-            region.registered_with.clear()
-            region.unlink()
-        self.regions.clear()
+        with shielded(self.remaining):
+            while self.regions:
+                region = self.regions[-1]
+                for client in region.registered_with:
+                    try:
+                        client.unregister_system_shared_memory(region.name)
+                    except Exception as exc:  # server gone: nothing left to unregister there
+                        problems.append(f"unregister {region.name}: {exc}")
+                region.registered_with.clear()
+                region.unlink()
+                self.regions.pop()
         return problems
+
+    def remaining(self) -> list[str]:
+        """The regions not yet released (for a forced exit's last words)."""
+        return [region.name for region in self.regions]
 
     def __enter__(self) -> RegionSet:
         return self

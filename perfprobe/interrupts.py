@@ -1,0 +1,70 @@
+"""Ctrl-C and SIGTERM: one way in (KeyboardInterrupt), and clean-up that repeated signals cannot cut short.
+
+A run that created shared memory must release it on every way out. The first signal stops the
+run and its ``finally`` blocks clean up; signals arriving during that clean-up are held back
+until it is done, and only a third signal forces the process out, after saying what it leaves.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from perfprobe import exitcodes
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _raise_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt as Ctrl-C does, so every ``finally`` runs and results are kept."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread can take signals; a library caller in a thread keeps its own
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def shielded(left_behind: Callable[[], list[str]], force_after: int = 2) -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back while the block runs (clean-up); re-raise once it is done.
+
+    The ``force_after``-th signal during the block ends the process at once (exit 130), after one
+    line naming what ``left_behind`` says is still not cleaned up.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        received.append(signum)
+        if len(received) >= force_after:
+            remaining = left_behind()
+            sys.stderr.write(
+                "perfprobe: error: interrupted again during clean-up: forced exit; left behind: "
+                + (", ".join(remaining) if remaining else "nothing")
+                + "\n"
+            )
+            sys.stderr.flush()
+            os._exit(exitcodes.INTERRUPTED)
+
+    previous = {sig: signal.signal(sig, hold) for sig in _SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        raise KeyboardInterrupt

@@ -1,0 +1,138 @@
+"""Ctrl-C and SIGTERM: one line, exit 130, results kept, and no shared memory left on any path."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import perfprobe_command
+
+from perfprobe import exitcodes
+from perfprobe.client import make_client
+from perfprobe.interrupts import shielded
+from perfprobe.shm.system import leftover_segments
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _our_regions(server) -> list[str]:
+    with make_client("http", server.http_url) as client:
+        return [name for name in client.system_shared_memory_status() if name.startswith("perfprobe_")]
+
+
+def _successes(server, model: str) -> int:
+    with make_client("http", server.http_url) as client:
+        stats = client.inference_statistics(model)["model_stats"][0]
+        return int(stats["inference_stats"]["success"]["count"])
+
+
+def _wait_for(condition, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not condition():
+        time.sleep(0.02)
+    assert condition(), "the run never got that far"
+
+
+def test_signals_during_cleanup_are_held_back_then_raised() -> None:
+    with pytest.raises(KeyboardInterrupt), shielded(lambda: []):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler has run by now, and raised nothing here
+        finished = True
+    assert finished
+
+
+def test_a_third_signal_forces_exit_saying_what_is_left() -> None:
+    script = (
+        "import os, signal, time\n"
+        "from perfprobe.interrupts import shielded\n"
+        "with shielded(lambda: ['perfprobe_x_region1']):\n"
+        "    os.kill(os.getpid(), signal.SIGINT); time.sleep(0.05)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
+        "print('not reached')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == exitcodes.INTERRUPTED
+    assert "not reached" not in result.stdout
+    assert result.stderr.strip() == (
+        "perfprobe: error: interrupted again during clean-up: forced exit; left behind: perfprobe_x_region1"
+    )
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_greenlet_sweep_interrupted_says_one_line(server, tmp_path: Path, sig: signal.Signals) -> None:
+    process = subprocess.Popen(
+        perfprobe_command(
+            "sweep", "-u", server.http_url, "-m", "simple", "--concurrency", "4", "--workers", "greenlet",
+            "--measurement-interval", "400", "--max-trials", "50", "--stability-percentage", "0.001",
+            "--no-report", "--output-dir", str(tmp_path),
+        ),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    before = _successes(server, "simple")
+    _wait_for(lambda: _successes(server, "simple") > before + 300 or process.poll() is not None)
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == exitcodes.INTERRUPTED, stderr
+    assert stderr.strip() == "interrupted: results measured so far are written", stderr
+
+
+def test_compare_stops_on_ctrl_c_and_keeps_the_finished_cells(server, tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        perfprobe_command(
+            "compare", "-u", server.http_url, "-m", "identity", "--sizes", "64KiB,256KiB,1MiB",
+            "--transports", "none,system", "--concurrency", "1", "--measurement-interval", "300",
+            "--max-trials", "2", "--no-report", "--output-dir", str(tmp_path),
+        ),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    second_cell = tmp_path / "system-65536" / "results.csv"
+    _wait_for(second_cell.exists)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == exitcodes.INTERRUPTED, stderr
+    rows = (tmp_path / "compare.csv").read_text().splitlines()
+    assert rows[1].startswith("wire,65536,1,")  # the first cell, finished before the signal, is kept
+    assert not any(line.startswith(("wire,1048576", "system shm,1048576")) for line in rows)  # nothing after it
+    assert [s for s in leftover_segments() if "_sweep_" in s] == []
+
+
+def test_sigterm_during_infer_with_system_shm_leaves_nothing(server, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    for index in range(60):
+        shutil.copy(REPO / "docs" / "sample.jpg", images / f"sample{index:02d}.jpg")
+    process = subprocess.Popen(
+        perfprobe_command("infer", "-u", server.http_url, "-m", "resnet50", "--shared-memory", "system", str(images)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _wait_for(lambda: [s for s in leftover_segments() if "_infer_" in s] or process.poll() is not None)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == exitcodes.INTERRUPTED, stderr
+    assert [s for s in leftover_segments() if "_infer_" in s] == []
+    assert [name for name in _our_regions(server) if "_infer_" in name] == []
+
+
+def test_two_signals_in_quick_succession_leave_no_shared_memory(server, tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        perfprobe_command(
+            "sweep", "-u", server.http_url, "-m", "simple", "--shared-memory", "system", "--concurrency", "64",
+            "--measurement-interval", "2000", "--max-trials", "5", "--no-report", "--output-dir", str(tmp_path),
+        ),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    _wait_for(lambda: len([r for r in _our_regions(server) if "_sweep_" in r]) >= 64)
+    time.sleep(0.5)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.015)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == exitcodes.INTERRUPTED, stderr
+    assert [s for s in leftover_segments() if "_sweep_" in s] == []
+    assert [name for name in _our_regions(server) if "_sweep_" in name] == []
