@@ -94,9 +94,8 @@ def run(argv: list[str] | None = None) -> int:
         if isinstance(exc, PerfprobeError):
             return _fail(exc.exit_code, str(exc))
         if isinstance(exc, InferenceServerError):
-            unreachable = exc.http_status is None and exc.grpc_code in (None, "UNAVAILABLE", "DEADLINE_EXCEEDED")
-            code = exitcodes.SERVER_UNREACHABLE if unreachable else exitcodes.SERVER_ERROR
-            return _fail(code, exc.message if unreachable else f"server: {exc.message}")
+            code = exitcodes.SERVER_UNREACHABLE if exc.no_answer else exitcodes.SERVER_ERROR
+            return _fail(code, exc.message if exc.no_answer else f"server: {exc.message}")
         if isinstance(exc, (ServerNotInstalled, ServerStartError)):
             return _fail(exitcodes.SERVER_UNAVAILABLE, str(exc).splitlines()[0])
         if not args.debug:

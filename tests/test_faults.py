@@ -238,3 +238,15 @@ def test_a_request_resent_on_a_stale_socket_is_reported(one_answer_per_connectio
     assert connection.last_resent  # it went out twice, and says so
     assert len(seen) == 2  # the first attempt never reached the application; the resend did
     connection.close()
+
+
+def test_an_output_shorter_than_its_shape_is_a_server_error_not_a_crash() -> None:
+    """Seen on a GPU machine (numpy 2 in the server's backend): outputs of the right shape, 0 bytes."""
+    from perfprobe.client import InferenceServerError
+    from perfprobe.client.tensors import InferResult, OutputTensor
+
+    result = InferResult("identity", "1", "", [OutputTensor("OUTPUT0", "FP32", [1024], {})], {"OUTPUT0": b""}, {}, None)
+    with pytest.raises(InferenceServerError) as raised:
+        result.as_numpy("OUTPUT0")
+    assert raised.value.status == "BAD_RESPONSE" and not raised.value.no_answer
+    assert "OUTPUT0 does not hold a FP32 tensor of shape [1024]" in raised.value.message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 TIMEOUT = "TIMEOUT"
 UNREACHABLE = "UNREACHABLE"
+BAD_RESPONSE = "BAD_RESPONSE"  # an answer that contradicts itself (outputs shorter than their shape)
 # error codes that mean the server itself is gone, not that it refused one request
 CONNECTION_FAILURES = frozenset({UNREACHABLE, "UNAVAILABLE"})
 
@@ -40,6 +41,11 @@ class InferenceServerError(Exception):
         if self.grpc_code == "DEADLINE_EXCEEDED":
             return TIMEOUT
         return self.grpc_code or self.failure or "NO_RESPONSE"
+
+    @property
+    def no_answer(self) -> bool:
+        """Nothing usable came back: unreachable, or timed out before any answer."""
+        return self.http_status is None and (self.unreachable or self.status in (TIMEOUT, "NO_RESPONSE"))
 
     @property
     def unreachable(self) -> bool:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from perfprobe.client import datatypes
+from perfprobe.client.errors import BAD_RESPONSE, InferenceServerError
 
 
 @dataclass(frozen=True)
@@ -129,10 +130,16 @@ class InferResult:
         buffer = self._buffers.get(name)
         if buffer is None:
             return None
-        if isinstance(buffer, list):
-            array = datatypes.from_json(buffer, meta.datatype, meta.shape)
-        else:
-            array = datatypes.from_wire(buffer, meta.datatype, meta.shape)
+        try:
+            if isinstance(buffer, list):
+                array = datatypes.from_json(buffer, meta.datatype, meta.shape)
+            else:
+                array = datatypes.from_wire(buffer, meta.datatype, meta.shape)
+        except ValueError as exc:  # e.g. fewer bytes than the shape needs: the server's answer is wrong
+            raise InferenceServerError(
+                f"output {name} does not hold a {meta.datatype} tensor of shape {meta.shape}: {exc}",
+                failure=BAD_RESPONSE,
+            ) from None
         self._cache[name] = array
         return array
 
