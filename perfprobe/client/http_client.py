@@ -133,9 +133,8 @@ class HttpClient(InferenceClient):
     ) -> tuple[int, Any, bytes]:
         merged = {**self._headers, **(headers or {})}
         try:
-            with gevent.Timeout(self._connection_timeout + self._network_timeout, TimeoutError("timed out")):
-                response = self._pool.request(method, uri, body=body, headers=merged)
-                payload = response.read()
+            response = self._pool.request(method, uri, body=body, headers=merged)
+            payload = response.read()
         except (OSError, gevent.Timeout) as exc:
             raise _no_answer(self.url, exc) from exc
         encoding = response.get("content-encoding")

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from perfprobe.client.errors import CONNECTION_FAILURES, TIMEOUT
+from perfprobe.client.errors import TIMEOUT
 from perfprobe.errors import LoadFailed, ServerUnreachable
 from perfprobe.load.engine import LoadEngine
 from perfprobe.load.schedule import Schedule
@@ -162,7 +162,7 @@ class Sweeper:
                 )
                 before = after
                 result.windows.append(record)
-                self._check_load(engine, result, record)
+                self._check_workers(engine, result)
                 if drain:
                     engine.resume()
                     recorder.restart_clock()  # the pause for the snapshot is not load time
@@ -183,16 +183,11 @@ class Sweeper:
         return result
 
     @staticmethod
-    def _check_load(engine: LoadEngine, result: LevelResult, record: WindowRecord) -> None:
-        """Stop the sweep when its figures would be wrong: a dead worker, or a server gone."""
-        where = f"{result.load_kind} {result.level:g}"
+    def _check_workers(engine: LoadEngine, result: LevelResult) -> None:
+        """A worker that ended early would make the level understate the load asked for: stop loudly."""
         if engine.worker_failures:
+            where = f"{result.load_kind} {result.level:g}"
             raise LoadFailed(f"load stopped at {where}: {engine.worker_failures[0]} (a bug in perfprobe)")
-        stats = record.stats
-        gone = {code: count for code, count in stats.errors.items() if code in CONNECTION_FAILURES}
-        if gone and stats.completed == 0:
-            codes = ", ".join(f"{code} x{count}" for code, count in sorted(gone.items()))
-            raise ServerUnreachable(f"the server stopped answering at {where} ({codes}); earlier levels are kept")
 
     def _warm_up(self, engine: LoadEngine, recorder: Recorder, result: LevelResult, drain: bool) -> None:
         settings = self.settings
