@@ -6,6 +6,7 @@ import json
 import mmap
 import os
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -286,6 +287,10 @@ def test_statistics_count_our_requests(client: InferenceClient) -> None:
     a, b = _pair()
     for _ in range(3):
         client.infer("simple", _simple_inputs(a, b))
+    # the server counts a request when it releases it, which may be a moment after its response
+    deadline = time.monotonic() + 2.0
+    while success_count() - before < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert success_count() - before == 3
     every = client.inference_statistics()["model_stats"]
     assert {"simple", "identity", "resnet50"} <= {m["name"] for m in every}

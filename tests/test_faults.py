@@ -121,11 +121,13 @@ def silent_port() -> Iterator[int]:
     listener.close()
 
 
-@pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_a_port_that_never_answers_fails_within_the_request_timeout(silent_port: int, protocol: str) -> None:
+@pytest.mark.parametrize(("command", "protocol"), [("sweep", "http"), ("sweep", "grpc"), ("compare", "http")])
+def test_a_port_that_never_answers_fails_within_the_request_timeout(
+    silent_port: int, command: str, protocol: str
+) -> None:
     started = time.monotonic()
     result = run_perfprobe(
-        "sweep", "-i", protocol, "-u", f"127.0.0.1:{silent_port}", "-m", "simple", "--request-timeout", "2",
+        command, "-i", protocol, "-u", f"127.0.0.1:{silent_port}", "-m", "simple", "--request-timeout", "2",
         timeout=60,
     )  # fmt: skip
     assert result.returncode == exitcodes.SERVER_UNREACHABLE, result.stderr

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace, transports: list[str], sizes: list[int]) -> int:
     from perfprobe.client import make_client
-    from perfprobe.client.factory import DEFAULT_URLS
+    from perfprobe.client.factory import DEFAULT_URLS, timeout_options
 
     server = None
     url = args.url or DEFAULT_URLS[args.protocol]
@@ -73,7 +73,8 @@ def _compare(args: argparse.Namespace, transports: list[str], sizes: list[int]) 
         server = EmbeddedServer(model_repositories=args.serve_models, pick_free_ports=True).start()
         url = server.url(args.protocol)
     try:
-        with make_client(args.protocol, url, headers=parse_headers(args.header)) as control:
+        bounded = timeout_options(args.protocol, args.request_timeout)
+        with make_client(args.protocol, url, headers=parse_headers(args.header), **bounded) as control:
             model = control.describe_model(args.model)
             shapes = _shapes_for(model, sizes, args.shape)
             stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -35,6 +35,7 @@ class MeasureSettings:
     warmup_s: float = 0.0
     drain: bool = True  # closed loop: pause at window boundaries so server and client counts agree
     drain_timeout_s: float = 30.0
+    settle_timeout_s: float = 0.25  # how long a drained window waits for the server's counters to catch up
     batch_size: int = 1
     client_cpu_warning: float = 0.9  # fraction of one core above which the client may be the bottleneck
     late_warning: float = 0.01  # fraction of late open-loop sends that is worth a warning
@@ -116,6 +117,26 @@ class Sweeper:
         except Exception:  # a server that stopped answering: keep measuring the client side
             return {}
 
+    def _settled_snapshot(
+        self, before: dict[str, server_stats.ModelCounters], completed: int
+    ) -> dict[str, server_stats.ModelCounters]:
+        """After a drain: the server's counters once they include every request we completed.
+
+        Triton counts a request when it releases it, which can be a moment after the client has
+        the response; in a drained window the server can never have fewer successes than we
+        completed, so a shortfall is that lag, and reading again (briefly) closes it.
+        """
+        target = self.model_names[0]
+        deadline = time.monotonic() + self.settings.settle_timeout_s
+        while True:
+            after = self._snapshot()
+            if not before or target not in after or target not in before:
+                return after
+            counted = after[target].counts.get("success", 0) - before[target].counts.get("success", 0)
+            if counted >= completed or time.monotonic() >= deadline:
+                return after
+            time.sleep(0.002)
+
     def run_level(
         self, load_kind: str, level: float, schedule: Schedule | None = None, max_inflight: int = 0
     ) -> LevelResult:
@@ -151,7 +172,7 @@ class Sweeper:
                 self._stop_if_needed(engine, result)
                 cpu_after = time.process_time_ns()
                 stats = recorder.rotate()
-                after = self._snapshot()
+                after = self._settled_snapshot(before, stats.completed) if drained else self._snapshot()
                 scraped = prometheus.scrape(self.metrics_url) if self.metrics_url else None
                 record = WindowRecord(
                     stats,
