@@ -189,8 +189,6 @@ class LoadEngine:
     def _start(self, count: int, loop: Callable[[_Worker, Sender, Any], None]) -> None:
         self._stopping = False
         self._paused = False
-        self.worker_failures = []
-        self.connection_failures = 0
         self._workers = [_Worker(index) for index in range(count)]
         for worker in self._workers:
             worker.handle = self.runtime.spawn(

@@ -163,9 +163,7 @@ class Sweeper:
             for _ in range(settings.max_trials):
                 self._wait_window(engine, recorder, result)
                 drained = (
-                    engine.pause_and_drain(
-                        settings.drain_timeout_s, lambda: engine.interrupted or self._server_gone(engine)
-                    )
+                    engine.pause_and_drain(settings.drain_timeout_s, lambda: self._cut_short(engine))
                     if drain
                     else False
                 )
@@ -222,7 +220,7 @@ class Sweeper:
                 engine.runtime.sleep(0.002)
                 self._stop_if_needed(engine, result)
         if drain:  # the caller resumes after its snapshot
-            engine.pause_and_drain(settings.drain_timeout_s, lambda: engine.interrupted or self._server_gone(engine))
+            engine.pause_and_drain(settings.drain_timeout_s, lambda: self._cut_short(engine))
         self._stop_if_needed(engine, result)
         recorder.rotate()  # warm-up results are discarded
 
@@ -252,6 +250,10 @@ class Sweeper:
         except Exception:
             self._gone = True
         return self._gone
+
+    def _cut_short(self, engine: LoadEngine) -> bool:
+        """Whether waiting (for a drain) is pointless: a worker caught an interrupt, or the server is gone."""
+        return engine.interrupted or self._server_gone(engine)
 
     def _stop_if_needed(self, engine: LoadEngine, result: LevelResult) -> None:
         """Raise what ends the level now: an interrupt a worker caught, or a server that is gone."""

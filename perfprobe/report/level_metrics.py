@@ -76,8 +76,7 @@ def _server_parts(window: dict) -> list[dict]:
 def _window_error_rate(level: Level) -> list[float]:
     values = []
     for window in level.reported:
-        errors = window["errors"]
-        failed = sum(errors.values()) if isinstance(errors, dict) else int(errors)  # results.json: code -> count
+        failed = sum(window["errors"].values())  # results.json keeps errors as code -> count
         finished = window["completed"] + failed
         values.append(failed / finished if finished else 0.0)
     return values
