@@ -46,24 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _patch_for_greenlets(args: argparse.Namespace) -> None:
-    """Greenlet workers: make the standard library's sockets and sleeps cooperative.
+def _wants_greenlets(args: argparse.Namespace) -> bool:
+    """A command that drives load (it has ``--workers``) with settings that run greenlet workers."""
+    if not hasattr(args, "workers"):
+        return False
+    from perfprobe.load.runtime import needs_greenlets
 
-    Done here and only here, before any load starts; threads stay native because grpc's
-    completion callbacks run on real threads.
-    """
-    if getattr(args, "command", None) not in ("sweep", "compare"):
-        return
-    from perfprobe.load.transport import DEFAULT_WORKERS
-
-    if (args.workers or DEFAULT_WORKERS[args.protocol]) == "greenlet":
-        from gevent import monkey
-
-        monkey.patch_all(thread=False, queue=False, subprocess=False, signal=False, os=False)
-        import gevent
-
-        hub = gevent.get_hub()
-        hub.NOT_ERROR = (*hub.NOT_ERROR, KeyboardInterrupt)  # Ctrl-C is reported once, by us, not as a traceback
+    return needs_greenlets(args.protocol, args.mode, args.workers)
 
 
 def _fail(code: int, message: str) -> int:
@@ -75,32 +64,43 @@ def run(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        if getattr(args, "config", None):
+            from perfprobe.commands.config_file import apply_config
+
+            args = apply_config(parser, args, argv)
+        if _wants_greenlets(args):
+            from perfprobe.greenlets import patch_for_greenlets
+
+            patch_for_greenlets()  # before the command imports sockets, ssl or the clients
+        from perfprobe.interrupts import sigterm_as_interrupt
+
+        with sigterm_as_interrupt():
+            return int(args.run(args) or 0)
+    except KeyboardInterrupt:
+        return _fail(exitcodes.INTERRUPTED, "interrupted")
+    except Exception as exc:
+        return _report_failure(exc, args.debug)
+
+
+def _report_failure(exc: Exception, debug: bool) -> int:
+    """One line on stderr and the exit code that says what kind of failure it was."""
     from perfprobe.client.errors import InferenceServerError
     from perfprobe.errors import PerfprobeError
     from perfprobe.server import ServerNotInstalled, ServerStartError
 
-    try:
-        if getattr(args, "config", None):
-            from perfprobe.commands.sweep_options import apply_config
-
-            args = apply_config(parser, args, argv)
-        _patch_for_greenlets(args)
-        return int(args.run(args) or 0)
-    except KeyboardInterrupt:
-        return _fail(exitcodes.INTERRUPTED, "interrupted")
-    except Exception as exc:
-        if args.debug:
-            traceback.print_exc()
-        if isinstance(exc, PerfprobeError):
-            return _fail(exc.exit_code, str(exc))
-        if isinstance(exc, InferenceServerError):
-            code = exitcodes.SERVER_UNREACHABLE if exc.no_answer else exitcodes.SERVER_ERROR
-            return _fail(code, exc.message if exc.no_answer else f"server: {exc.message}")
-        if isinstance(exc, (ServerNotInstalled, ServerStartError)):
-            return _fail(exitcodes.SERVER_UNAVAILABLE, str(exc).splitlines()[0])
-        if not args.debug:
-            traceback.print_exc()
-        return _fail(exitcodes.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+    if debug:
+        traceback.print_exc()
+    if isinstance(exc, PerfprobeError):
+        return _fail(exc.exit_code, str(exc))
+    if isinstance(exc, InferenceServerError):
+        code = exitcodes.SERVER_UNREACHABLE if exc.no_answer else exitcodes.SERVER_ERROR
+        return _fail(code, exc.message if exc.no_answer else f"server: {exc.message}")
+    if isinstance(exc, (ServerNotInstalled, ServerStartError)):
+        return _fail(exitcodes.SERVER_UNAVAILABLE, str(exc).splitlines()[0])
+    if not debug:
+        traceback.print_exc()
+    return _fail(exitcodes.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
 
 
 def main() -> None:

@@ -1,6 +1,12 @@
-"""User-facing failures that the CLI turns into one line on stderr and an exit code."""
+"""Failures a run ends with: each carries the exit code the command line maps it to.
+
+A run that measured some levels before it failed attaches them as ``result`` (a
+``SweepResult``), so a library caller keeps what the command line writes out.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from perfprobe import exitcodes
 
@@ -9,6 +15,10 @@ class PerfprobeError(Exception):
     """A failure with a message meant for the user and the exit code it maps to."""
 
     exit_code = exitcodes.INTERNAL_ERROR
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class UsageError(PerfprobeError):
@@ -33,3 +43,16 @@ class LoadFailed(PerfprobeError):
     """The load itself broke (a worker ended early): the level would understate the load asked for."""
 
     exit_code = exitcodes.INTERNAL_ERROR
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run; ``result`` holds the levels (or cells) measured before it.
+
+    A KeyboardInterrupt, so code that stops on Ctrl-C still stops; never an ``Exception``.
+    """
+
+    exit_code = exitcodes.INTERRUPTED
+
+    def __init__(self, message: str, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result

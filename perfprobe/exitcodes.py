@@ -9,15 +9,3 @@ SERVER_UNAVAILABLE = 5  # the embedded server is not installed or could not star
 GATE_FAILED = 6  # perfprobe gate: a threshold or baseline limit was not met (the run itself was fine)
 NO_RESULTS = 7  # a run directory given to report / diff / gate is missing or holds no readable results
 INTERRUPTED = 130  # Ctrl-C / SIGTERM
-
-DESCRIPTIONS = {
-    OK: "success",
-    INTERNAL_ERROR: "internal error in perfprobe",
-    USAGE: "usage error: bad arguments or input data",
-    SERVER_UNREACHABLE: "server unreachable",
-    SERVER_ERROR: "the server returned an error",
-    SERVER_UNAVAILABLE: "embedded server not installed or failed to start",
-    GATE_FAILED: "a gate failed",
-    NO_RESULTS: "run directory missing or without readable results",
-    INTERRUPTED: "interrupted",
-}

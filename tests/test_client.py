@@ -170,7 +170,7 @@ def test_compression(server, protocol: str, algorithm: str) -> None:
     if protocol == "http":
         options = {"request_compression": algorithm, "response_compression": algorithm}
     else:
-        options = {"compression": algorithm}
+        options = {"request_compression": algorithm}
     with make_client(protocol, server.url(protocol), **options) as compressed:
         if protocol == "http":
             request = compressed.build_request("simple", _simple_inputs(a, b))
@@ -394,7 +394,7 @@ def test_unreachable_server_is_a_clear_error(protocol: str) -> None:
     from perfprobe.server.launcher import free_ports
 
     (port,) = free_ports(1)
-    options = {"connection_timeout": 2.0} if protocol == "http" else {"timeout_s": 2.0}
+    options = {"timeout_s": 2.0}
     with make_client(protocol, f"127.0.0.1:{port}", **options) as nowhere, pytest.raises(InferenceServerError) as err:
         nowhere.server_metadata()
     assert err.value.http_status is None

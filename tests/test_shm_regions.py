@@ -97,11 +97,11 @@ def test_exception_and_sigterm_leave_nothing_behind(server, tmp_path) -> None:
     script = textwrap.dedent(f"""
         import sys, time
         from perfprobe.client import make_client
-        from perfprobe.shm.system import RegionSet, install_signal_cleanup
+        from perfprobe.interrupts import sigterm_as_interrupt
+        from perfprobe.shm.system import RegionSet
         client = make_client("http", "{server.http_url}")
         regions = RegionSet("sig")
-        install_signal_cleanup(regions.close)
-        with regions:
+        with sigterm_as_interrupt(), regions:
             regions.register(client, regions.create(1 << 20))
             open("{token_file}", "w").write(regions.token)
             if sys.argv[1] == "raise":
@@ -130,7 +130,7 @@ def test_server_gone_still_unlinks() -> None:
     from perfprobe.server import EmbeddedServer
 
     with EmbeddedServer(builtin_models=["identity"], pick_free_ports=True) as doomed:
-        client = make_client("http", doomed.http_url, network_timeout=2.0, connection_timeout=2.0)
+        client = make_client("http", doomed.http_url, timeout_s=2.0)
         regions = RegionSet("gone")
         regions.register(client, regions.create(4096))
         doomed.kill()

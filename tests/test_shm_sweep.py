@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import signal
 import subprocess
 import time
@@ -22,6 +23,11 @@ def _command(url: str, protocol: str, out: Path, *args: str) -> list[str]:
     return perfprobe_command(*sweep)
 
 
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
 def _our_regions(server) -> list[str]:
     with make_client("http", server.http_url) as client:
         return [name for name in client.system_shared_memory_status() if name.startswith("perfprobe_")]
@@ -38,8 +44,8 @@ def test_shm_sweep_runs_and_cleans_up(server, tmp_path: Path, protocol: str) -> 
     )
     assert result.returncode == 0, result.stderr
     assert "tensors via system" in result.stdout
-    rows = (tmp_path / "results.csv").read_text().splitlines()[1:]
-    assert len(rows) == 3 and all(row.split(",")[19] == "0" for row in rows)  # no errors
+    rows = _rows(tmp_path / "results.csv")
+    assert len(rows) == 3 and all(row["Errors"] == "0" for row in rows)
     assert set(leftover_segments()) == before
     assert _our_regions(server) == []
 
@@ -56,6 +62,7 @@ def test_variable_output_needs_a_size(server, tmp_path: Path) -> None:
 
 
 def test_two_runs_at_once_do_not_interfere(server, tmp_path: Path) -> None:
+    before = set(leftover_segments())
     runs = [
         subprocess.Popen(
             _command(
@@ -82,10 +89,10 @@ def test_two_runs_at_once_do_not_interfere(server, tmp_path: Path) -> None:
         _, err = run.communicate(timeout=120)
         assert run.returncode == 0, err
     for i in range(2):
-        row = (tmp_path / str(i) / "results.csv").read_text().splitlines()[1].split(",")
-        assert float(row[1]) > 0 and row[19] == "0"
+        (row,) = _rows(tmp_path / str(i) / "results.csv")
+        assert float(row["Inferences/Second"]) > 0 and row["Errors"] == "0"
     assert _our_regions(server) == []
-    assert leftover_segments() == [] or all(not s.endswith("_sweep_") for s in leftover_segments())
+    assert set(leftover_segments()) == before  # neither run left a segment, whatever others hold
 
 
 def test_sigterm_mid_sweep_cleans_up(server, tmp_path: Path) -> None:

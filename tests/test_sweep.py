@@ -67,7 +67,10 @@ def test_sweep_every_combination(server, tmp_path: Path, protocol: str, mode: st
             server_us = server_delta["ns"]["success"] / server_delta["counts"]["success"] / 1000
             assert window["latency_us"]["mean"] >= server_us
     assert document["model"]["name"] == "simple" and document["server"]["version"] == server.version
-    assert document["arguments"]["mode"] == mode
+    assert document["schema_version"] == 2
+    assert document["settings"]["mode"] == mode and document["settings"]["protocol"] == protocol
+    asked_threads = workers == "thread" and not (protocol == "http" and mode == "async")  # that runs on greenlets
+    assert document["settings"]["worker_kind"] == ("thread" if asked_threads else "greenlet")
 
 
 @pytest.mark.parametrize("rate", [100, 300])
@@ -185,7 +188,7 @@ def test_config_file_with_flag_override(server, tmp_path: Path) -> None:
     result, rows, document = run_sweep(server, "http", tmp_path / "out", "--config", str(config), "--concurrency", "3")
     assert result.returncode == 0, result.stderr
     assert [r["Concurrency"] for r in rows] == ["3"]
-    assert document["arguments"]["measurement_interval"] == 300
+    assert document["settings"]["window_ms"] == 300 and document["settings"]["max_windows"] == 2
 
 
 @pytest.mark.parametrize(

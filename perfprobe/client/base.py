@@ -5,7 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from perfprobe.client.model import ModelDescription
 from perfprobe.client.tensors import InferInput, InferResult, RequestedOutput
@@ -61,10 +61,49 @@ def retry_while_in_use(call: Callable[[], None], attempts: int = 50, pause_s: fl
             time.sleep(pause_s)
 
 
+class LoadConnection(Protocol):
+    """What a blocking load worker sends on: one connection it keeps for all its requests."""
+
+    def send_raw(self, request: Any) -> Any:
+        """Send a prepared request; the undecoded response, or ``InferenceServerError``."""
+
+    def decode_raw(self, raw: Any) -> InferResult:
+        """Decode what ``send_raw`` returned (apart, so a load loop can time it as Client Recv)."""
+
+    @property
+    def last_send_ns(self) -> int:
+        """How long writing the last request took (perf_analyzer's Client Send); 0 when unknown."""
+
+    @property
+    def last_resent(self) -> bool:
+        """Whether the last request went out twice (a stale kept-alive socket)."""
+
+    def close(self) -> None: ...
+
+
+class StreamHandle(Protocol):
+    """A bidirectional stream of requests whose responses go to the callback it was opened with."""
+
+    def send(self, request: Any) -> None: ...
+
+    def close(self, timeout_s: float | None = None) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
 class InferenceClient(ABC):
-    """The operations of the KServe v2 protocol plus Triton's extensions."""
+    """The operations of the KServe v2 protocol plus Triton's extensions.
+
+    The load path uses ``build_request`` once per data item, then ``dedicated`` connections
+    (blocking workers), ``send_raw_future`` (workers that must not block: gRPC under greenlets,
+    ``--mode async``) or ``start_stream`` (``--mode stream``), and ``decode_raw``. ``cooperative``
+    says whether this client's blocking calls yield to other greenlets (geventhttpclient's do;
+    grpcio's block the thread), which decides how greenlet workers drive it.
+    """
 
     protocol: str = ""
+    cooperative: bool = False
+    supports_streams: bool = False
 
     @abstractmethod
     def is_server_live(self) -> bool: ...
@@ -139,6 +178,26 @@ class InferenceClient(ABC):
     @abstractmethod
     def send(self, request: Any) -> InferResult:
         """Send a request made by ``build_request`` and wait for its result."""
+
+    @abstractmethod
+    def send_raw(self, request: Any) -> Any:
+        """Send a request made by ``build_request``; the undecoded response (see ``decode_raw``)."""
+
+    @abstractmethod
+    def decode_raw(self, raw: Any) -> InferResult:
+        """Decode what ``send_raw`` returned."""
+
+    @abstractmethod
+    def dedicated(self, blocking: bool = False) -> LoadConnection:
+        """A connection one worker keeps; ``blocking``: a plain socket for a native thread's own use."""
+
+    def send_raw_future(self, request: Any) -> Any:
+        """A future (``add_done_callback``, ``result``, ``cancel``) of the undecoded response."""
+        raise NotImplementedError(f"{self.protocol} has no futures for raw requests")
+
+    def start_stream(self, callback: ResultCallback, stream_timeout_s: float | None = None) -> StreamHandle:
+        """Open a bidirectional stream whose responses (and errors) go to ``callback``."""
+        raise NotImplementedError(f"{self.protocol} has no bidirectional streams")
 
     @abstractmethod
     def send_async(self, request: Any, callback: ResultCallback) -> Any:

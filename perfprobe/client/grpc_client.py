@@ -198,13 +198,14 @@ class GrpcClient(InferenceClient):
     """A client for one server's gRPC endpoint: sync, future-based async, and streams."""
 
     protocol = "grpc"
+    supports_streams = True
 
     def __init__(
         self,
         url: str = "localhost:8001",
         *,
         headers: dict[str, str] | None = None,
-        compression: str | None = None,
+        request_compression: str | None = None,
         timeout_s: float | None = None,
         ssl: bool = False,
         ssl_ca_file: str | None = None,
@@ -215,8 +216,8 @@ class GrpcClient(InferenceClient):
         keepalive_permit_without_calls: bool = False,
         max_message_bytes: int = INT32_MAX,
     ) -> None:
-        if compression not in _COMPRESSION:
-            raise ValueError(f"compression must be gzip, deflate or None, not {compression!r}")
+        if request_compression not in _COMPRESSION:
+            raise ValueError(f"compression must be gzip, deflate or None, not {request_compression!r}")
         if "://" in url:
             scheme, _, url = url.partition("://")
             ssl = ssl or scheme in ("grpcs", "https")
@@ -244,7 +245,7 @@ class GrpcClient(InferenceClient):
             self._channel = grpc.insecure_channel(self.url, options=options)
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
         self._metadata = list((headers or {}).items())
-        self._compression = _COMPRESSION[compression]
+        self._compression = _COMPRESSION[request_compression]
         self._timeout_s = timeout_s
         self._infer_raw = self._channel.unary_unary(
             _SERVICE + "ModelInfer", request_serializer=None, response_deserializer=None
@@ -407,6 +408,10 @@ class GrpcClient(InferenceClient):
     def send(self, request: GrpcRequest) -> InferResult:
         return self.decode_raw(self.send_raw(request))
 
+    def dedicated(self, blocking: bool = False) -> GrpcConnection:
+        """The shared channel, seen as one worker's connection (gRPC multiplexes one channel)."""
+        return GrpcConnection(self)
+
     def send_async(self, request: GrpcRequest, callback: ResultCallback) -> grpc.Future:
         """Send through a gRPC future; ``callback`` runs on grpc's thread when it completes."""
         future = self.send_raw_future(request)
@@ -441,6 +446,20 @@ class GrpcClient(InferenceClient):
 
     def close(self) -> None:
         self._channel.close()
+
+
+class GrpcConnection:
+    """One worker's view of the client's channel: calls are multiplexed, so there is nothing to own."""
+
+    last_send_ns = 0  # grpcio does not say when the request left; Client Send is not measured
+    last_resent = False  # a unary call is never sent twice (retries are off)
+
+    def __init__(self, client: GrpcClient) -> None:
+        self.send_raw = client.send_raw
+        self.decode_raw = client.decode_raw
+
+    def close(self) -> None:
+        """The channel belongs to the client."""
 
 
 def build_infer_request(

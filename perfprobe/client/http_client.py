@@ -59,14 +59,15 @@ class HttpClient(InferenceClient):
     """A synchronous (and greenlet-async) client for one server's HTTP endpoint."""
 
     protocol = "http"
+    cooperative = True  # geventhttpclient's sockets yield to other greenlets while they wait
 
     def __init__(
         self,
         url: str = "localhost:8000",
         *,
         concurrency: int = 1,
-        connection_timeout: float = 60.0,
-        network_timeout: float = 60.0,
+        timeout_s: float = 60.0,
+        connect_timeout_s: float | None = None,
         headers: dict[str, str] | None = None,
         request_compression: str | None = None,
         response_compression: str | None = None,
@@ -76,6 +77,8 @@ class HttpClient(InferenceClient):
         ssl_key_file: str | None = None,
         insecure: bool = False,
     ) -> None:
+        connection_timeout = timeout_s if connect_timeout_s is None else connect_timeout_s
+        network_timeout = timeout_s
         for algorithm in (request_compression, response_compression):
             if algorithm is not None and algorithm not in COMPRESSIONS:
                 raise ValueError(f"compression must be one of {COMPRESSIONS}, not {algorithm!r}")

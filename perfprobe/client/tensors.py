@@ -148,9 +148,6 @@ class InferResult:
         self._buffers[name] = buffer
         self._cache.pop(name, None)
 
-    def as_dict(self) -> dict[str, np.ndarray | None]:
-        return {name: self.as_numpy(name) for name in self.output_names}
-
     @property
     def is_final(self) -> bool:
         """False only for a decoupled model's non-final streamed response."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
-from perfprobe.client import InferenceClient, make_client
-from perfprobe.client.factory import DEFAULT_URLS
+if TYPE_CHECKING:
+    from perfprobe.client import InferenceClient
 
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
@@ -29,45 +29,20 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parse_headers(values: list[str]) -> dict[str, str]:
-    from perfprobe.errors import UsageError
-
-    headers = {}
-    for value in values:
-        name, sep, content = value.partition(":")
-        if not sep or not name.strip():
-            raise UsageError(f"--header {value!r}: expected NAME:VALUE")
-        headers[name.strip().lower()] = content.strip()  # gRPC metadata keys must be lower case
-    return headers
-
-
 @contextlib.contextmanager
 def connect(
     args: argparse.Namespace, models: list[str] | None = None, concurrency: int = 1
 ) -> Iterator[InferenceClient]:
     """A client for the command's server; with ``--serve``, an embedded server on free ports."""
-    server = None
-    url = args.url
-    if getattr(args, "serve", False):
-        from perfprobe.server import EmbeddedServer
+    from perfprobe.client import make_client
+    from perfprobe.runs.options import parse_headers
+    from perfprobe.runs.target import server_target
 
-        server = EmbeddedServer(builtin_models=models, pick_free_ports=True).start()
-        url = server.url(args.protocol)
-    options = {"headers": parse_headers(args.header)}
-    if args.protocol == "http":
-        options["concurrency"] = concurrency
-    client = make_client(args.protocol, url or DEFAULT_URLS[args.protocol], **options)
-    try:
+    with (
+        server_target(args.protocol, args.url, serve=getattr(args, "serve", False), builtin_models=models) as target,
+        make_client(target.protocol, target.url, concurrency=concurrency, headers=parse_headers(args.header)) as client,
+    ):
         yield client
-    finally:
-        client.close()
-        if server is not None:
-            server.stop()
-
-
-def recorded_arguments(args: argparse.Namespace) -> dict[str, Any]:
-    """The options a run was given, as its results record them (argparse's plumbing left out)."""
-    return {k: v for k, v in vars(args).items() if k not in ("run", "subparser")}
 
 
 def add_shared_memory_options(parser: argparse.ArgumentParser, output_size_default: int | None) -> None:

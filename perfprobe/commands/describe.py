@@ -6,6 +6,7 @@ import argparse
 
 from perfprobe.client.model import ModelDescription
 from perfprobe.commands.common import add_connection_options, connect
+from perfprobe.report.text_table import format_table
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -18,16 +19,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     models = subparsers.add_parser("models", help="list the server's model repository with ready state")
     add_connection_options(models)
     models.set_defaults(run=run_models)
-
-
-def format_table(header: list[str], rows: list[list[str]]) -> str:
-    """A plain fixed-width text table."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
-    lines = [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in [header, ["-" * w for w in widths], *rows]
-    ]
-    return "\n".join(lines)
 
 
 def render_description(model: ModelDescription) -> str:

@@ -26,10 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perfprobe.commands.describe import format_table
     from perfprobe.gates.baseline import comparable
     from perfprobe.report.diff import level_changes, overlay_charts, unmatched_levels
     from perfprobe.report.rundata import load_sweep
+    from perfprobe.report.text_table import format_table
 
     run_a, run_b = load_sweep(args.run_a), load_sweep(args.run_b)
     if run_a.load_kind != run_b.load_kind:

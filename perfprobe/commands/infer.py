@@ -56,11 +56,9 @@ def run(args: argparse.Namespace) -> int:
         from perfprobe.shm import cuda
 
         cuda.require_device(args.cuda_device)  # refuse before connecting or allocating anything
-    from perfprobe.interrupts import sigterm_as_interrupt
-
     files = images.list_images(args.image) if args.image else []
     models = [args.model] if args.serve and args.model in _builtin() else None
-    with sigterm_as_interrupt(), connect(args, models=models) as client:
+    with connect(args, models=models) as client:
         model = client.describe_model(args.model)
         if files:
             _classify(client, model, files, args)

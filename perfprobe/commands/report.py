@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 from perfprobe.errors import UsageError
 
@@ -26,27 +24,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def parse_budget(text: str | None):
-    """``5ms`` or ``p95=2ms`` → LatencyBudget; UsageError naming the option otherwise."""
-    from perfprobe.report import level_metrics
-    from perfprobe.report.summary import LatencyBudget
-    from perfprobe.units import parse_duration_us
-
-    if not text:
-        return None
-    name, _, amount = text.rpartition("=")
-    name = name or "p99"
-    try:
-        metric = level_metrics.metric(name)
-        if metric.kind != "latency":
-            raise KeyError(f"{name!r} is not a latency")
-        return LatencyBudget(metric.name, parse_duration_us(amount))
-    except (KeyError, ValueError) as exc:
-        raise UsageError(f"--latency-budget {text!r}: {exc.args[0]}") from None
-
-
 def run(args: argparse.Namespace) -> int:
     from perfprobe.report.build import write_report
+    from perfprobe.report.summary import parse_budget
 
     budget = parse_budget(args.latency_budget)
     if args.dpi <= 0:
@@ -55,18 +35,3 @@ def run(args: argparse.Namespace) -> int:
     for path in report.files:
         print(path)
     return 0
-
-
-def write_report_safely(out_dir: Path, latency_budget: str | None) -> None:
-    """Charts and summaries at the end of a run; a chart problem never costs the results."""
-    from perfprobe.report.build import write_report
-
-    try:
-        report = write_report(out_dir, parse_budget(latency_budget))
-    except Exception as exc:  # the CSV and JSON are written; say what failed and go on
-        print(
-            f"  warning: report not written ({type(exc).__name__}: {exc}); run perfprobe report {out_dir}",
-            file=sys.stderr,
-        )
-        return
-    print(f"report: {report.directory / 'summary.md'}, report.html, charts/", flush=True)

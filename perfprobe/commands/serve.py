@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import threading
+import time
 
 from perfprobe import exitcodes
-from perfprobe.server import BUILTIN_MODELS, EmbeddedServer
+from perfprobe.server.repository import BUILTIN_MODELS
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from perfprobe.errors import UsageError
+    from perfprobe.server import EmbeddedServer
 
     builtin = (
         [] if args.builtin.strip().lower() == "none" else [m.strip() for m in args.builtin.split(",") if m.strip()]
@@ -46,8 +46,6 @@ def run(args: argparse.Namespace) -> int:
         pick_free_ports=args.free_ports,
         log_verbose=args.log_verbose,
     )
-    stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         with server:
             print(f"Triton {server.version} ready (models: {', '.join(builtin) or 'from --models'})")
@@ -56,13 +54,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"  metrics  {server.metrics_url}")
             print(f"  log      {server.log_path}")
             print("Ctrl-C to stop.", flush=True)
-            while not stop.wait(0.5):
+            while True:  # until Ctrl-C, or SIGTERM (the command line raises it as KeyboardInterrupt)
+                time.sleep(0.5)
                 if not server.is_running():
                     print(f"tritonserver exited unexpectedly:\n{server.log_tail()}", flush=True)
                     return exitcodes.SERVER_UNAVAILABLE
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the command line turns SIGTERM into this too
         pass
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     print("stopped.")
     return 0

@@ -12,6 +12,7 @@ sends counted, so a client that cannot keep up is visible in the results.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,13 +36,53 @@ class EngineSettings:
 
 
 class _Worker:
-    __slots__ = ("busy", "handle", "index", "sender")
+    __slots__ = ("handle", "index", "sender")
 
     def __init__(self, index: int) -> None:
         self.index = index
-        self.busy = False
         self.handle: Any = None
         self.sender: Sender | None = None
+
+
+class InFlight:
+    """Requests in flight, counted under one lock with the pause flag.
+
+    A worker takes a slot only while not paused, in the same locked step that reads the flag,
+    so once ``pause`` returns no new request can start, and the count falls to zero exactly when
+    the last request of the window is recorded: server and client describe the same requests.
+    The lock is never held across a send, so greenlets sharing a thread cannot deadlock on it.
+    """
+
+    __slots__ = ("_count", "_lock", "paused")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self.paused = False
+
+    def enter(self) -> bool:
+        """Take a slot for one request; False (nothing taken) while paused."""
+        with self._lock:
+            if self.paused:
+                return False
+            self._count += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self._count -= 1
+
+    def pause(self) -> None:
+        with self._lock:
+            self.paused = True
+
+    def resume(self) -> None:
+        with self._lock:
+            self.paused = False
+
+    @property
+    def count(self) -> int:
+        return self._count
 
 
 class LoadEngine:
@@ -66,7 +107,7 @@ class LoadEngine:
         self.settings = settings or EngineSettings()
         self._workers: list[_Worker] = []
         self._stopping = False
-        self._paused = False
+        self._in_flight = InFlight()
         self._schedule: Schedule | None = None
         self._schedule_start_ns = 0
         self.worker_failures: list[str] = []  # workers that ended while the load was meant to run
@@ -128,7 +169,6 @@ class LoadEngine:
             if not self._stopping and not self.interrupted:
                 self.worker_failures.append(f"worker {worker.index} ended before the load stopped")
         finally:
-            worker.busy = False
             if sender is not None:
                 sender.close()
 
@@ -137,18 +177,16 @@ class LoadEngine:
         count = len(requests)
         position = worker.index % count
         sleep, poll = self.runtime.sleep, self.settings.idle_poll_s
+        in_flight = self._in_flight
         while not self._stopping:
-            # busy is raised before the pause is read: a controller that pauses and then sees
-            # no worker busy knows none can be between its check and its send
-            worker.busy = True
-            if self._paused:
-                worker.busy = False
+            if not in_flight.enter():  # paused: a window boundary is being drained
                 sleep(poll)
                 continue
-            request = requests[position]
+            try:
+                self._send_one(worker, sender, key, requests[position], None)
+            finally:
+                in_flight.leave()
             position = position + 1 if position + 1 < count else 0
-            self._send_one(worker, sender, key, request, None)
-            worker.busy = False
 
     def _open_loop(self, worker: _Worker, sender: Sender, key: Any) -> None:
         requests = self._requests_of(worker)
@@ -169,9 +207,12 @@ class LoadEngine:
                 sleep(0)
             if self._stopping:
                 break
-            worker.busy = True
-            self._send_one(worker, sender, key, requests[next(picks) % count], intended)
-            worker.busy = False
+            if not self._in_flight.enter():  # open loop is never paused; counted alike for stop
+                continue
+            try:
+                self._send_one(worker, sender, key, requests[next(picks) % count], intended)
+            finally:
+                self._in_flight.leave()
 
     # ---- control ------------------------------------------------------------------------------
 
@@ -188,7 +229,7 @@ class LoadEngine:
 
     def _start(self, count: int, loop: Callable[[_Worker, Sender, Any], None]) -> None:
         self._stopping = False
-        self._paused = False
+        self._in_flight = InFlight()
         self._workers = [_Worker(index) for index in range(count)]
         for worker in self._workers:
             worker.handle = self.runtime.spawn(
@@ -196,26 +237,26 @@ class LoadEngine:
             )
 
     def in_flight(self) -> int:
-        return sum(1 for worker in self._workers if worker.busy)
+        return self._in_flight.count
 
     def pause_and_drain(self, timeout_s: float, give_up: Callable[[], bool] = lambda: False) -> bool:
         """Stop issuing new requests and wait for those in flight; False if some never came back.
 
         ``give_up`` is asked now and then: True ends the wait at once (the server is gone).
         """
-        self._paused = True
+        self._in_flight.pause()
         deadline = time.monotonic() + timeout_s
         while self.in_flight() and time.monotonic() < deadline and not give_up():
             self.runtime.sleep(self.settings.idle_poll_s)
         return self.in_flight() == 0
 
     def resume(self) -> None:
-        self._paused = False
+        self._in_flight.resume()
 
     def stop(self) -> bool:
         """Stop every worker; False if some did not finish within the stop timeout."""
         self._stopping = True
-        self._paused = False
+        self._in_flight.resume()
         for worker in self._workers:
             if worker.sender is not None:
                 worker.sender.abort()

@@ -14,6 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 WORKER_KINDS = ("greenlet", "thread")
+DEFAULT_WORKER_KIND = {"http": "greenlet", "grpc": "thread"}  # why: see perfprobe.load.sendpath
+
+
+def needs_greenlets(protocol: str, mode: str, worker_kind: str | None) -> bool:
+    """Whether a run with these settings drives greenlets (and so wants gevent's patching)."""
+    kind = worker_kind or DEFAULT_WORKER_KIND.get(protocol, "thread")
+    return kind == "greenlet" or (protocol == "http" and mode == "async")
 
 
 TIMED_OUT = object()  # what ``Waiter.get`` returns when nothing came in time

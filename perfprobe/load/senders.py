@@ -17,7 +17,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from perfprobe.client import InferenceServerError
+from perfprobe.client import InferenceClient, InferenceServerError
+from perfprobe.client.base import LoadConnection
 from perfprobe.client.errors import TIMEOUT
 from perfprobe.load.runtime import TIMED_OUT, Runtime
 
@@ -74,30 +75,27 @@ class Sender:
 
 
 class BlockingSender(Sender):
-    """A synchronous call on a client whose ``send_raw`` blocks (HTTP on any kind, gRPC on threads).
+    """A synchronous call on the worker's own connection (HTTP on any kind, gRPC on threads).
 
     Timeouts are the client's own (socket timeout, gRPC deadline): a timed-out HTTP socket is
     discarded, so its late answer is never read as the next request's.
     """
 
-    def __init__(self, client: Any, owned: bool = False, decode: bool = False) -> None:
-        self._client = client
-        self._owned = owned
-        self._send = client.send_raw
-        self._decode = client.decode_raw if decode else None
-        self._tracks_resends = hasattr(client, "last_resent")
+    def __init__(self, connection: LoadConnection, decode: bool = False) -> None:
+        self._connection = connection  # this worker's own: closed with the sender
+        self._send = connection.send_raw
+        self._decode = connection.decode_raw if decode else None
 
     def close(self) -> None:
-        if self._owned:
-            self._client.close()
+        self._connection.close()
 
     def call(self, request: Any) -> Outcome:
         try:
             raw = self._send(request)
         except Exception as exc:
-            return failed(exc, resent=self._tracks_resends and self._client.last_resent)
-        send_ns = getattr(self._client, "last_send_ns", 0)
-        resent = self._tracks_resends and self._client.last_resent
+            return failed(exc, resent=self._connection.last_resent)
+        send_ns = self._connection.last_send_ns
+        resent = self._connection.last_resent
         if self._decode is None:  # the status was checked; decoding outputs is not load work
             return Outcome(send_ns=send_ns, resent=resent)
         started = _now()
@@ -111,10 +109,17 @@ class BlockingSender(Sender):
 class FutureSender(Sender):
     """gRPC from a greenlet (or ``--mode async``): a future whose completion wakes this worker."""
 
-    def __init__(self, client: Any, runtime: Runtime, timeout_s: float, decode: bool = False) -> None:
+    def __init__(
+        self,
+        client: InferenceClient,
+        runtime: Runtime,
+        timeout_s: float,
+        decode: bool = False,
+        grace_s: float = FUTURE_GRACE_S,
+    ) -> None:
         self._client = client
         self._runtime = runtime
-        self._timeout_s = timeout_s + FUTURE_GRACE_S
+        self._timeout_s = timeout_s + grace_s
         self._decode = decode
         self._waiter: Any = None
         self._aborted = False
@@ -172,7 +177,7 @@ class StreamSender(Sender):
 
     _ids = itertools.count()
 
-    def __init__(self, client: Any, runtime: Runtime, timeout_s: float) -> None:
+    def __init__(self, client: InferenceClient, runtime: Runtime, timeout_s: float) -> None:
         from perfprobe.client.grpc_client import with_request_id
 
         self._client = client

@@ -49,7 +49,7 @@ def build_shm_requests(
     control: Any,
     model: ModelDescription,
     items: list[dict[str, np.ndarray]],
-    workers: int,
+    worker_count: int,
     regions: Any,  # perfprobe.shm.system.RegionSet or perfprobe.shm.cuda.CudaRegionSet
     output_size: int | None,
     batch_size: int,
@@ -82,7 +82,7 @@ def build_shm_requests(
         )
     sizes = output_sizes(model, batch_size, output_size)
     per_worker: list[list[Any]] = []
-    for worker in range(workers):
+    for worker in range(worker_count):
         offsets, total = {}, 0
         for name, size in sizes.items():
             offsets[name] = total

@@ -39,3 +39,9 @@ def scrape(url: str, timeout_s: float = 2.0) -> dict[str, float] | None:
             return parse_prometheus(response.read().decode("utf-8", "replace"))
     except (urllib.error.URLError, OSError, ValueError):
         return None
+
+
+def default_metrics_url(url: str) -> str:
+    """Triton's metrics port (8002) on the host the inference URL names."""
+    host = url.split("://")[-1].rsplit(":", 1)[0] or "localhost"
+    return f"http://{host}:8002/metrics"

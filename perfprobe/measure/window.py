@@ -1,8 +1,9 @@
 """Per-window recording of completed requests, one slot per worker, merged when a window closes.
 
-A request belongs to the window in which it completes. Each worker (thread, greenlet, or
-callback thread) records into its own slot, so no lock is taken on the hot path; the
-controller swaps ``Recorder.current`` to open the next window and merges the old one.
+A request belongs to the window in which it completes. Each thread records into its own
+slot (greenlets of one thread share that thread's slot: they never interleave inside one
+record call), so no lock is taken on the hot path; the controller swaps ``Recorder.current``
+to open the next window and merges the old one.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ class WindowSlot:
 
 
 class Window:
-    """An open window: slots keyed by worker identity."""
+    """An open window: one slot per recording thread (see the module docstring)."""
 
     def __init__(self, index: int, limits: HistogramLimits) -> None:
         self.index = index
@@ -130,7 +131,6 @@ class WindowStats:
     reasons: dict[tuple[str, str], int] = field(default_factory=dict)
     resent: int = 0
     dropped: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def throughput(self, batch_size: int = 1) -> float:
         """Inferences per second: completed requests times batch over the window's length."""

@@ -7,7 +7,6 @@ scripts written for its CSV read ours unchanged.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
@@ -131,51 +130,3 @@ def write_csv(path: Path, load_kind: str, rows: list[dict[str, Any]]) -> None:
         writer = csv.DictWriter(handle, fieldnames=columns(load_kind))
         writer.writeheader()
         writer.writerows(rows)
-
-
-def level_document(result: LevelResult, batch_size: int) -> dict[str, Any]:
-    """Everything measured at one level, per window, with encoded histograms."""
-    windows = []
-    for record in result.windows:
-        stats = record.stats
-        windows.append(
-            {
-                "index": stats.index,
-                "duration_ns": stats.duration_ns,
-                "completed": stats.completed,
-                "errors": stats.errors,
-                "throughput": stats.throughput(batch_size),
-                "latency_us": stats.latency.summary(),
-                "latency_histogram": stats.latency.encode(),
-                "intended_histogram": stats.intended.encode() if stats.intended else None,
-                "first_response_histogram": stats.first_response.encode() if stats.first_response else None,
-                "between_responses_histogram": stats.between_responses.encode() if stats.between_responses else None,
-                "recv_ns": stats.recv_ns,
-                "responses": stats.responses,
-                "late_sends": stats.late_sends,
-                "max_lag_ns": stats.max_lag_ns,
-                "resent": stats.resent,
-                "dropped_late_answers": stats.dropped,
-                "client_cpu_ns": record.cpu_ns,
-                "drained": record.drained,
-                "server": {name: delta.to_dict() for name, delta in record.server.items()},
-                "metrics": record.metrics,
-            }
-        )
-    reasons = result.merged().top_reasons() if result.windows else []
-    return {
-        "load_kind": result.load_kind,
-        "level": result.level,
-        "stable": result.stable,
-        "warnings": result.warnings,
-        "error_reasons": [{"code": code, "reason": reason, "count": count} for code, reason, count in reasons],
-        "reported_windows": [w.stats.index for w in result.reported],
-        "windows": windows,
-    }
-
-
-def write_json(path: Path, document: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=1, default=str))
-    tmp.replace(path)

@@ -8,7 +8,6 @@ start here, so they agree on what a run says.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 from perfprobe import exitcodes
 from perfprobe.errors import PerfprobeError
 from perfprobe.measure.histogram import LatencyHistogram
+from perfprobe.report import runfile
 
 SHORT_KIND = {"concurrency": "c", "rate": "rate"}
 
@@ -56,7 +56,7 @@ class Level:
 
     @property
     def reported(self) -> list[dict[str, Any]]:
-        """The windows the level's figures come from (the last K stable ones)."""
+        """The windows the level's figures come from (the last K measured, whether or not they agreed)."""
         wanted = set(self.reported_indexes)
         chosen = [w for w in self.windows if w["index"] in wanted]
         return chosen or self.windows
@@ -91,8 +91,9 @@ class SweepRun:
         return str(self.document.get("model", {}).get("name", "?"))
 
     @property
-    def arguments(self) -> dict[str, Any]:
-        return self.document.get("arguments", {})
+    def settings(self) -> dict[str, Any]:
+        """What the run was given, by results.json's own names (see ``perfprobe.report.runfile``)."""
+        return self.document.get("settings", {})
 
     @property
     def server(self) -> str:
@@ -102,12 +103,12 @@ class SweepRun:
     @property
     def title(self) -> str:
         """What was run, for chart titles: model, protocol, mode, tensors' transport."""
-        args = self.arguments
-        parts = [self.model, f"over {args.get('protocol', '?')}", f"{args.get('mode', '?')} mode"]
-        if args.get("shared_memory") not in (None, "none"):
-            parts.append(f"{args['shared_memory']} shm")
-        if args.get("batch_size", 1) != 1:
-            parts.append(f"batch {args['batch_size']}")
+        settings = self.settings
+        parts = [self.model, f"over {settings.get('protocol', '?')}", f"{settings.get('mode', '?')} mode"]
+        if settings.get("shared_memory") not in (None, "none"):
+            parts.append(f"{settings['shared_memory']} shm")
+        if settings.get("batch_size", 1) != 1:
+            parts.append(f"batch {settings['batch_size']}")
         return ", ".join(parts)
 
     @property
@@ -116,7 +117,7 @@ class SweepRun:
 
     @property
     def protocol(self) -> str:
-        return str(self.arguments.get("protocol", "?"))
+        return str(self.settings.get("protocol", "?"))
 
     def level(self, value: float, load_kind: str | None = None) -> Level | None:
         """The level measured at ``value`` (of ``load_kind`` when given), or None."""
@@ -142,10 +143,10 @@ class CompareRun:
 
     @property
     def title(self) -> str:
-        args = self.about.get("arguments", {})
+        settings = self.about.get("settings", {})
         model = self.about.get("model", "?")
-        load = args.get("concurrency") or args.get("request_rate") or "?"
-        return f"{model} over {args.get('protocol', '?')}, {args.get('mode', '?')} mode, load {load}"
+        load = settings.get("level_spec") or "?"
+        return f"{model} over {settings.get('protocol', '?')}, {settings.get('mode', '?')} mode, load {load}"
 
 
 def load_run(path: str | Path) -> SweepRun | CompareRun:
@@ -164,7 +165,7 @@ def load_sweep(path: str | Path) -> SweepRun:
     if not json_path.is_file() or not csv_path.is_file():
         raise RunNotFound(f"{directory}: not a perfprobe run (results.json and results.csv expected)")
     try:
-        document = json.loads(json_path.read_text())
+        document = runfile.read(json_path)
         table = pd.read_csv(csv_path, keep_default_na=False)
     except (ValueError, OSError) as exc:
         raise RunNotFound(f"{directory}: unreadable results: {exc}") from None
@@ -201,5 +202,8 @@ def load_compare(path: Path) -> CompareRun:
     verdict_path = path / "verdict.txt"
     verdicts = verdict_path.read_text().splitlines() if verdict_path.is_file() else []
     about_path = path / "compare.json"
-    about = json.loads(about_path.read_text()) if about_path.is_file() else {}
+    try:
+        about = runfile.read(about_path) if about_path.is_file() else {}
+    except (ValueError, OSError) as exc:
+        raise RunNotFound(f"{path}: unreadable compare.json: {exc}") from None
     return CompareRun(path, table.reset_index(drop=True), skipped, [v for v in verdicts if v], about)

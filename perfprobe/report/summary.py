@@ -13,20 +13,20 @@ from perfprobe.units import format_us, human
 SETTING_KEYS = (
     ("protocol", "protocol"),
     ("mode", "mode"),
-    ("workers", "workers"),
-    ("concurrency", "concurrency"),
-    ("request_rate", "request rate"),
+    ("worker_kind", "worker kind"),
+    ("load_kind", "load"),
+    ("level_spec", "levels"),
     ("distribution", "distribution"),
     ("batch_size", "batch size"),
-    ("shape", "shapes"),
+    ("shapes", "shapes"),
     ("input_data", "input data"),
     ("shared_memory", "shared memory"),
-    ("measurement_mode", "measurement mode"),
-    ("measurement_interval", "window (ms)"),
-    ("measurement_request_count", "window (requests)"),
+    ("window_mode", "window"),
+    ("window_ms", "window (ms)"),
+    ("window_requests", "window (requests)"),
     ("stability_percentage", "stability (%)"),
     ("stability_windows", "stability windows"),
-    ("max_trials", "max windows per level"),
+    ("max_windows", "max windows per level"),
 )
 
 
@@ -41,13 +41,31 @@ class LatencyBudget:
         return f"{self.metric} ≤ {format_us(self.limit_us)}"
 
 
+def parse_budget(text: str | None) -> LatencyBudget | None:
+    """``5ms`` or ``p95=2ms`` → LatencyBudget; UsageError naming the option otherwise."""
+    from perfprobe.errors import UsageError
+    from perfprobe.units import parse_duration_us
+
+    if not text:
+        return None
+    name, _, amount = text.rpartition("=")
+    name = name or "p99"
+    try:
+        metric = level_metrics.metric(name)
+        if metric.kind != "latency":
+            raise KeyError(f"{name!r} is not a latency")
+        return LatencyBudget(metric.name, parse_duration_us(amount))
+    except (KeyError, ValueError) as exc:
+        raise UsageError(f"--latency-budget {text!r}: {exc.args[0]}") from None
+
+
 def budget_from_run(run: SweepRun) -> LatencyBudget | None:
-    """The sweep's own --latency-threshold (with its --percentile), when it had one."""
-    threshold = run.arguments.get("latency_threshold")
+    """The sweep's own latency threshold (on its stability latency), when it had one."""
+    threshold = run.settings.get("latency_threshold_ms")
     if threshold is None:
         return None
-    percentile = run.arguments.get("percentile")
-    return LatencyBudget(f"p{percentile:g}" if percentile else "avg", float(threshold) * 1000)
+    key = run.settings.get("stability_latency") or "mean"
+    return LatencyBudget("avg" if key == "mean" else key, float(threshold) * 1000)
 
 
 def highest_within(run: SweepRun, budget: LatencyBudget) -> Level | None:
@@ -58,12 +76,13 @@ def highest_within(run: SweepRun, budget: LatencyBudget) -> Level | None:
 
 def sweep_blocks(run: SweepRun, charts: list[tuple[Path, str]], budget: LatencyBudget | None) -> list[Block]:
     doc = run.document
-    args = run.arguments
+    settings = run.settings
+    where = settings.get("url") or ("embedded" if settings.get("embedded_server") else "?")
     blocks: list[Block] = [Heading(f"perfprobe sweep: {run.title}", 1)]
     blocks.append(
         Facts(
             [
-                ("server", f"{run.server} at {args.get('url') or ('embedded' if args.get('serve') else '?')}"),
+                ("server", f"{run.server} at {where}"),
                 ("model", f"{run.model} (config digest {doc.get('model', {}).get('config_digest', '?')})"),
                 ("run", f"{doc.get('started_at', '?')} → {doc.get('finished_at', 'unfinished')}"),
                 ("perfprobe", str(doc.get("perfprobe_version", "?"))),
@@ -71,7 +90,7 @@ def sweep_blocks(run: SweepRun, charts: list[tuple[Path, str]], budget: LatencyB
         )
     )
     blocks += [Heading("Findings"), Facts(_findings(run, budget))]
-    blocks += [Heading("Settings"), Facts(_settings(args))]
+    blocks += [Heading("Settings"), Facts(_settings(settings))]
     blocks += [Heading("Levels"), _level_table(run)]
     blocks.append(Heading("Charts"))
     blocks += [Image(path, caption) for path, caption in charts]
@@ -109,10 +128,10 @@ def _findings(run: SweepRun, budget: LatencyBudget | None) -> list[tuple[str, st
     return facts
 
 
-def _settings(args: dict) -> list[tuple[str, str]]:
+def _settings(settings: dict) -> list[tuple[str, str]]:
     facts = []
     for key, label in SETTING_KEYS:
-        value = args.get(key)
+        value = settings.get(key)
         if value in (None, "", [], False):
             continue
         facts.append((label, ", ".join(map(str, value)) if isinstance(value, list) else str(value)))

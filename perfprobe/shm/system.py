@@ -4,8 +4,8 @@ Python's ``multiprocessing.shared_memory`` hands segments to the resource tracke
 may unlink them early or warn at exit; here we own the lifecycle: ``/dev/shm/<key>`` is
 opened and mapped directly, names are unique per run (so concurrent runs and other
 clients never collide), and a ``RegionSet`` unregisters only the regions it registered
-and unlinks only the segments it created — on normal exit, on exceptions, and (through
-``install_signal_cleanup``) on SIGINT / SIGTERM.
+and unlinks only the segments it created — on normal exit, on exceptions, and on SIGINT /
+SIGTERM (``perfprobe.interrupts.sigterm_as_interrupt`` turns SIGTERM into KeyboardInterrupt).
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ import contextlib
 import mmap
 import os
 import secrets
-import signal
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,22 +144,6 @@ class RegionSet:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def install_signal_cleanup(cleanup: Callable[[], object]) -> Callable[[], None]:
-    """Run ``cleanup`` before SIGTERM ends the process; returns a function restoring the old handler.
-
-    SIGINT already arrives as KeyboardInterrupt, so ``with RegionSet()`` covers it.
-    """
-    previous = signal.getsignal(signal.SIGTERM)
-
-    def on_term(signum: int, frame: object) -> None:
-        cleanup()
-        signal.signal(signal.SIGTERM, previous if callable(previous) else signal.SIG_DFL)
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
-    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def leftover_segments(token: str | None = None) -> list[str]:

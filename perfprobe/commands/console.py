@@ -1,0 +1,78 @@
+"""How sweep and compare show a run in the terminal: the live table, warnings, the summary."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from perfprobe.runs.observer import RunObserver, SweepStart
+
+if TYPE_CHECKING:
+    from perfprobe.load.sweeper import LevelResult, WindowRecord
+    from perfprobe.runs.result import SweepResult
+
+LIVE_HEADER = f"{'level':>8} {'window':>6} {'infer/s':>10} {'p50 us':>9} {'p99 us':>9} {'errors':>6}  stable"
+
+
+class ConsoleObserver(RunObserver):
+    """Prints a run as it goes: progress on stdout, notes and warnings about the run on stderr."""
+
+    def __init__(self) -> None:
+        self._batch_size = 1
+
+    def note(self, text: str) -> None:
+        print(text if text.startswith("warning:") else f"note: {text}", file=sys.stderr, flush=True)
+
+    def section(self, title: str) -> None:
+        print(f"\n== {title} ==", flush=True)
+
+    def started(self, start: SweepStart) -> None:
+        self._batch_size = start.batch_size
+        tensors = start.shared_memory.replace("none", "the wire")
+        print(
+            f"perfprobe sweep: {start.model} over {start.protocol} at {start.url}, mode {start.mode}, "
+            f"{start.worker_kind} workers, tensors via {tensors}, {start.load_kind} {start.levels}",
+            flush=True,
+        )
+        print(LIVE_HEADER, flush=True)
+
+    def window(self, level: LevelResult, record: WindowRecord) -> None:
+        summary = record.stats.latency.summary()
+        print(
+            f"{level.level:>8g} {len(level.windows):>6} {record.stats.throughput(self._batch_size):>10.1f} "
+            f"{summary.get('p50', 0):>9} {summary.get('p99', 0):>9} {record.stats.error_count:>6}  "
+            f"{'yes' if level.stable else 'no'}",
+            flush=True,
+        )
+
+    def level_done(self, level: LevelResult) -> None:
+        for warning in level.warnings:
+            print(f"  warning: {warning}", flush=True)
+
+    def decided(self, text: str) -> None:
+        print(text, flush=True)
+
+    def finished(self, result: SweepResult) -> None:
+        from perfprobe.report.results import LOAD_COLUMN
+        from perfprobe.report.text_table import format_table
+
+        if result.interrupted:
+            print("interrupted: results measured so far are written", file=sys.stderr, flush=True)
+        key = LOAD_COLUMN[result.load_kind]
+        table = [
+            [
+                str(r[key]),
+                f"{r['Inferences/Second']:.1f}",
+                str(r["p50 latency"]),
+                str(r["p99 latency"]),
+                str(r["Errors"]),
+                r["Stable"],
+            ]
+            for r in result.rows
+        ]
+        print()
+        print(format_table([key.lower(), "infer/s", "p50 us", "p99 us", "errors", "stable"], table))
+        if result.output_dir is not None:
+            print(f"\nresults: {result.output_dir / 'results.csv'} and results.json", flush=True)
+        if result.report_written:
+            print(f"report: {result.output_dir / 'summary.md'}, report.html, charts/", flush=True)

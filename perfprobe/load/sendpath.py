@@ -1,0 +1,68 @@
+"""How a load run sends: the worker runtime and a factory of per-worker senders, for one client.
+
+Defaults, and why: HTTP runs on greenlets (geventhttpclient is built for gevent, and one
+thread with an event loop beats many GIL-bound threads for a Python client); gRPC runs on
+threads (grpcio's blocking calls release the GIL, while greenlets must go through futures
+and a cross-thread wake-up for every request). ``docs/benchmarks.md`` holds the figures.
+
+The choice reads the client's declared abilities (``cooperative``, ``supports_streams``), not
+its protocol's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from perfprobe.client import InferenceClient
+from perfprobe.errors import UsageError
+from perfprobe.load.runtime import DEFAULT_WORKER_KIND, Runtime, make_runtime
+from perfprobe.load.senders import BlockingSender, FutureSender, Sender, StreamSender
+
+MODES = ("sync", "async", "stream")
+__all__ = ["DEFAULT_WORKER_KIND", "MODES", "SendPath", "build_send_path", "check_combination"]
+
+
+@dataclass
+class SendPath:
+    """What a load run sends with: a worker runtime and a factory of per-worker senders."""
+
+    runtime: Runtime
+    sender_factory: Callable[[], Sender]
+    notes: list[str] = field(default_factory=list)
+
+
+def check_combination(protocol: str, mode: str, decoupled: bool) -> None:
+    """Refuse combinations that cannot work, with the reason."""
+    if mode not in MODES:
+        raise UsageError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+    if mode == "stream" and protocol != "grpc":
+        raise UsageError("--mode stream needs gRPC (bidirectional streams): add -i grpc")
+    if decoupled and mode != "stream":
+        raise UsageError("the model is decoupled: it can only be measured with -i grpc --mode stream")
+
+
+def build_send_path(
+    client: InferenceClient, mode: str, worker_kind: str, request_timeout_s: float, decode_outputs: bool = False
+) -> SendPath:
+    """The runtime and senders for ``mode`` on ``client`` (whose pool must fit the workers)."""
+    runtime = make_runtime(worker_kind)
+    notes: list[str] = []
+    if mode == "stream":
+        if not client.supports_streams:
+            raise UsageError(f"--mode stream needs bidirectional streams, which {client.protocol} does not have")
+        return SendPath(runtime, lambda: StreamSender(client, runtime, request_timeout_s), notes)
+    if client.cooperative:
+        if mode == "async" and runtime.kind == "thread":
+            notes.append(f"{client.protocol} async requests run on greenlets; --workers thread has no effect for them")
+            runtime = make_runtime("greenlet")
+        # a greenlet keeps one connection of the client's pool; a thread gets a plain socket of its own
+        blocking = runtime.kind == "thread"
+        return SendPath(
+            runtime,
+            lambda: BlockingSender(client.dedicated(blocking=blocking), decode=decode_outputs),
+            notes,
+        )
+    if mode == "async" or runtime.kind == "greenlet":  # a blocking call would stall every greenlet
+        return SendPath(runtime, lambda: FutureSender(client, runtime, request_timeout_s, decode_outputs), notes)
+    return SendPath(runtime, lambda: BlockingSender(client.dedicated(blocking=True), decode=decode_outputs))

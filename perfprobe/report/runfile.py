@@ -1,0 +1,151 @@
+"""The one owner of ``results.json`` (a sweep) and ``compare.json`` (a compare): write, read, upgrade.
+
+The documents carry ``schema_version``; their ``settings`` use names of their own, not the
+command-line options', so a renamed flag never changes how an old run is read, reported or
+gated. Version 1 (perfprobe 0.1 before the schema had a number) kept the raw argparse
+options under ``arguments``; reading it translates them into version 2's ``settings``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from perfprobe.load.sweeper import LevelResult
+
+SCHEMA_VERSION = 2
+
+
+def new_document(settings: dict[str, Any], server: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
+    """A sweep's document before its first level: what ran, where, with which settings."""
+    from perfprobe import __version__
+
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "perfprobe_version": __version__,
+        "server": {
+            "name": server.get("name"),
+            "version": server.get("version"),
+            "extensions": server.get("extensions", []),
+        },
+        "model": model,
+        "settings": settings,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "levels": [],
+    }
+
+
+def finish(document: dict[str, Any]) -> None:
+    document["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def level_entry(result: LevelResult, batch_size: int) -> dict[str, Any]:
+    """Everything measured at one level, per window, with encoded histograms."""
+    windows = []
+    for record in result.windows:
+        stats = record.stats
+        windows.append(
+            {
+                "index": stats.index,
+                "duration_ns": stats.duration_ns,
+                "completed": stats.completed,
+                "errors": stats.errors,
+                "throughput": stats.throughput(batch_size),
+                "latency_us": stats.latency.summary(),
+                "latency_histogram": stats.latency.encode(),
+                "intended_histogram": stats.intended.encode() if stats.intended else None,
+                "first_response_histogram": stats.first_response.encode() if stats.first_response else None,
+                "between_responses_histogram": stats.between_responses.encode() if stats.between_responses else None,
+                "recv_ns": stats.recv_ns,
+                "responses": stats.responses,
+                "late_sends": stats.late_sends,
+                "max_lag_ns": stats.max_lag_ns,
+                "resent": stats.resent,
+                "dropped_late_answers": stats.dropped,
+                "client_cpu_ns": record.cpu_ns,
+                "drained": record.drained,
+                "server": {name: delta.to_dict() for name, delta in record.server.items()},
+                "metrics": record.metrics,
+            }
+        )
+    reasons = result.merged().top_reasons() if result.windows else []
+    return {
+        "load_kind": result.load_kind,
+        "level": result.level,
+        "stable": result.stable,
+        "warnings": result.warnings,
+        "error_reasons": [{"code": code, "reason": reason, "count": count} for code, reason, count in reasons],
+        "reported_windows": [w.stats.index for w in result.reported],
+        "windows": windows,
+    }
+
+
+def write(path: Path, document: dict[str, Any]) -> None:
+    """Write atomically: a reader (or a crash) never sees half a document."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(document, indent=1, default=str))
+    tmp.replace(path)
+
+
+def read(path: Path) -> dict[str, Any]:
+    """A sweep or compare document at the current schema version (older ones translated)."""
+    return upgrade(json.loads(path.read_text()))
+
+
+def compare_document(model: str, url: str | None, settings: dict[str, Any], transports: list[str]) -> dict[str, Any]:
+    """What a compare run measured, for its report's titles (the matrix itself is compare.csv)."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "model": model,
+        "url": url,
+        "transports": transports,
+        "settings": settings,
+    }
+
+
+def upgrade(document: dict[str, Any]) -> dict[str, Any]:
+    version = document.get("schema_version", 1)
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"written by a newer perfprobe (schema {version}; this one reads up to {SCHEMA_VERSION})")
+    if version == 1:
+        document = dict(document)
+        document["settings"] = settings_from_options(document.pop("arguments", {}) or {})
+        document["schema_version"] = SCHEMA_VERSION
+    return document
+
+
+def settings_from_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Version 1's raw option values, as version 2's settings."""
+    percentile = options.get("percentile")
+    window_ms = options.get("measurement_interval")
+    load_kind = "rate" if options.get("request_rate") or options.get("request_intervals") else "concurrency"
+    return {
+        "model": options.get("model"),
+        "url": options.get("url"),
+        "embedded_server": bool(options.get("serve")),
+        "protocol": options.get("protocol"),
+        "mode": options.get("mode"),
+        "worker_kind": options.get("workers"),
+        "load_kind": load_kind,
+        "levels": None,
+        "level_spec": options.get("concurrency") if load_kind == "concurrency" else options.get("request_rate"),
+        "distribution": options.get("distribution") if load_kind == "rate" else None,
+        "batch_size": options.get("batch_size", 1),
+        "shapes": options.get("shape") or [],
+        "input_data": options.get("input_data"),
+        "shared_memory": options.get("shared_memory", "none"),
+        "window_mode": "count" if options.get("measurement_mode") == "count_windows" else "time",
+        "window_ms": window_ms,
+        "window_requests": options.get("measurement_request_count"),
+        "stability_percentage": options.get("stability_percentage"),
+        "stability_windows": options.get("stability_windows"),
+        "stability_latency": f"p{percentile:g}" if percentile else "mean",
+        "max_windows": options.get("max_trials"),
+        "latency_threshold_ms": options.get("latency_threshold"),
+        "binary_search": bool(options.get("binary_search")),
+        "request_timeout_s": options.get("request_timeout"),
+        "drain": not options.get("no_drain", False),
+    }

@@ -1,0 +1,1 @@
+"""Runs as library objects: a sweep or a compare from Python, the command line being one caller."""

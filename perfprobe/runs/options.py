@@ -1,0 +1,100 @@
+"""A sweep's options, named as the long command-line options are (``--request-rate`` is ``request_rate``).
+
+``SweepOptions`` is what a user gives (``perfprobe.sweep(model, concurrency="1:4", ...)`` or
+the flags of ``perfprobe sweep``); ``perfprobe.runs.plan`` validates it into what a run needs.
+The command line takes its defaults from here, so the library and the command cannot drift
+apart. This module imports nothing heavy: the command line reads it before gevent patching.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from perfprobe.errors import UsageError
+
+
+@dataclass
+class SweepOptions:
+    """Every option of a sweep, by its long option's name (``--request-rate`` is ``request_rate``)."""
+
+    model: str | None = None
+    url: str | None = None
+    protocol: str = "http"
+    header: list[str] | dict[str, str] = field(default_factory=list)
+    serve: bool = False
+    serve_models: list[str] = field(default_factory=list)
+    concurrency: str | int | None = None
+    request_rate: str | float | None = None
+    request_intervals: str | None = None
+    distribution: str = "constant"
+    max_inflight: int | None = None
+    latency_threshold: float | None = None
+    binary_search: bool = False
+    mode: str = "sync"
+    workers: str | None = None
+    request_timeout: float = 30.0
+    decode_outputs: bool = False
+    batch_size: int = 1
+    shape: list[str] = field(default_factory=list)
+    input_data: str = "random"
+    string_length: int = 16
+    data_items: int = 1
+    shared_memory: str = "none"
+    output_shared_memory_size: int | None = None
+    cuda_device: int = 0
+    measurement_interval: int = 5000
+    measurement_mode: str = "time_windows"
+    measurement_request_count: int = 50
+    stability_percentage: float = 10.0
+    stability_windows: int = 3
+    max_trials: int = 10
+    percentile: float | None = None
+    warmup_requests: int = 0
+    warmup_seconds: float = 0.0
+    no_drain: bool = False
+    metrics_url: str | None = None
+    late_threshold: float = 1.0
+    csv: str | None = None
+    output_dir: str | None = None
+    no_report: bool = False
+    latency_budget: str | None = None
+
+    @classmethod
+    def names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_keywords(cls, keywords: dict[str, Any]) -> SweepOptions:
+        """Options from keyword arguments; an unknown name is a UsageError, as an unknown flag is."""
+        unknown = sorted(set(keywords) - cls.names())
+        if unknown:
+            raise UsageError(f"unknown sweep options: {', '.join(unknown)}")
+        return cls(**keywords)
+
+    @classmethod
+    def from_namespace(cls, namespace: object) -> SweepOptions:
+        """The options an argparse namespace holds (the command's own plumbing left out)."""
+        return cls(**{name: getattr(namespace, name) for name in cls.names() if hasattr(namespace, name)})
+
+
+def default(name: str) -> Any:
+    """The library's default for one option, for the command line's help and parser."""
+    found = {f.name: f for f in dataclasses.fields(SweepOptions)}[name]
+    if found.default_factory is not dataclasses.MISSING:
+        return found.default_factory()
+    return found.default
+
+
+def parse_headers(values: list[str] | dict[str, str]) -> dict[str, str]:
+    """``NAME:VALUE`` strings (or a dict) as headers; gRPC metadata keys must be lower case."""
+    if isinstance(values, dict):
+        return {str(name).strip().lower(): str(value) for name, value in values.items()}
+    headers = {}
+    for value in values:
+        name, sep, content = value.partition(":")
+        if not sep or not name.strip():
+            raise UsageError(f"--header {value!r}: expected NAME:VALUE")
+        headers[name.strip().lower()] = content.strip()
+    return headers

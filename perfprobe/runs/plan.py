@@ -1,0 +1,240 @@
+"""A sweep's options validated into a plan: every mistake one ``UsageError`` naming the option."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perfprobe.data import synthetic
+from perfprobe.errors import UsageError
+from perfprobe.load.dataset import DataOptions
+from perfprobe.load.engine import EngineSettings
+from perfprobe.load.ranges import parse_range
+from perfprobe.load.runtime import DEFAULT_WORKER_KIND
+from perfprobe.load.schedule import read_intervals
+from perfprobe.load.sendpath import MODES
+from perfprobe.load.sweeper import MeasureSettings
+from perfprobe.measure.stability import StabilityRule
+from perfprobe.runs.options import SweepOptions, parse_headers
+
+DEFAULT_MAX_INFLIGHT = 64
+STOP_GRACE_S = 5.0  # past the request timeout, for workers to notice the stop and close their streams
+PERCENTILES = (50, 90, 95, 99, 99.9)
+
+
+@dataclass
+class SweepPlan:
+    """A validated sweep: what to load, how, how to measure it and where results go."""
+
+    model: str
+    protocol: str
+    url: str
+    serve: bool
+    serve_repositories: list[str]
+    headers: dict[str, str]
+    load_kind: str  # "concurrency" or "rate"
+    level_spec: str  # the levels as given: "1:8:x2", "100:400:100", or the intervals file
+    levels: list[float]
+    intervals_us: list[int] | None
+    distribution: str
+    max_inflight: int  # requests in flight at most: the concurrency's top, or --max-inflight open loop
+    mode: str
+    worker_kind: str  # "greenlet" or "thread"
+    request_timeout_s: float
+    decode_outputs: bool
+    shared_memory: str
+    output_shm_size: int | None
+    cuda_device: int
+    latency_threshold_ms: float | None
+    binary_search: bool
+    data: DataOptions
+    measure: MeasureSettings
+    engine: EngineSettings
+    metrics_url: str | None
+    csv_file: str | None
+    output_dir: Path | None
+    report: bool = True
+    latency_budget: str | None = None
+    input_shapes: list[str] = field(default_factory=list)
+
+    def describe_levels(self) -> str:
+        if self.intervals_us:
+            return f"from intervals file ({len(self.intervals_us)} gaps)"
+        return ", ".join(f"{level:g}" for level in self.levels)
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings results.json keeps, under names of their own (not the options')."""
+        stability = self.measure.stability
+        return {
+            "model": self.model,
+            "url": None if self.serve else self.url,
+            "embedded_server": self.serve,
+            "protocol": self.protocol,
+            "mode": self.mode,
+            "worker_kind": self.worker_kind,
+            "load_kind": self.load_kind,
+            "level_spec": self.level_spec,
+            "levels": self.levels,
+            "intervals_count": len(self.intervals_us) if self.intervals_us else None,
+            "distribution": self.distribution if self.load_kind == "rate" else None,
+            "max_inflight": self.max_inflight,
+            "batch_size": self.data.batch_size,
+            "shapes": self.input_shapes,
+            "input_data": self.data.source,
+            "shared_memory": self.shared_memory,
+            "window_mode": "count" if self.measure.count_mode else "time",
+            "window_ms": self.measure.window_ms,
+            "window_requests": self.measure.window_requests,
+            "stability_percentage": stability.tolerance * 100,
+            "stability_windows": stability.windows,
+            "stability_latency": stability.latency_key,
+            "max_windows": self.measure.max_trials,
+            "latency_threshold_ms": self.latency_threshold_ms,
+            "binary_search": self.binary_search,
+            "request_timeout_s": self.request_timeout_s,
+            "drain": self.measure.drain,
+            "warmup_requests": self.measure.warmup_requests,
+            "warmup_s": self.measure.warmup_s,
+        }
+
+
+def default_output_dir(model: str, label: str = "") -> Path:
+    """``reports/<timestamp>-[label-]<model>``: where the command line writes a run by default."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("reports") / f"{stamp}-{label + '-' if label else ''}{model}"
+
+
+def _levels(options: SweepOptions, intervals: list[int] | None) -> tuple[str, str, list[float]]:
+    """The load kind, the levels as given, and the levels."""
+    if options.request_rate is not None and options.request_rate != "":
+        text = str(options.request_rate)
+        return "rate", text, parse_range(text, "--request-rate", integer=False, minimum=1e-6)
+    if intervals:
+        return "rate", str(options.request_intervals), [1e6 * len(intervals) / sum(intervals)]
+    text = str(options.concurrency) if options.concurrency not in (None, "") else "1"
+    return "concurrency", text, parse_range(text, "--concurrency", integer=True, minimum=1)
+
+
+def _check_counts(options: SweepOptions) -> None:
+    for name in (
+        "batch_size",
+        "measurement_interval",
+        "measurement_request_count",
+        "stability_windows",
+        "max_trials",
+        "string_length",
+        "data_items",
+    ):
+        if getattr(options, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+    if options.warmup_requests < 0 or options.warmup_seconds < 0:
+        raise UsageError("--warmup-requests and --warmup-seconds cannot be negative")
+    if options.max_inflight is not None and options.max_inflight < 1:
+        raise UsageError("--max-inflight must be at least 1")
+    if not options.request_timeout > 0:
+        raise UsageError("--request-timeout must be more than 0 seconds")
+    if options.stability_percentage <= 0:
+        raise UsageError("--stability-percentage must be positive")
+
+
+def _check_choices(options: SweepOptions) -> None:
+    from perfprobe.client.factory import PROTOCOLS
+    from perfprobe.load.runtime import WORKER_KINDS
+    from perfprobe.load.schedule import DISTRIBUTIONS
+
+    choices = {
+        "protocol": PROTOCOLS,
+        "mode": MODES,
+        "distribution": DISTRIBUTIONS,
+        "shared_memory": ("none", "system", "cuda"),
+        "measurement_mode": ("time_windows", "count_windows"),
+    }
+    for name, allowed in choices.items():
+        if getattr(options, name) not in allowed:
+            raise UsageError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
+    if options.workers is not None and options.workers not in WORKER_KINDS:
+        raise UsageError(f"--workers must be one of {', '.join(WORKER_KINDS)}")
+    if options.concurrency not in (None, "") and (options.request_rate not in (None, "") or options.request_intervals):
+        raise UsageError("give one of --concurrency, --request-rate and --request-intervals")
+
+
+def plan(options: SweepOptions) -> SweepPlan:
+    """Validate the options; every mistake is one UsageError naming the option."""
+    if not options.model:
+        raise UsageError("the following arguments are required: -m/--model")
+    _check_choices(options)
+    if options.protocol == "http" and options.mode == "stream":
+        raise UsageError("--mode stream needs gRPC (bidirectional streams): add -i grpc")
+    intervals = read_intervals(options.request_intervals) if options.request_intervals else None
+    load_kind, level_spec, levels = _levels(options, intervals)
+    if options.latency_budget:
+        from perfprobe.report.summary import parse_budget
+
+        parse_budget(options.latency_budget)  # a bad budget stops the run before any load
+    if options.binary_search and options.latency_threshold is None:
+        raise UsageError("--binary-search needs --latency-threshold MS")
+    _check_counts(options)
+    latency_key = "mean"
+    if options.percentile is not None:
+        if options.percentile not in PERCENTILES:
+            raise UsageError("--percentile must be one of 50, 90, 95, 99, 99.9")
+        latency_key = f"p{options.percentile:g}"
+    if options.input_data not in synthetic.DATA_KINDS and not Path(options.input_data).exists():
+        raise UsageError(f"--input-data {options.input_data!r}: not zero, random, or an existing file or folder")
+    closed = load_kind == "concurrency"
+    max_inflight = int(max(levels)) if closed else (options.max_inflight or DEFAULT_MAX_INFLIGHT)
+    from perfprobe.client.factory import DEFAULT_URLS
+
+    return SweepPlan(
+        model=options.model,
+        protocol=options.protocol,
+        url=options.url or DEFAULT_URLS[options.protocol],
+        serve=options.serve,
+        serve_repositories=list(options.serve_models),
+        headers=parse_headers(options.header),
+        load_kind=load_kind,
+        level_spec=level_spec,
+        levels=levels,
+        intervals_us=intervals,
+        distribution=options.distribution,
+        max_inflight=max_inflight,
+        mode=options.mode,
+        worker_kind=options.workers or DEFAULT_WORKER_KIND[options.protocol],
+        request_timeout_s=options.request_timeout,
+        decode_outputs=options.decode_outputs,
+        shared_memory=options.shared_memory,
+        output_shm_size=options.output_shared_memory_size,
+        cuda_device=options.cuda_device,
+        latency_threshold_ms=options.latency_threshold,
+        binary_search=options.binary_search,
+        data=DataOptions(
+            source=options.input_data,
+            batch_size=options.batch_size,
+            shapes=synthetic.parse_shape_option(options.shape),
+            string_length=options.string_length,
+            items=options.data_items,
+        ),
+        measure=MeasureSettings(
+            window_ms=options.measurement_interval,
+            count_mode=options.measurement_mode == "count_windows",
+            window_requests=options.measurement_request_count,
+            stability=StabilityRule(options.stability_windows, options.stability_percentage / 100, latency_key),
+            max_trials=options.max_trials,
+            warmup_requests=options.warmup_requests,
+            warmup_s=options.warmup_seconds,
+            drain=not options.no_drain,
+            batch_size=options.batch_size,
+        ),
+        engine=EngineSettings(
+            late_threshold_ns=int(options.late_threshold * 1e6),
+            stop_timeout_s=options.request_timeout + STOP_GRACE_S,
+        ),
+        metrics_url=options.metrics_url,
+        csv_file=options.csv,
+        output_dir=Path(options.output_dir) if options.output_dir else None,
+        report=not options.no_report,
+        latency_budget=options.latency_budget,
+        input_shapes=list(options.shape),
+    )

@@ -1,0 +1,82 @@
+"""A sweep's results as a Python object: the levels table, histograms, server statistics, files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from perfprobe.client.model import ModelDescription
+from perfprobe.load.sweeper import LevelResult
+from perfprobe.measure.histogram import LatencyHistogram
+from perfprobe.measure.server_stats import ServerDelta
+from perfprobe.report import runfile
+from perfprobe.report.results import columns, level_row, write_csv
+
+
+@dataclass
+class SweepResult:
+    """Everything a sweep measured.
+
+    ``levels`` is the table the CLI writes as ``results.csv`` (perf_analyzer's columns first);
+    ``level_results`` holds every window of every level; ``document`` is ``results.json``.
+    """
+
+    model: ModelDescription
+    load_kind: str
+    batch_size: int
+    document: dict[str, Any]
+    level_results: list[LevelResult] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    output_dir: Path | None = None
+    interrupted: bool = False
+    report_written: bool = False
+
+    @property
+    def composing_models(self) -> list[str]:
+        return [step.model_name for step in self.model.ensemble_steps]
+
+    def add(self, level: LevelResult) -> None:
+        self.level_results.append(level)
+        self.rows.append(level_row(level, self.batch_size, self.composing_models or None))
+        self.document["levels"].append(runfile.level_entry(level, self.batch_size))
+
+    @property
+    def levels(self) -> pd.DataFrame:
+        """One row per load level, exactly the CSV's columns."""
+        return pd.DataFrame(self.rows, columns=columns(self.load_kind))
+
+    @property
+    def histograms(self) -> dict[float, LatencyHistogram]:
+        """Per level, the end-to-end latency of its reported windows, merged exactly (HDR)."""
+        return {level.level: level.merged().latency for level in self.level_results}
+
+    @property
+    def server_statistics(self) -> dict[float, ServerDelta | None]:
+        """Per level, the target model's server-side statistics over its reported windows."""
+        return {level.level: level.server() for level in self.level_results}
+
+    def save(
+        self,
+        directory: str | Path,
+        report: bool = False,
+        csv_copy: str | Path | None = None,
+        latency_budget: str | None = None,
+    ) -> Path:
+        """Write ``results.csv`` and ``results.json`` (and with ``report``, charts and summaries) there.
+
+        ``latency_budget`` (``5ms``, ``p95=2ms``) names in the report the highest load within it.
+        """
+        path = Path(directory)
+        write_csv(path / "results.csv", self.load_kind, self.rows)
+        runfile.write(path / "results.json", self.document)
+        if csv_copy:
+            write_csv(Path(csv_copy), self.load_kind, self.rows)
+        if report and self.rows:
+            from perfprobe.report.build import write_report
+            from perfprobe.report.summary import parse_budget
+
+            write_report(path, parse_budget(latency_budget))
+        return path
