@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from perfprobe.client import InferInput, RequestedOutput, SharedMemoryRef
+from perfprobe.client import InferenceClient, InferInput, RequestedOutput, SharedMemoryRef
 from perfprobe.client.datatypes import element_size, tensor_bytes, to_wire_array
 from perfprobe.client.model import ModelDescription
 from perfprobe.errors import UsageError
 from perfprobe.load.dataset import options_for
+from perfprobe.shm import Regions
 
 PAGE = mmap.PAGESIZE
 
@@ -45,12 +46,12 @@ def output_sizes(model: ModelDescription, batch_size: int, fallback: int | None)
 
 
 def build_shm_requests(
-    client: Any,
-    control: Any,
+    client: InferenceClient,
+    control: InferenceClient,
     model: ModelDescription,
     items: list[dict[str, np.ndarray]],
     worker_count: int,
-    regions: Any,  # perfprobe.shm.system.RegionSet or perfprobe.shm.cuda.CudaRegionSet
+    regions: Regions,
     output_size: int | None,
     batch_size: int,
 ) -> list[list[Any]]:

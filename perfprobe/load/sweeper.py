@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from perfprobe.client import InferenceClient
 from perfprobe.client.errors import TIMEOUT
 from perfprobe.errors import LoadFailed, ServerUnreachable
 from perfprobe.load.engine import LoadEngine
@@ -95,7 +95,7 @@ class Sweeper:
     def __init__(
         self,
         make_engine: Callable[[Recorder], LoadEngine],
-        stats_client: Any,
+        stats_client: InferenceClient,
         model_names: list[str],
         settings: MeasureSettings,
         metrics_url: str | None = None,

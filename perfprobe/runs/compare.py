@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from perfprobe.client import InferenceClient
 from perfprobe.client.model import ModelDescription
 from perfprobe.errors import RunInterrupted, UsageError
 from perfprobe.report import runfile
@@ -23,8 +24,8 @@ from perfprobe.runs.observer import RunObserver
 from perfprobe.runs.options import SweepOptions
 from perfprobe.runs.plan import plan
 from perfprobe.runs.result import SweepResult
-from perfprobe.runs.sweep import check_writable, control_client, measure_sweep, report_safely
-from perfprobe.runs.target import server_target
+from perfprobe.runs.sweep import check_writable, connected, measure_sweep, report_safely
+from perfprobe.runs.target import Target
 from perfprobe.units import human, parse_size
 
 TRANSPORTS = ("none", "system", "cuda")
@@ -113,16 +114,7 @@ def compare(
     out_dir = base_plan.output_dir
     if out_dir is not None:
         check_writable(out_dir)
-    with (
-        server_target(
-            base_plan.protocol,
-            base_plan.url,
-            serve=base_plan.serve,
-            repositories=base_plan.serve_repositories,
-            metrics_url=base_plan.metrics_url,
-        ) as target,
-        control_client(target, base_plan.headers, base_plan.request_timeout_s) as control,
-    ):
+    with connected(base_plan) as (target, control):
         description = control.describe_model(base_plan.model)
         result = CompareResult(description.name, target.url)
         settings = base_plan.recorded()
@@ -180,7 +172,7 @@ def _cell_options(
     return cell
 
 
-def _run_cell(options: SweepOptions, target: Any, control: Any, observer: RunObserver) -> SweepResult:
+def _run_cell(options: SweepOptions, target: Target, control: InferenceClient, observer: RunObserver) -> SweepResult:
     cell_plan = plan(options)
     if cell_plan.output_dir is not None:
         check_writable(cell_plan.output_dir)

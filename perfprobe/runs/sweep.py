@@ -45,6 +45,17 @@ def run_sweep(sweep_plan: SweepPlan, observer: RunObserver | None = None) -> Swe
         cuda.require_device(sweep_plan.cuda_device)  # refuse before any server or load starts
     if sweep_plan.output_dir is not None:
         check_writable(sweep_plan.output_dir)  # before any load: a measurement must not be lost at the end
+    with connected(sweep_plan) as (target, control):
+        return measure_sweep(sweep_plan, target, control, observer or RunObserver())
+
+
+@contextlib.contextmanager
+def connected(sweep_plan: SweepPlan) -> Iterator[tuple[Target, InferenceClient]]:
+    """The plan's server (started when it asks for ``serve``) and a control client for it.
+
+    The control client reads metadata and statistics and registers shared memory; every call it
+    makes is bounded by the plan's request timeout.
+    """
     with (
         server_target(
             sweep_plan.protocol,
@@ -53,14 +64,11 @@ def run_sweep(sweep_plan: SweepPlan, observer: RunObserver | None = None) -> Swe
             repositories=sweep_plan.serve_repositories,
             metrics_url=sweep_plan.metrics_url,
         ) as target,
-        control_client(target, sweep_plan.headers, sweep_plan.request_timeout_s) as control,
+        make_client(
+            target.protocol, target.url, headers=sweep_plan.headers, timeout_s=sweep_plan.request_timeout_s
+        ) as control,
     ):
-        return measure_sweep(sweep_plan, target, control, observer or RunObserver())
-
-
-def control_client(target: Target, headers: dict[str, str], timeout_s: float) -> InferenceClient:
-    """The client for metadata, statistics and shared-memory registration, bounded by ``timeout_s``."""
-    return make_client(target.protocol, target.url, headers=headers, timeout_s=timeout_s)
+        yield target, control
 
 
 def check_writable(directory: Path) -> None:

@@ -7,6 +7,11 @@ driver, ``require_device`` refuses before anything is allocated, with the reason
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from perfprobe.client import InferenceClient
+
 import ctypes
 from dataclasses import dataclass, field
 from typing import Any
@@ -131,7 +136,7 @@ class CudaRegionSet:
         self.regions.append(region.create())
         return region
 
-    def register(self, client: Any, region: CudaRegion) -> None:
+    def register(self, client: InferenceClient, region: CudaRegion) -> None:
         region.register(client)
 
     def close(self) -> list[str]:

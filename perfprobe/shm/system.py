@@ -10,6 +10,11 @@ SIGTERM (``perfprobe.interrupts.sigterm_as_interrupt`` turns SIGTERM into Keyboa
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from perfprobe.client import InferenceClient
+
 import contextlib
 import mmap
 import os
@@ -102,7 +107,7 @@ class RegionSet:
         self.regions.append(region)
         return region
 
-    def register(self, client: Any, region: SystemRegion) -> None:
+    def register(self, client: InferenceClient, region: SystemRegion) -> None:
         try:
             client.register_system_shared_memory(region.name, region.key, region.byte_size)
         except Exception as exc:
