@@ -5,7 +5,9 @@ nvidia-cuda-runtime-cu12 and Debian's libb64-0d), starts the embedded server onc
 runs both tools alternately on ``simple`` at each concurrency, HTTP and gRPC, with the
 same window settings. Client CPU per request is the tool process's CPU time (user+sys)
 divided by the requests the server counted while it ran, so warm-up and every trial
-window are included on both sides alike.
+window are included on both sides alike (perf_analyzer reports nothing finer). perfprobe's
+in-window figure is reported beside it: its process CPU during the reported windows over
+the requests the server counted in them, without interpreter start-up and writing results.
 
     python benchmarks/vs_perf_analyzer.py [--levels 1,2,4,8] [--window-ms 2000] [--markdown docs/benchmarks.md]
 """
@@ -89,7 +91,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--levels", default="1,2,4,8")
     parser.add_argument("--protocols", default="http,grpc")
-    parser.add_argument("--grpc-modes", default="sync,stream", help="perfprobe gRPC modes to compare")
+    parser.add_argument(
+        "--grpc-modes",
+        default="sync,stream,sync/asyncio,stream/asyncio",
+        help="perfprobe gRPC runs to compare: MODE or MODE/WORKERS (perf_analyzer streams for stream modes)",
+    )
+    parser.add_argument("--http-modes", default="sync", help="perfprobe HTTP runs: MODE or MODE/WORKERS")
     parser.add_argument("--window-ms", type=int, default=3000)
     parser.add_argument("--stability", type=float, default=15.0, help="stability percentage, both tools")
     parser.add_argument("--markdown", help="append the table to this Markdown file")
@@ -105,17 +112,19 @@ def main() -> int:
     ):
         header = (
             "| protocol | perfprobe mode | concurrency | perf_analyzer infer/s | perfprobe infer/s | ratio | "
-            "PA CPU us/req | perfprobe CPU us/req | p50 ratio | p99 ratio |"
+            "PA CPU us/req | perfprobe CPU us/req | perfprobe in-window CPU us/req | p50 ratio | p99 ratio |"
         )
-        lines += [header, "|" + "---|" * 10]
+        lines += [header, "|" + "---|" * 11]
         print(header, flush=True)
         for protocol in args.protocols.split(","):
-            modes = args.grpc_modes.split(",") if protocol == "grpc" else ["sync"]
-            for mode in modes:
+            runs_asked = (args.grpc_modes if protocol == "grpc" else args.http_modes).split(",")
+            for asked in runs_asked:
+                mode, _, workers = asked.partition("/")
+                label = asked
                 for index, level in enumerate(levels):
                     pa_csv, pp_dir = (
                         Path(work) / f"pa-{protocol}-{mode}-{level}.csv",
-                        Path(work) / f"pp-{protocol}-{mode}-{level}",
+                        Path(work) / f"pp-{protocol}-{label.replace('/', '-')}-{level}",
                     )
                     # both tools take these flags with the same names and meanings
                     target = ["-m", "simple", "-u", server.url(protocol), "-i", protocol]
@@ -151,6 +160,8 @@ def main() -> int:
                         *windows,
                         "--output-dir",
                         str(pp_dir),
+                        "--no-report",
+                        *(["--workers", workers] if workers else []),
                     ]
                     runs = [("pa", pa_cmd, pa_env), ("pp", pp_cmd, dict(os.environ))]
                     if index % 2:
@@ -165,7 +176,7 @@ def main() -> int:
                     pa, pp = read_row(pa_csv), read_row(pp_dir / "results.csv")
                     if not pa or not pp:
                         missing = " and ".join(n for n, r in (("perf_analyzer", pa), ("perfprobe", pp)) if not r)
-                        row = f"| {protocol} | {mode} | {level} | {missing} produced no result (never stable) |"
+                        row = f"| {protocol} | {label} | {level} | {missing} produced no result (never stable) |"
                         lines.append(row)
                         print(row, flush=True)
                         continue
@@ -173,8 +184,8 @@ def main() -> int:
                     pa_cpu = measured["pa"][0] / max(measured["pa"][1], 1) * 1e6
                     pp_cpu = measured["pp"][0] / max(measured["pp"][1], 1) * 1e6
                     row = (
-                        f"| {protocol} | {mode} | {level} | {pa_tput:.0f} | {pp_tput:.0f} | {pp_tput / pa_tput:.2f} | "
-                        f"{pa_cpu:.0f} | {pp_cpu:.0f} | "
+                        f"| {protocol} | {label} | {level} | {pa_tput:.0f} | {pp_tput:.0f} | {pp_tput / pa_tput:.2f} | "
+                        f"{pa_cpu:.0f} | {pp_cpu:.0f} | {float(pp['Client CPU us/req']):.0f} | "
                         f"{float(pp['p50 latency']) / max(float(pa['p50 latency']), 1):.2f} | "
                         f"{float(pp['p99 latency']) / max(float(pa['p99 latency']), 1):.2f} |"
                     )

@@ -66,3 +66,13 @@ def test_an_unwritable_output_dir_is_refused_before_any_load(server, tmp_path: P
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "--output-dir" in lines[0] and "cannot write results there" in lines[0]
     assert "level" not in result.stdout  # nothing was measured
+
+
+def test_asyncio_workers_on_http_are_refused_in_one_line(server, tmp_path) -> None:
+    result = run_perfprobe(
+        "sweep", "-u", server.http_url, "-m", "simple", "--workers", "asyncio", "--output-dir", str(tmp_path)
+    )  # fmt: skip
+    assert result.returncode == exitcodes.USAGE
+    assert result.stderr.strip() == (
+        "perfprobe: error: --workers asyncio drives gRPC only; http runs on greenlet or thread workers"
+    )

@@ -358,3 +358,72 @@ def test_linear_search_stops_at_the_first_level_past_the_limit() -> None:
     measured.clear()
     list(search_levels([1, 2, 4], measure))
     assert measured == [1, 2, 4]  # no limit: every level
+
+
+class FakeAioStream:
+    """Fake: a grpc.aio stream; answers each request by a script (silence, a stale answer first, ...)."""
+
+    def __init__(self, script: list[str]) -> None:
+        import asyncio
+
+        self._script = script
+        self._responses: asyncio.Queue = asyncio.Queue()
+        self.cancelled = False
+
+    async def write(self, payload: bytes) -> None:
+        from perfprobe.client._proto import grpc_service_pb2 as pb
+
+        request_id = pb.ModelInferRequest.FromString(payload).id
+        how = self._script.pop(0)
+        if how == "silent":
+            return
+        if how == "stale first":
+            self._responses.put_nowait(pb.ModelStreamInferResponse(infer_response=pb.ModelInferResponse(id="old-1")))
+        self._responses.put_nowait(pb.ModelStreamInferResponse(infer_response=pb.ModelInferResponse(id=request_id)))
+
+    async def read(self) -> Any:
+        return await self._responses.get()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeAioClient:
+    """Fake: a client whose asyncio connection opens scripted streams."""
+
+    supports_asyncio = True
+
+    def __init__(self, scripts: list[list[str]]) -> None:
+        self.scripts = scripts
+        self.streams: list[FakeAioStream] = []
+
+    def aio_connection(self) -> FakeAioClient:
+        return self
+
+    def open_stream(self) -> FakeAioStream:
+        self.streams.append(FakeAioStream(self.scripts.pop(0)))
+        return self.streams[-1]
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_timed_out_stream_request_counts_once_and_its_stream_is_replaced() -> None:
+    import asyncio
+
+    from perfprobe.client.grpc_client import GrpcRequest
+    from perfprobe.load.aio_senders import AioStreamSender
+
+    async def scenario() -> list[Any]:
+        client = FakeAioClient([["silent"], ["stale first", "plain"]])
+        sender = AioStreamSender(client, timeout_s=0.05)  # type: ignore[arg-type]
+        request = GrpcRequest(b"", "fake")
+        outcomes = [await sender.call(request) for _ in range(3)]
+        await sender.aclose()
+        return [outcomes, client.streams]
+
+    (first, second, third), streams = asyncio.run(scenario())
+    assert first.error == TIMEOUT and streams[0].cancelled  # the silent stream was given up
+    assert second.error is None and second.dropped == 1  # the stale answer was not taken for it
+    assert third.error is None and third.dropped == 0
+    assert len(streams) == 2  # one replacement, then the new stream serves on

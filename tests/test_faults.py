@@ -75,14 +75,17 @@ def _kill_after_first_level(server: EmbeddedServer, out: Path, args: list[str]) 
     return process.returncode, stderr, time.monotonic() - killed_at
 
 
-@pytest.mark.parametrize(("protocol", "mode"), [("http", "sync"), ("grpc", "stream")])
+@pytest.mark.parametrize(
+    ("protocol", "mode", "workers"),
+    [("http", "sync", "greenlet"), ("grpc", "stream", "thread"), ("grpc", "stream", "asyncio")],
+)
 def test_server_killed_mid_sweep_stops_with_exit_3_and_keeps_finished_levels(
-    doomed_server: EmbeddedServer, tmp_path: Path, protocol: str, mode: str
+    doomed_server: EmbeddedServer, tmp_path: Path, protocol: str, mode: str, workers: str
 ) -> None:
     args = [
         "sweep", "-i", protocol, "-u", doomed_server.url(protocol), "-m", "simple", "--mode", mode,
-        "--concurrency", "1:4", "--measurement-interval", "500", "--stability-windows", "2", "--max-trials", "4",
-        "--request-timeout", "60", "--no-report", "--output-dir", str(tmp_path),
+        "--workers", workers, "--concurrency", "1:4", "--measurement-interval", "500", "--stability-windows", "2",
+        "--max-trials", "4", "--request-timeout", "60", "--no-report", "--output-dir", str(tmp_path),
     ]  # fmt: skip
     code, stderr, after_kill_s = _kill_after_first_level(doomed_server, tmp_path, args)
     assert code == exitcodes.SERVER_UNREACHABLE, stderr

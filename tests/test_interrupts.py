@@ -64,11 +64,17 @@ def test_a_third_signal_forces_exit_saying_what_is_left() -> None:
     )
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_greenlet_sweep_interrupted_says_one_line(server, tmp_path: Path, sig: signal.Signals) -> None:
+@pytest.mark.parametrize(
+    ("sig", "protocol", "workers"),
+    [(signal.SIGINT, "http", "greenlet"), (signal.SIGTERM, "http", "greenlet"), (signal.SIGINT, "grpc", "asyncio")],
+)
+def test_sweep_interrupted_says_one_line(
+    server, tmp_path: Path, sig: signal.Signals, protocol: str, workers: str
+) -> None:
     process = subprocess.Popen(
         perfprobe_command(
-            "sweep", "-u", server.http_url, "-m", "simple", "--concurrency", "4", "--workers", "greenlet",
+            "sweep", "-i", protocol, "-u", server.url(protocol), "-m", "simple", "--concurrency", "4",
+            "--workers", workers,
             "--measurement-interval", "400", "--max-trials", "50", "--stability-percentage", "0.001",
             "--no-report", "--output-dir", str(tmp_path),
         ),

@@ -157,3 +157,12 @@ def test_the_readmes_python_example_runs(server, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split()[-2:] == ["4", "8"]
     assert (tmp_path / "reports" / "simple" / "report.html").is_file()
+
+
+def test_grpc_streams_default_to_coroutines_and_leave_no_thread_behind(server) -> None:
+    import threading
+
+    result = perfprobe.sweep("simple", url=server.grpc_url, protocol="grpc", mode="stream", **SETTINGS)
+    assert result.document["settings"]["worker_kind"] == "asyncio"
+    assert all(row["Completed"] == row["Server Success"] > 0 for row in result.rows)
+    assert not [t for t in threading.enumerate() if t.name == "perfprobe-asyncio"]

@@ -33,11 +33,22 @@ def _our_regions(server) -> list[str]:
         return [name for name in client.system_shared_memory_status() if name.startswith("perfprobe_")]
 
 
-@pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_shm_sweep_runs_and_cleans_up(server, tmp_path: Path, protocol: str) -> None:
+@pytest.mark.parametrize(("protocol", "workers"), [("http", "greenlet"), ("grpc", "thread"), ("grpc", "asyncio")])
+def test_shm_sweep_runs_and_cleans_up(server, tmp_path: Path, protocol: str, workers: str) -> None:
     before = set(leftover_segments())
     result = subprocess.run(
-        _command(server.url(protocol), protocol, tmp_path, "-m", "simple", "--concurrency", "1:3", *FAST),
+        _command(
+            server.url(protocol),
+            protocol,
+            tmp_path,
+            "-m",
+            "simple",
+            "--concurrency",
+            "1:3",
+            "--workers",
+            workers,
+            *FAST,
+        ),
         capture_output=True,
         text=True,
         timeout=120,

@@ -27,6 +27,8 @@ COMBINATIONS = [
     ("grpc", "async", "greenlet"),
     ("grpc", "stream", "thread"),
     ("grpc", "stream", "greenlet"),
+    ("grpc", "sync", "asyncio"),
+    ("grpc", "stream", "asyncio"),
 ]
 
 
@@ -158,7 +160,8 @@ def test_json_data_file_drives_the_inputs(server, tmp_path: Path) -> None:
     assert int(rows[0]["Errors"]) == 0
 
 
-def test_decoupled_model_in_stream_mode(server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["thread", "asyncio"])
+def test_decoupled_model_in_stream_mode(server, tmp_path: Path, workers: str) -> None:
     path = tmp_path / "count.json"
     path.write_text(json.dumps({"data": [{"COUNT": [3], "DELAY_MS": [2]}]}))
     result, rows, _ = run_sweep(
@@ -173,6 +176,8 @@ def test_decoupled_model_in_stream_mode(server, tmp_path: Path) -> None:
         str(path),
         "--concurrency",
         "1",
+        "--workers",
+        workers,
         *FAST,
     )
     assert result.returncode == 0, result.stderr

@@ -104,6 +104,7 @@ class InferenceClient(ABC):
     protocol: str = ""
     cooperative: bool = False
     supports_streams: bool = False
+    supports_asyncio: bool = False  # has ``aio_connection``: unary calls and streams on an asyncio loop
 
     @abstractmethod
     def is_server_live(self) -> bool: ...
@@ -198,6 +199,10 @@ class InferenceClient(ABC):
     def start_stream(self, callback: ResultCallback, stream_timeout_s: float | None = None) -> StreamHandle:
         """Open a bidirectional stream whose responses (and errors) go to ``callback``."""
         raise NotImplementedError(f"{self.protocol} has no bidirectional streams")
+
+    def aio_connection(self) -> Any:
+        """A connection of the running asyncio loop: ``await infer(payload)``, ``open_stream()``, ``close()``."""
+        raise NotImplementedError(f"{self.protocol} has no asyncio connection")
 
     @abstractmethod
     def send_async(self, request: Any, callback: ResultCallback) -> Any:

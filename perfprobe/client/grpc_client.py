@@ -11,7 +11,7 @@ import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -21,6 +21,9 @@ from perfprobe.client._proto import grpc_service_pb2_grpc as pb_grpc
 from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback, retry_while_in_use
 from perfprobe.client.errors import UNREACHABLE, InferenceServerError
 from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
+
+if TYPE_CHECKING:
+    from perfprobe.client.grpc_aio import AioGrpcConnection
 
 INT32_MAX = 2**31 - 1
 _SERVICE = "/inference.GRPCInferenceService/"
@@ -199,6 +202,7 @@ class GrpcClient(InferenceClient):
 
     protocol = "grpc"
     supports_streams = True
+    supports_asyncio = True
 
     def __init__(
         self,
@@ -234,15 +238,17 @@ class GrpcClient(InferenceClient):
                 ("grpc.keepalive_timeout_ms", keepalive_timeout_ms),
                 ("grpc.keepalive_permit_without_calls", int(keepalive_permit_without_calls)),
             ]
+        self._credentials: grpc.ChannelCredentials | None = None
         if ssl:
-            credentials = grpc.ssl_channel_credentials(
+            self._credentials = grpc.ssl_channel_credentials(
                 root_certificates=_read(ssl_ca_file),
                 private_key=_read(ssl_key_file),
                 certificate_chain=_read(ssl_cert_file),
             )
-            self._channel = grpc.secure_channel(self.url, credentials, options=options)
+            self._channel = grpc.secure_channel(self.url, self._credentials, options=options)
         else:
             self._channel = grpc.insecure_channel(self.url, options=options)
+        self._channel_options = options
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
         self._metadata = list((headers or {}).items())
         self._compression = _COMPRESSION[request_compression]
@@ -407,6 +413,14 @@ class GrpcClient(InferenceClient):
 
     def send(self, request: GrpcRequest) -> InferResult:
         return self.decode_raw(self.send_raw(request))
+
+    def aio_connection(self) -> AioGrpcConnection:
+        """This client's settings on a ``grpc.aio`` channel of the running event loop (call it there)."""
+        from perfprobe.client.grpc_aio import AioGrpcConnection
+
+        return AioGrpcConnection(
+            self.url, self._channel_options, self._credentials, self._metadata, self._compression, self._timeout_s
+        )
 
     def dedicated(self, blocking: bool = False) -> GrpcConnection:
         """The shared channel, seen as one worker's connection (gRPC multiplexes one channel)."""

@@ -33,7 +33,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--binary-search", action="store_true", help="find the highest level under the threshold")
     load.add_argument("--mode", choices=MODES, default=default("mode"), help="sync, async or stream (gRPC)")
     load.add_argument(
-        "--workers", choices=WORKER_KINDS, help="worker kind (default: greenlet for HTTP, thread for gRPC)"
+        "--workers",
+        choices=WORKER_KINDS,
+        help="worker kind (default: greenlet for HTTP; for gRPC asyncio with --mode stream, else thread)",
     )
     load.add_argument(
         "--request-timeout", type=float, default=default("request_timeout"), metavar="S", help="per-request timeout"

@@ -156,21 +156,29 @@ class LoadEngine:
         try:
             sender = worker.sender = self.sender_factory()
             loop(worker, sender, self.runtime.identity())
-        except KeyboardInterrupt:
-            # Ctrl-C / SIGTERM raised in this worker (greenlets share the main thread): the
-            # controller re-raises it where the run can stop cleanly
-            self.interrupted = True
-        except BaseException as exc:  # noqa: BLE001 — reported below, never silently lost
-            if not self._stopping:
-                self.worker_failures.append(f"worker {worker.index}: {type(exc).__name__}: {exc}")
-            if not isinstance(exc, Exception):
-                raise
+        except BaseException as exc:  # noqa: BLE001 — recorded, never silently lost
+            self._ended_by(worker, exc)
         else:
-            if not self._stopping and not self.interrupted:
-                self.worker_failures.append(f"worker {worker.index} ended before the load stopped")
+            self._ended_by(worker, None)
         finally:
             if sender is not None:
                 sender.close()
+
+    def _ended_by(self, worker: _Worker, exc: BaseException | None) -> None:
+        """Record why a worker's loop ended; re-raise what is not ours to keep (SystemExit)."""
+        if isinstance(exc, KeyboardInterrupt):
+            # Ctrl-C / SIGTERM raised in this worker (greenlets share the main thread): the
+            # controller re-raises it where the run can stop cleanly
+            self.interrupted = True
+            return
+        if exc is None:
+            if not self._stopping and not self.interrupted:
+                self.worker_failures.append(f"worker {worker.index} ended before the load stopped")
+            return
+        if not self._stopping:
+            self.worker_failures.append(f"worker {worker.index}: {type(exc).__name__}: {exc}")
+        if not isinstance(exc, Exception):
+            raise exc
 
     def _closed_loop(self, worker: _Worker, sender: Sender, key: Any) -> None:
         requests = self._requests_of(worker)
@@ -216,25 +224,87 @@ class LoadEngine:
 
     # ---- control ------------------------------------------------------------------------------
 
+    # ---- coroutine workers (the asyncio runtime): the same loops, awaiting instead of blocking ----
+
+    async def _run_coroutine_worker(self, worker: _Worker, loop: Callable[[_Worker, Any, Any], Any]) -> None:
+        sender: Any = None
+        try:
+            sender = worker.sender = self.sender_factory()
+            await loop(worker, sender, self.runtime.identity())
+        except BaseException as exc:  # noqa: BLE001 — recorded, never silently lost
+            self._ended_by(worker, exc)
+        else:
+            self._ended_by(worker, None)
+        finally:
+            if sender is not None:
+                await sender.aclose()
+
+    async def _send_one_awaited(self, sender: Any, key: Any, request: Any, intended: int | None) -> None:
+        sent = _now()
+        try:
+            outcome = await sender.call(request)
+        except Exception as exc:  # a sender bug or an unforeseen client failure: an error, counted
+            outcome = failed(exc)
+        self._record(key, sent, _now(), outcome, intended)
+
+    async def _closed_coroutine(self, worker: _Worker, sender: Any, key: Any) -> None:
+        import asyncio
+
+        requests = self._requests_of(worker)
+        count = len(requests)
+        position = worker.index % count
+        in_flight, poll = self._in_flight, self.settings.idle_poll_s
+        while not self._stopping:
+            if not in_flight.enter():  # paused: a window boundary is being drained
+                await asyncio.sleep(poll)
+                continue
+            try:
+                await self._send_one_awaited(sender, key, requests[position], None)
+            finally:
+                in_flight.leave()
+            position = position + 1 if position + 1 < count else 0
+
+    async def _open_coroutine(self, worker: _Worker, sender: Any, key: Any) -> None:
+        import asyncio
+
+        requests = self._requests_of(worker)
+        count = len(requests)
+        schedule = self._schedule
+        assert schedule is not None
+        spin = self.settings.spin_ns
+        while not self._stopping:
+            intended = self._schedule_start_ns + schedule.next_offset()
+            while (wait_ns := intended - _now()) > spin and not self._stopping:
+                await asyncio.sleep(min(wait_ns - spin, 50_000_000) / 1e9)
+            while _now() < intended and not self._stopping:
+                await asyncio.sleep(0)
+            if self._stopping or not self._in_flight.enter():
+                continue
+            try:
+                await self._send_one_awaited(sender, key, requests[next(self._picks) % count], intended)
+            finally:
+                self._in_flight.leave()
+
+    # ---- control ------------------------------------------------------------------------------
+
     def start_closed(self, concurrency: int) -> None:
         """N workers, each with one request in flight."""
-        self._start(concurrency, self._closed_loop)
+        self._start(concurrency, self._closed_coroutine if self.runtime.is_async else self._closed_loop)
 
     def start_open(self, schedule: Schedule, max_inflight: int) -> None:
         """Workers following ``schedule``; at most ``max_inflight`` requests in flight."""
         self._schedule = schedule
         self._picks = itertools.count()  # shared; next() on it is atomic
         self._schedule_start_ns = _now() + 2_000_000  # a moment for the workers to start
-        self._start(max_inflight, self._open_loop)
+        self._start(max_inflight, self._open_coroutine if self.runtime.is_async else self._open_loop)
 
-    def _start(self, count: int, loop: Callable[[_Worker, Sender, Any], None]) -> None:
+    def _start(self, count: int, loop: Callable[[_Worker, Any, Any], Any]) -> None:
         self._stopping = False
         self._in_flight = InFlight()
         self._workers = [_Worker(index) for index in range(count)]
+        run = self._run_coroutine_worker if self.runtime.is_async else self._run_worker
         for worker in self._workers:
-            worker.handle = self.runtime.spawn(
-                lambda w=worker: self._run_worker(w, loop), f"perfprobe-worker-{worker.index}"
-            )
+            worker.handle = self.runtime.spawn(lambda w=worker: run(w, loop), f"perfprobe-worker-{worker.index}")
 
     def in_flight(self) -> int:
         return self._in_flight.count

@@ -13,13 +13,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-WORKER_KINDS = ("greenlet", "thread")
-DEFAULT_WORKER_KIND = {"http": "greenlet", "grpc": "thread"}  # why: see perfprobe.load.sendpath
+WORKER_KINDS = ("greenlet", "thread", "asyncio")
+
+
+def default_worker_kind(protocol: str, mode: str) -> str:
+    """The fastest correct worker kind, as measured (``docs/benchmarks.md``; reasons in ``sendpath``)."""
+    if protocol == "http":
+        return "greenlet"
+    return "asyncio" if mode == "stream" else "thread"
 
 
 def needs_greenlets(protocol: str, mode: str, worker_kind: str | None) -> bool:
     """Whether a run with these settings drives greenlets (and so wants gevent's patching)."""
-    kind = worker_kind or DEFAULT_WORKER_KIND.get(protocol, "thread")
+    kind = worker_kind or default_worker_kind(protocol, mode)
     return kind == "greenlet" or (protocol == "http" and mode == "async")
 
 
@@ -81,6 +87,10 @@ class Runtime:
     """Spawn, sleep and wait the way one worker kind does."""
 
     kind = ""
+    is_async = False  # workers are coroutines (``spawn`` takes a coroutine function)
+
+    def close(self) -> None:
+        """Release what the runtime holds between levels (an event loop's thread)."""
 
     def spawn(self, target: Callable[[], None], name: str) -> Any:
         raise NotImplementedError
@@ -150,9 +160,57 @@ class GreenletRuntime(Runtime):
         return threading.get_ident()
 
 
+class AsyncioRuntime(Runtime):
+    """Coroutine workers on one asyncio event loop, in a thread of its own.
+
+    The controller (the sweeper) stays in the caller's thread and sleeps there; workers run on
+    the loop and record into that thread's one slot (coroutines never interleave inside a
+    record call). ``close`` stops the loop once the run is over.
+    """
+
+    kind = "asyncio"
+    is_async = True
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._asyncio = asyncio
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="perfprobe-asyncio", daemon=True)
+        self._thread.start()
+
+    def spawn(self, target: Callable[[], Any], name: str) -> Any:
+        return self._asyncio.run_coroutine_threadsafe(target(), self.loop)
+
+    def join(self, handle: Any, timeout_s: float) -> bool:
+        import concurrent.futures
+
+        done, _ = concurrent.futures.wait([handle], timeout=timeout_s)
+        return bool(done)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)  # the controller's thread, not the loop's
+
+    def waiter(self) -> Waiter:
+        raise NotImplementedError("coroutine workers await their calls; they need no waiter")
+
+    def identity(self) -> Any:
+        return self._thread.ident
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+
 def make_runtime(kind: str) -> Runtime:
     if kind == "thread":
         return ThreadRuntime()
     if kind == "greenlet":
         return GreenletRuntime()
+    if kind == "asyncio":
+        return AsyncioRuntime()
     raise ValueError(f"worker kind must be one of {WORKER_KINDS}, not {kind!r}")

@@ -12,7 +12,7 @@ from perfprobe.errors import UsageError
 from perfprobe.load.dataset import DataOptions
 from perfprobe.load.engine import EngineSettings
 from perfprobe.load.ranges import parse_range
-from perfprobe.load.runtime import DEFAULT_WORKER_KIND
+from perfprobe.load.runtime import default_worker_kind
 from perfprobe.load.schedule import read_intervals
 from perfprobe.load.sendpath import MODES
 from perfprobe.load.sweeper import MeasureSettings
@@ -201,7 +201,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         distribution=options.distribution,
         max_inflight=max_inflight,
         mode=options.mode,
-        worker_kind=options.workers or DEFAULT_WORKER_KIND[options.protocol],
+        worker_kind=options.workers or default_worker_kind(options.protocol, options.mode),
         request_timeout_s=options.request_timeout,
         decode_outputs=options.decode_outputs,
         shared_memory=options.shared_memory,

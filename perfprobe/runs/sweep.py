@@ -98,6 +98,7 @@ def measure_sweep(
         headers=sweep_plan.headers,
         timeout_s=sweep_plan.request_timeout_s,
     )
+    send_path: SendPath | None = None
     try:
         send_path = build_send_path(
             load_client,
@@ -126,6 +127,8 @@ def measure_sweep(
             sweeper = _sweeper(sweep_plan, target, control, model, send_path, requests, per_worker, observer)
             return _measure_levels(sweep_plan, target, control, model, sweeper, send_path, observer)
     finally:
+        if send_path is not None:
+            send_path.runtime.close()
         load_client.close()
 
 
