@@ -71,18 +71,22 @@ def test_sweep_every_combination(server, tmp_path: Path, protocol: str, mode: st
     assert document["model"]["name"] == "simple" and document["server"]["version"] == server.version
     assert document["schema_version"] == 2
     assert document["settings"]["mode"] == mode and document["settings"]["protocol"] == protocol
-    asked_threads = workers == "thread" and not (protocol == "http" and mode == "async")  # that runs on greenlets
-    assert document["settings"]["worker_kind"] == ("thread" if asked_threads else "greenlet")
+    http_async = protocol == "http" and mode == "async"  # runs on greenlets, whatever was asked
+    assert document["settings"]["worker_kind"] == ("greenlet" if http_async else workers)
 
 
-@pytest.mark.parametrize("rate", [100, 300])
-def test_request_rate_is_held(server, tmp_path: Path, rate: int) -> None:
+@pytest.mark.parametrize(
+    ("rate", "protocol", "workers"), [(100, "http", "greenlet"), (300, "http", "greenlet"), (300, "grpc", "asyncio")]
+)
+def test_request_rate_is_held(server, tmp_path: Path, rate: int, protocol: str, workers: str) -> None:
     result, rows, _ = run_sweep(
         server,
-        "http",
+        protocol,
         tmp_path,
         "-m",
         "simple",
+        "--workers",
+        workers,
         "--request-rate",
         str(rate),
         "--measurement-interval",

@@ -330,6 +330,7 @@ class LoadEngine:
         for worker in self._workers:
             if worker.sender is not None:
                 worker.sender.abort()
+            self.runtime.interrupt(worker.handle)
         deadline = time.monotonic() + self.settings.stop_timeout_s
         finished = True
         for worker in self._workers:

@@ -7,6 +7,7 @@ yield to each other by themselves, and gRPC calls are made as futures whose comp
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -91,6 +92,9 @@ class Runtime:
 
     def close(self) -> None:
         """Release what the runtime holds between levels (an event loop's thread)."""
+
+    def interrupt(self, handle: Any) -> None:
+        """While stopping: end a worker's wait at once where the kind allows it (coroutines)."""
 
     def spawn(self, target: Callable[[], None], name: str) -> Any:
         raise NotImplementedError
@@ -191,15 +195,34 @@ class AsyncioRuntime(Runtime):
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)  # the controller's thread, not the loop's
 
+    def interrupt(self, handle: Any) -> None:
+        # a stopping run keeps nothing of the requests still in flight, and an await on a stream
+        # the server dropped can outlast the stop otherwise: cancel the worker's task
+        handle.cancel()
+
     def waiter(self) -> Waiter:
         raise NotImplementedError("coroutine workers await their calls; they need no waiter")
 
     def identity(self) -> Any:
         return self._thread.ident
 
+    async def _cancel_remaining(self) -> None:
+        asyncio = self._asyncio
+        current = asyncio.current_task()
+        remaining = [task for task in asyncio.all_tasks() if task is not current]
+        for task in remaining:
+            task.cancel()
+        await asyncio.gather(*remaining, return_exceptions=True)
+        await self.loop.shutdown_asyncgens()
+
     def close(self) -> None:
         if self.loop.is_closed():
             return
+        # grpc.aio leaves tasks of its own behind a cancelled call: end them on the loop, so none
+        # is destroyed pending (asyncio says so on stderr) when the loop closes
+        finishing = self._asyncio.run_coroutine_threadsafe(self._cancel_remaining(), self.loop)
+        with contextlib.suppress(Exception):  # closing anyway: a stuck task is not worth a hang
+            finishing.result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
         if not self._thread.is_alive():
