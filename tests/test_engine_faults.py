@@ -52,7 +52,9 @@ def test_a_raising_sender_is_an_error_and_its_worker_goes_on() -> None:
     result = _sweeper(FakeFlakySender).run_level("concurrency", 2)
     merged = result.merged()
     assert merged.errors.get("CLIENT RuntimeError", 0) > 0
-    assert merged.completed >= 2 * merged.errors["CLIENT RuntimeError"] - 2  # two of three succeed, still
+    # two of three succeed, still; each worker's cycle of three may be cut at each window's two ends
+    allowance = 2 * 2 * len(result.reported)
+    assert merged.completed >= 2 * merged.errors["CLIENT RuntimeError"] - allowance
 
 
 def test_a_worker_that_dies_fails_the_level_loudly() -> None:
