@@ -81,8 +81,12 @@ class CudaRegion:
         return ctypes.string_at(handle.getPtr(), runtime.CUDA_IPC_HANDLE_SIZE)
 
     def register(self, client: Any) -> None:
-        client.register_cuda_shared_memory(self.name, self.raw_handle(), self.device_id, self.byte_size)
-        self.registered_with.append(client)
+        self.registered_with.append(client)  # before the call: a signal mid-call still unregisters it
+        try:
+            client.register_cuda_shared_memory(self.name, self.raw_handle(), self.device_id, self.byte_size)
+        except Exception:
+            self.registered_with.remove(client)
+            raise
 
     def write(self, data: bytes, offset: int = 0) -> None:
         runtime = _runtime()
@@ -133,8 +137,8 @@ class CudaRegionSet:
 
     def create(self, byte_size: int, label: str = "r") -> CudaRegion:
         region = CudaRegion(f"{self.prefix}{label}{len(self.regions) + 1}", byte_size, self.device_id)
-        self.regions.append(region.create())
-        return region
+        self.regions.append(region)  # listed before the allocation, so close() sees it whatever happens
+        return region.create()
 
     def register(self, client: InferenceClient, region: CudaRegion) -> None:
         region.register(client)

@@ -103,14 +103,21 @@ class RegionSet:
     def create(self, byte_size: int, label: str = "r") -> SystemRegion:
         self._count += 1
         name = f"{NAME_PREFIX}_{self.token}_{self.purpose}_{label}{self._count}"
-        region = SystemRegion(name=name, key=f"/{name}", byte_size=byte_size).create()
+        region = SystemRegion(name=name, key=f"/{name}", byte_size=byte_size)
+        # listed before it exists: a signal that lands mid-creation still finds it in close()
         self.regions.append(region)
-        return region
+        try:
+            return region.create()
+        except FileExistsError:  # not ours (O_EXCL refused it): close() must never unlink it
+            self.regions.remove(region)
+            raise
 
     def register(self, client: InferenceClient, region: SystemRegion) -> None:
+        region.registered_with.append(client)  # before the call, for the same reason
         try:
             client.register_system_shared_memory(region.name, region.key, region.byte_size)
         except Exception as exc:
+            region.registered_with.remove(client)
             if "allow-client-shm" in str(exc) or "allow_client_shm" in str(exc):
                 raise ClientShmRefused(
                     "the server refuses client shared memory: start it with --allow-client-shm=true"
