@@ -17,10 +17,9 @@ from typing import Any
 from perfprobe.client import InferenceClient, InferenceServerError
 from perfprobe.client.errors import TIMEOUT, UNREACHABLE
 from perfprobe.client.grpc_client import with_request_id
-from perfprobe.load.senders import Outcome, failed
+from perfprobe.load.senders import STOPPED, Outcome, failed
 
 _now = time.perf_counter_ns
-_STOPPED = "STOPPED"  # a request cut short because the run was stopping (server gone, Ctrl-C)
 
 
 class CoroutineSender:
@@ -51,7 +50,7 @@ class AioUnarySender(CoroutineSender):
 
     async def call(self, request: Any) -> Outcome:
         if self._aborted:
-            return Outcome(error=_STOPPED)
+            return Outcome(error=STOPPED)
         try:
             raw = await self._connection.infer(request.payload)
         except InferenceServerError as exc:
@@ -92,7 +91,7 @@ class AioStreamSender(CoroutineSender):
 
     async def call(self, request: Any) -> Outcome:
         if self._aborted:
-            return Outcome(error=_STOPPED)
+            return Outcome(error=STOPPED)
         if self._stream is None:
             self._stream = self._connection.open_stream()
         request_id = f"{self._prefix}{next(self._sequence)}"
@@ -106,7 +105,7 @@ class AioStreamSender(CoroutineSender):
             return self._outcome(TIMEOUT, times)
         except asyncio.CancelledError:  # abort() cancelled the stream: the run is stopping
             self._stream = None
-            return self._outcome(_STOPPED, times)
+            return self._outcome(STOPPED, times)
         except InferenceServerError as exc:  # the stream itself failed: a new one for the next request
             self._replace()
             return failed(exc, response_times=times, dropped=self._take_dropped())

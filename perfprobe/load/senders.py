@@ -23,7 +23,7 @@ from perfprobe.client.errors import TIMEOUT
 from perfprobe.load.runtime import TIMED_OUT, Runtime
 
 _now = time.perf_counter_ns
-_STOPPED = "STOPPED"  # a request cut short because the run was stopping (server gone, Ctrl-C)
+STOPPED = "STOPPED"  # a request cut short because the run was stopping (server gone, Ctrl-C)
 _ABORTED = object()
 REASON_LIMIT = 200  # characters of a server's error message kept per distinct reason
 FUTURE_GRACE_S = 1.0  # a future's own gRPC deadline normally fires first; this is the backstop
@@ -127,13 +127,13 @@ class FutureSender(Sender):
     def call(self, request: Any) -> Outcome:
         waiter = self._waiter = self._runtime.waiter()  # this call's own: a stale completion never reaches another
         if self._aborted:
-            return Outcome(error=_STOPPED)
+            return Outcome(error=STOPPED)
         future = self._client.send_raw_future(request)
         future.add_done_callback(waiter.set)
         done = waiter.get(self._timeout_s)
         if done is TIMED_OUT or done is _ABORTED:
             future.cancel()
-            return Outcome(error=TIMEOUT if done is TIMED_OUT else _STOPPED)
+            return Outcome(error=TIMEOUT if done is TIMED_OUT else STOPPED)
         try:
             raw = future.result(timeout=0)
         except Exception as exc:
@@ -237,7 +237,7 @@ class StreamSender(Sender):
         self._expected = f"{self._prefix}{next(self._sequence)}"
         waiter = self._waiter = self._runtime.waiter()
         if self._aborted:  # checked after the waiter is published: abort() sees one or this sees it
-            return Outcome(error=_STOPPED)
+            return Outcome(error=STOPPED)
         self._session.send(self._with_id(request, self._expected))
         value = waiter.get(self._timeout_s)
         self._waiter = None
@@ -253,7 +253,7 @@ class StreamSender(Sender):
         self._aborted = True  # set before the waiter is read: see call()
         waiter = self._waiter
         if waiter is not None:
-            waiter.set(InferenceServerError("the load was stopped", failure=_STOPPED))
+            waiter.set(InferenceServerError("the load was stopped", failure=STOPPED))
         self._replace()
 
     def close(self) -> None:

@@ -140,7 +140,9 @@ def compare(
     if out_dir is not None:
         result.save(out_dir)
         if base_plan.report and result.rows:
-            result.report_written = report_safely(lambda: result.save(out_dir, report=True), out_dir, observer)
+            from perfprobe.report.build import write_report
+
+            result.report_written = report_safely(lambda: write_report(out_dir), out_dir, observer)
     if result.interrupted:
         raise RunInterrupted("interrupted: the cells measured so far are kept", result)
     return result

@@ -276,13 +276,12 @@ def _write(result: SweepResult, sweep_plan: SweepPlan) -> None:
 def _write_report(result: SweepResult, sweep_plan: SweepPlan, observer: RunObserver) -> None:
     if result.output_dir is None or not sweep_plan.report or not result.rows:
         return
-    result.report_written = report_safely(
-        lambda: result.save(
-            result.output_dir, report=True, csv_copy=sweep_plan.csv_file, latency_budget=sweep_plan.latency_budget
-        ),
-        result.output_dir,
-        observer,
-    )
+    from perfprobe.report.build import write_report
+    from perfprobe.report.summary import parse_budget
+
+    directory = result.output_dir  # results.csv and .json are written already: only the report is left
+    budget = parse_budget(sweep_plan.latency_budget)
+    result.report_written = report_safely(lambda: write_report(directory, budget), directory, observer)
 
 
 def report_safely(write: Callable[[], object], directory: Path, observer: RunObserver) -> bool:
