@@ -15,6 +15,7 @@ from perfprobe.report.build import write_report
 from perfprobe.report.rundata import RunNotFound, load_compare, load_sweep
 from perfprobe.runs.options import SweepOptions
 from perfprobe.runs.plan import plan
+from perfprobe.runs.target import Target
 
 FIXTURES = Path(__file__).parent / "fixtures"
 V1_SWEEP = FIXTURES / "sweep_v1"  # written by perfprobe before results.json had a schema version
@@ -34,7 +35,8 @@ def test_a_version_1_sweep_reads_with_todays_names() -> None:
 
 
 def test_the_settings_written_today_use_the_same_names_as_a_translated_old_run() -> None:
-    written = plan(SweepOptions(model="simple", concurrency="1:2", measurement_interval=300)).recorded()
+    target = Target("http", "localhost:8000", "http://localhost:8002/metrics", embedded=False)
+    written = plan(SweepOptions(model="simple", concurrency="1:2", measurement_interval=300)).recorded(target)
     translated = runfile.settings_from_options(json.loads((V1_SWEEP / "results.json").read_text())["arguments"])
     assert set(translated) <= set(written)
 

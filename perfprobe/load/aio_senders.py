@@ -3,8 +3,8 @@
 The same contract as ``perfprobe.load.senders``: every call returns an ``Outcome``, every
 completion belongs to its own request (a stream tags each request with an id; answers for
 other ids are dropped and counted), a timed-out request counts once as ``TIMEOUT`` and its
-stream is replaced, and ``abort`` (from the controller's thread) ends a wait that no answer
-would end. Each sender opens its connection on the event loop that runs it.
+stream is replaced; at a stop the asyncio runtime cancels the worker, which ends a wait that
+no answer would end. Each sender opens its connection on the event loop that runs it.
 """
 
 from __future__ import annotations
@@ -27,14 +27,13 @@ class CoroutineSender:
 
     def __init__(self, client: InferenceClient) -> None:
         self._connection = client.aio_connection()  # made on the running loop: it belongs there
-        self._loop = asyncio.get_running_loop()
         self._aborted = False
 
     async def call(self, request: Any) -> Outcome:
         raise NotImplementedError
 
     def abort(self) -> None:
-        """From the controller's thread, while stopping."""
+        """From the controller's thread, while stopping: no new request; the runtime cancels the one awaited."""
         self._aborted = True
 
     async def aclose(self) -> None:
@@ -103,7 +102,7 @@ class AioStreamSender(CoroutineSender):
         except TimeoutError:
             self._replace()
             return self._outcome(TIMEOUT, times)
-        except asyncio.CancelledError:  # abort() cancelled the stream: the run is stopping
+        except asyncio.CancelledError:  # the runtime cancelled this worker: the run is stopping
             self._stream = None
             return self._outcome(STOPPED, times)
         except InferenceServerError as exc:  # the stream itself failed: a new one for the next request
@@ -139,10 +138,6 @@ class AioStreamSender(CoroutineSender):
 
     def _outcome(self, error: str, times: list[int]) -> Outcome:
         return Outcome(error=error, response_times=times, dropped=self._take_dropped())
-
-    def abort(self) -> None:
-        super().abort()
-        self._loop.call_soon_threadsafe(self._replace)
 
     async def aclose(self) -> None:
         self._replace()

@@ -117,8 +117,7 @@ def compare(
     with connected(base_plan) as (target, control):
         description = control.describe_model(base_plan.model)
         result = CompareResult(description.name, target.url)
-        settings = base_plan.recorded()
-        settings["url"] = None if target.embedded else target.url
+        settings = base_plan.recorded(target)
         result.about = runfile.compare_document(description.name, settings["url"], settings, chosen)
         _skip_missing_cuda(chosen, base.cuda_device, result)
         try:

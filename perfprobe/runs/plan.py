@@ -18,6 +18,7 @@ from perfprobe.load.sendpath import MODES
 from perfprobe.load.sweeper import MeasureSettings
 from perfprobe.measure.stability import StabilityRule
 from perfprobe.runs.options import SweepOptions, parse_headers
+from perfprobe.runs.target import Target
 
 DEFAULT_MAX_INFLIGHT = 64
 STOP_GRACE_S = 5.0  # past the request timeout, for workers to notice the stop and close their streams
@@ -64,13 +65,16 @@ class SweepPlan:
             return f"from intervals file ({len(self.intervals_us)} gaps)"
         return ", ".join(f"{level:g}" for level in self.levels)
 
-    def recorded(self) -> dict[str, Any]:
-        """The settings results.json keeps, under names of their own (not the options')."""
+    def recorded(self, target: Target) -> dict[str, Any]:
+        """The settings results.json keeps, under names of their own (not the options').
+
+        Where the load went comes from ``target``: a compare's cells run on the compare's server.
+        """
         stability = self.measure.stability
         return {
             "model": self.model,
-            "url": None if self.serve else self.url,
-            "embedded_server": self.serve,
+            "url": None if target.embedded else target.url,
+            "embedded_server": target.embedded,
             "protocol": self.protocol,
             "mode": self.mode,
             "worker_kind": self.worker_kind,

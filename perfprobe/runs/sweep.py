@@ -202,8 +202,7 @@ def _measure_levels(
         "decoupled": model.decoupled,
         "composing_models": [step.model_name for step in model.ensemble_steps],
     }
-    settings = sweep_plan.recorded()
-    settings["url"] = None if target.embedded else target.url
+    settings = sweep_plan.recorded(target)
     settings["worker_kind"] = send_path.runtime.kind  # what ran (HTTP async runs on greenlets whatever was asked)
     result = SweepResult(
         model=model,
