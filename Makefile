@@ -11,7 +11,7 @@ NP2_STAMP := $(NP2_VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[server,cuda,dev]'
+	$(BIN)/pip install --quiet -e '.[server,cuda,cluster,dev]'
 	touch $(STAMP)
 
 # a second environment with numpy 2 and no server wheel (nvidia-pytriton pins numpy<2)

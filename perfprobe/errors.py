@@ -45,6 +45,18 @@ class LoadFailed(PerfprobeError):
     exit_code = exitcodes.INTERNAL_ERROR
 
 
+class LoadProcessLost(PerfprobeError):
+    """A load process (``--processes``) or a cluster node died mid-run: the level cannot be measured."""
+
+    exit_code = exitcodes.SERVER_ERROR
+
+
+class ClusterUnavailable(PerfprobeError):
+    """``--cluster`` without Ray installed, or a cluster that cannot be reached or cannot place the load."""
+
+    exit_code = exitcodes.SERVER_UNAVAILABLE
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C or SIGTERM stopped a run; ``result`` holds the levels (or cells) measured before it.
 

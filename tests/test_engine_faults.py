@@ -9,6 +9,7 @@ from perfprobe.load.engine import LoadEngine
 from perfprobe.load.runtime import ThreadRuntime
 from perfprobe.load.senders import Outcome, Sender
 from perfprobe.load.sweeper import MeasureSettings, Sweeper
+from perfprobe.load.windowed import LocalLoad
 from perfprobe.measure.stability import StabilityRule
 from perfprobe.measure.window import Recorder
 
@@ -41,7 +42,7 @@ SETTINGS = MeasureSettings(window_ms=150, stability=StabilityRule(2, 0.5), max_t
 
 def _sweeper(sender_factory) -> Sweeper:
     return Sweeper(
-        lambda recorder: LoadEngine(ThreadRuntime(), sender_factory, [b"request"], recorder),
+        lambda: LocalLoad.build(ThreadRuntime(), sender_factory, [b"request"]),
         FakeStatsClient(),
         ["fake"],
         SETTINGS,

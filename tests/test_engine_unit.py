@@ -19,6 +19,7 @@ from perfprobe.load.runtime import GreenletRuntime, ThreadRuntime
 from perfprobe.load.search import LatencyLimit, search_levels
 from perfprobe.load.senders import BlockingSender, FutureSender, Outcome, Sender
 from perfprobe.load.sweeper import LevelResult, MeasureSettings, Sweeper, WindowRecord
+from perfprobe.load.windowed import LocalLoad
 from perfprobe.measure.stability import StabilityRule
 from perfprobe.measure.window import Recorder
 
@@ -295,7 +296,7 @@ def test_greenlet_workers_drain_exactly_too() -> None:
 def _sweeper(server: FakeServer, **measure: Any) -> Sweeper:
     settings = MeasureSettings(**{"window_ms": 60, "stability": StabilityRule(2, 0.5), "max_trials": 6, **measure})
     return Sweeper(
-        lambda recorder: LoadEngine(ThreadRuntime(), lambda: FakeServerSender(server), [b"r"], recorder),
+        lambda: LocalLoad.build(ThreadRuntime(), lambda: FakeServerSender(server), [b"r"]),
         server,
         ["fake"],
         settings,

@@ -76,16 +76,23 @@ def _kill_after_first_level(server: EmbeddedServer, out: Path, args: list[str]) 
 
 
 @pytest.mark.parametrize(
-    ("protocol", "mode", "workers"),
-    [("http", "sync", "greenlet"), ("grpc", "stream", "thread"), ("grpc", "stream", "asyncio")],
+    ("protocol", "mode", "workers", "processes"),
+    [
+        ("http", "sync", "greenlet", "1"),
+        ("grpc", "stream", "thread", "1"),
+        ("grpc", "stream", "asyncio", "1"),
+        ("http", "sync", "greenlet", "2"),
+        ("grpc", "sync", "thread", "2"),
+    ],
 )
 def test_server_killed_mid_sweep_stops_with_exit_3_and_keeps_finished_levels(
-    doomed_server: EmbeddedServer, tmp_path: Path, protocol: str, mode: str, workers: str
+    doomed_server: EmbeddedServer, tmp_path: Path, protocol: str, mode: str, workers: str, processes: str
 ) -> None:
     args = [
         "sweep", "-i", protocol, "-u", doomed_server.url(protocol), "-m", "simple", "--mode", mode,
         "--workers", workers, "--concurrency", "1:4", "--measurement-interval", "500", "--stability-windows", "2",
         "--max-trials", "4", "--request-timeout", "60", "--no-report", "--output-dir", str(tmp_path),
+        "--processes", processes,
     ]  # fmt: skip
     code, stderr, after_kill_s = _kill_after_first_level(doomed_server, tmp_path, args)
     assert code == exitcodes.SERVER_UNREACHABLE, stderr

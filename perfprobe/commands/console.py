@@ -29,9 +29,10 @@ class ConsoleObserver(RunObserver):
     def started(self, start: SweepStart) -> None:
         self._batch_size = start.batch_size
         tensors = start.shared_memory.replace("none", "the wire")
+        spread = f" in {start.processes} load processes" if start.processes > 1 else ""
         print(
             f"perfprobe sweep: {start.model} over {start.protocol} at {start.url}, mode {start.mode}, "
-            f"{start.worker_kind} workers, tensors via {tensors}, {start.load_kind} {start.levels}",
+            f"{start.worker_kind} workers{spread}, tensors via {tensors}, {start.load_kind} {start.levels}",
             flush=True,
         )
         print(LIVE_HEADER, flush=True)

@@ -38,6 +38,23 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="worker kind (default: greenlet for HTTP; for gRPC asyncio with --mode stream, else thread)",
     )
     load.add_argument(
+        "--processes",
+        metavar="N|auto",
+        help="load processes, merged into one measurement (default 1; auto: one per usable core, "
+        "or per CPU of the --cluster)",
+    )
+    load.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="spread the load processes over a Ray cluster: ray://HEAD:10001, HEAD:6379, or auto (RAY_ADDRESS); "
+        "needs pip install 'perfprobe[cluster]'",
+    )
+    load.add_argument(
+        "--cluster-runtime-env",
+        metavar="JSON",
+        help='Ray runtime_env for nodes without perfprobe, e.g. \'{"pip": ["perfprobe"]}\'',
+    )
+    load.add_argument(
         "--request-timeout", type=float, default=default("request_timeout"), metavar="S", help="per-request timeout"
     )
     load.add_argument(

@@ -291,11 +291,14 @@ class LoadEngine:
         """N workers, each with one request in flight."""
         self._start(concurrency, self._closed_coroutine if self.runtime.is_async else self._closed_loop)
 
-    def start_open(self, schedule: Schedule, max_inflight: int) -> None:
-        """Workers following ``schedule``; at most ``max_inflight`` requests in flight."""
+    def start_open(self, schedule: Schedule, max_inflight: int, start_ns: int | None = None) -> None:
+        """Workers following ``schedule`` from ``start_ns`` (perf_counter_ns; soon by default).
+
+        At most ``max_inflight`` requests in flight.
+        """
         self._schedule = schedule
         self._picks = itertools.count()  # shared; next() on it is atomic
-        self._schedule_start_ns = _now() + 2_000_000  # a moment for the workers to start
+        self._schedule_start_ns = start_ns if start_ns is not None else _now() + 2_000_000
         self._start(max_inflight, self._open_coroutine if self.runtime.is_async else self._open_loop)
 
     def _start(self, count: int, loop: Callable[[_Worker, Any, Any], Any]) -> None:

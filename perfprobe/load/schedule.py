@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +37,9 @@ def read_intervals(path: str | Path) -> list[int]:
 class Schedule:
     """An endless iterator of intended send offsets in ns from the schedule's start."""
 
-    def __init__(self, gaps_ns: Iterator[int]) -> None:
+    def __init__(self, gaps_ns: Iterator[int], first_offset_ns: int = 0) -> None:
         self._gaps = gaps_ns
-        self._offset = 0
+        self._offset = first_offset_ns
         self._lock = threading.Lock()  # workers of any kind draw from one schedule
 
     @classmethod
@@ -58,6 +59,16 @@ class Schedule:
     def from_intervals(cls, intervals_us: list[int]) -> Schedule:
         return cls(int(v) * 1000 for v in itertools.cycle(intervals_us))
 
+    @classmethod
+    def dealt(cls, whole: Iterator[int], part: int, parts: int) -> Schedule:
+        """Every ``parts``-th send of the gaps ``whole``, from send number ``part``.
+
+        The parts together are exactly the whole schedule: ``parts`` processes each following
+        one of them send at the whole schedule's times, interleaved.
+        """
+        first = sum(next(whole) for _ in range(part))
+        return cls((sum(next(whole) for _ in range(parts)) for _ in itertools.count()), first)
+
     def next_offset(self) -> int:
         with self._lock:
             offset = self._offset
@@ -76,3 +87,33 @@ def _constant_gaps(mean_ns: float) -> Iterator[int]:
 def _poisson_gaps(rng: np.random.Generator, mean_ns: float, block: int = 4096) -> Iterator[int]:
     while True:
         yield from (int(v) for v in rng.exponential(mean_ns, size=block))
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """An open-loop schedule as data, so each load process can build its own part of it."""
+
+    rate: float
+    distribution: str = "constant"
+    seed: int = 0
+    intervals_us: tuple[int, ...] | None = None
+
+    def build(self, part: int = 0, parts: int = 1) -> Schedule:
+        """The schedule of load process ``part`` of ``parts``; the parts merged keep the whole.
+
+        A fixed schedule (constant rate, intervals file) is dealt out send by send, so the merged
+        sends are exactly the whole's. Poisson arrivals are split as Poisson(rate / parts) with
+        independent streams: merged, that is Poisson(rate) again.
+        """
+        if parts < 1 or not 0 <= part < parts:
+            raise ValueError(f"part {part} of {parts}")
+        if self.intervals_us:
+            gaps: Iterator[int] = (int(v) * 1000 for v in itertools.cycle(self.intervals_us))
+            return Schedule(gaps) if parts == 1 else Schedule.dealt(gaps, part, parts)
+        if parts == 1:
+            return Schedule.at_rate(self.rate, self.distribution, self.seed)
+        Schedule.at_rate(self.rate, self.distribution, self.seed)  # the same checks as one process gets
+        if self.distribution == "poisson":
+            rng = np.random.default_rng([self.seed, part])
+            return Schedule(_poisson_gaps(rng, 1e9 * parts / self.rate))
+        return Schedule.dealt(_constant_gaps(1e9 / self.rate), part, parts)

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from perfprobe.client import InferenceClient
 from perfprobe.client.errors import TIMEOUT
 from perfprobe.errors import LoadFailed, ServerUnreachable
-from perfprobe.load.engine import LoadEngine
-from perfprobe.load.schedule import Schedule
+from perfprobe.load.liveness import ServerWatch
+from perfprobe.load.schedule import ScheduleSpec
+from perfprobe.load.windowed import ClosedWindow, ProcessShare, WindowedLoad
 from perfprobe.measure import metrics as prometheus
 from perfprobe.measure import server_stats
 from perfprobe.measure.stability import StabilityRule
-from perfprobe.measure.window import Recorder, WindowStats, merge_stats
+from perfprobe.measure.window import WindowStats, merge_stats
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class WindowRecord:
     metrics: dict[str, float] | None
     cpu_ns: int
     drained: bool
+    shares: list[ProcessShare] = field(default_factory=list)  # per load process, with --processes
 
     def latency_value(self, key: str) -> float:
         summary = self.stats.latency.summary()
@@ -83,6 +85,15 @@ class LevelResult:
         cpu = sum(w.cpu_ns for w in self.reported)
         return cpu / completed / 1000 if completed else 0.0
 
+    def shares(self) -> list[ProcessShare]:
+        """Each load process's part of the reported windows (empty for a run in one process)."""
+        totals: dict[int, ProcessShare] = {}
+        for window in self.reported:
+            for share in window.shares:
+                known = totals.get(share.index)
+                totals[share.index] = share if known is None else known.add(share)
+        return [totals[index] for index in sorted(totals)]
+
     def metrics(self) -> dict[str, float]:
         values = [w.metrics for w in self.reported if w.metrics]
         keys = {key for value in values for key in value}
@@ -90,26 +101,24 @@ class LevelResult:
 
 
 class Sweeper:
-    """Drives one engine through load levels and measures each."""
+    """Drives one load (in this process or spread over several) through load levels and measures each."""
 
     def __init__(
         self,
-        make_engine: Callable[[Recorder], LoadEngine],
+        make_load: Callable[[], WindowedLoad],
         stats_client: InferenceClient,
         model_names: list[str],
         settings: MeasureSettings,
         metrics_url: str | None = None,
         on_window: Callable[[LevelResult, WindowRecord], None] | None = None,
     ) -> None:
-        self.make_engine = make_engine
+        self.make_load = make_load
         self.stats_client = stats_client
         self.model_names = model_names
         self.settings = settings
         self.metrics_url = metrics_url
         self.on_window = on_window
-        self.liveness_probe_s = 0.5
-        self._last_probe = float("-inf")
-        self._gone = False
+        self.server_watch = ServerWatch(stats_client)
 
     def _snapshot(self) -> dict[str, server_stats.ModelCounters]:
         try:
@@ -138,54 +147,45 @@ class Sweeper:
             time.sleep(0.002)
 
     def run_level(
-        self, load_kind: str, level: float, schedule: Schedule | None = None, max_inflight: int = 0
+        self, load_kind: str, level: float, schedule: ScheduleSpec | None = None, max_inflight: int = 0
     ) -> LevelResult:
         settings = self.settings
         result = LevelResult(
             load_kind, level, target_model=self.model_names[0], stability_windows=settings.stability.windows
         )
-        recorder = Recorder()
-        engine = self.make_engine(recorder)
+        load = self.make_load()
         closed = load_kind == "concurrency"
         drain = closed and settings.drain
-        if closed:
-            engine.start_closed(int(level))
-        else:
-            assert schedule is not None
-            engine.start_open(schedule, max_inflight)
+        unloaded = self._snapshot() if drain else {}
         try:
-            self._warm_up(engine, recorder, result, drain)
-            before = self._snapshot()  # taken while drained (closed loop), so it matches the window start
-            if drain:
-                engine.resume()
-                recorder.restart_clock()
-            cpu_before = time.process_time_ns()
+            if closed:
+                load.start_closed(int(level))
+            else:
+                assert schedule is not None
+                load.start_open(schedule, max_inflight)
+            warm = self._warm_up(load, result, drain)
+            # taken while drained (closed loop), once the server counted the warm-up: it matches the window start
+            before = self._settled_snapshot(unloaded, warm.stats.completed) if warm.drained else self._snapshot()
+            load.open_window(resume=drain)
             for _ in range(settings.max_trials):
-                self._wait_window(engine, recorder, result)
-                drained = (
-                    engine.pause_and_drain(settings.drain_timeout_s, lambda: self._cut_short(engine))
-                    if drain
-                    else False
-                )
-                self._stop_if_needed(engine, result)
-                cpu_after = time.process_time_ns()
-                stats = recorder.rotate()
-                after = self._settled_snapshot(before, stats.completed) if drained else self._snapshot()
+                self._wait_window(load, result)
+                closing = load.close_window(drain, settings.drain_timeout_s, lambda: self._cut_short(load))
+                self._stop_if_needed(load, result)
+                stats = closing.stats
+                after = self._settled_snapshot(before, stats.completed) if closing.drained else self._snapshot()
                 scraped = prometheus.scrape(self.metrics_url) if self.metrics_url else None
                 record = WindowRecord(
                     stats,
                     server_stats.delta(before, after) if before and after else {},
                     scraped,
-                    cpu_after - cpu_before,
-                    drained,
+                    closing.cpu_ns,
+                    closing.drained,
+                    closing.shares,
                 )
                 before = after
                 result.windows.append(record)
-                self._check_workers(engine, result)
-                if drain:
-                    engine.resume()
-                    recorder.restart_clock()  # the pause for the snapshot is not load time
-                cpu_before = time.process_time_ns()
+                self._check_workers(load, result)
+                load.open_window(resume=drain)
                 latencies = [w.latency_value(settings.stability.latency_key) for w in result.windows]
                 throughputs = [w.stats.throughput(settings.batch_size) for w in result.windows]
                 result.stable = settings.stability.is_stable(throughputs, latencies)
@@ -196,73 +196,62 @@ class Sweeper:
                 if all(w.stats.completed == 0 for w in result.windows[-2:]) and len(result.windows) >= 2:
                     break  # nothing succeeds: more windows will not change that
         finally:
-            if not engine.stop():
+            if not load.stop():
                 result.warnings.append("some workers did not stop in time (requests still outstanding)")
         self._diagnose(result, schedule_rate=level if load_kind == "rate" else None)
         return result
 
     @staticmethod
-    def _check_workers(engine: LoadEngine, result: LevelResult) -> None:
+    def _check_workers(load: WindowedLoad, result: LevelResult) -> None:
         """A worker that ended early would make the level understate the load asked for: stop loudly."""
-        if engine.worker_failures:
+        failures = load.health().worker_failures
+        if failures:
             where = f"{result.load_kind} {result.level:g}"
-            raise LoadFailed(f"load stopped at {where}: {engine.worker_failures[0]} (a bug in perfprobe)")
+            raise LoadFailed(f"load stopped at {where}: {failures[0]} (a bug in perfprobe)")
 
-    def _warm_up(self, engine: LoadEngine, recorder: Recorder, result: LevelResult, drain: bool) -> None:
+    def _warm_up(self, load: WindowedLoad, result: LevelResult, drain: bool) -> ClosedWindow:
         settings = self.settings
         deadline = time.monotonic() + max(settings.warmup_s, 0.0)
         while time.monotonic() < deadline:
-            engine.runtime.sleep(0.01)
-            self._stop_if_needed(engine, result)
+            load.sleep(0.01)
+            self._stop_if_needed(load, result)
         if settings.warmup_requests:
             limit = time.monotonic() + settings.count_window_timeout_s
-            while recorder.current.finished() < settings.warmup_requests and time.monotonic() < limit:
-                engine.runtime.sleep(0.002)
-                self._stop_if_needed(engine, result)
-        if drain:  # the caller resumes after its snapshot
-            engine.pause_and_drain(settings.drain_timeout_s, lambda: self._cut_short(engine))
-        self._stop_if_needed(engine, result)
-        recorder.rotate()  # warm-up results are discarded
+            while load.finished_in_window() < settings.warmup_requests and time.monotonic() < limit:
+                load.sleep(max(load.poll_s, 0.002))
+                self._stop_if_needed(load, result)
+        # drained (closed loop) for the caller's snapshot; the warm-up's results are not reported
+        warm = load.close_window(drain, settings.drain_timeout_s, lambda: self._cut_short(load))
+        self._stop_if_needed(load, result)
+        return warm
 
-    def _wait_window(self, engine: LoadEngine, recorder: Recorder, result: LevelResult) -> None:
+    def _wait_window(self, load: WindowedLoad, result: LevelResult) -> None:
         settings = self.settings
         if settings.count_mode:
             limit = time.monotonic() + settings.count_window_timeout_s
-            while recorder.current.finished() < settings.window_requests and time.monotonic() < limit:
-                engine.runtime.sleep(0.001)
-                self._stop_if_needed(engine, result)
+            while load.finished_in_window() < settings.window_requests and time.monotonic() < limit:
+                load.sleep(load.poll_s)
+                self._stop_if_needed(load, result)
             return
-        end = recorder.current.start_ns + settings.window_ms * 1_000_000
+        end = load.window_started_ns() + settings.window_ms * 1_000_000
         while (remaining := end - time.perf_counter_ns()) > 0:
-            engine.runtime.sleep(min(remaining / 1e9, 0.05))
-            self._stop_if_needed(engine, result)
+            load.sleep(min(remaining / 1e9, 0.05))
+            self._stop_if_needed(load, result)
 
-    def _server_gone(self, engine: LoadEngine) -> bool:
-        """After requests found no server, whether it is really gone (asked at most every half second)."""
-        if not engine.connection_failures:
-            return False
-        now = time.monotonic()
-        if now - self._last_probe < self.liveness_probe_s:
-            return self._gone
-        self._last_probe = now
-        try:
-            self._gone = not self.stats_client.is_server_live()
-        except Exception:
-            self._gone = True
-        return self._gone
-
-    def _cut_short(self, engine: LoadEngine) -> bool:
+    def _cut_short(self, load: WindowedLoad) -> bool:
         """Whether waiting (for a drain) is pointless: a worker caught an interrupt, or the server is gone."""
-        return engine.interrupted or self._server_gone(engine)
+        health = load.health()
+        return health.interrupted or self.server_watch.gone(health.connection_failures)
 
-    def _stop_if_needed(self, engine: LoadEngine, result: LevelResult) -> None:
+    def _stop_if_needed(self, load: WindowedLoad, result: LevelResult) -> None:
         """Raise what ends the level now: an interrupt a worker caught, or a server that is gone."""
-        if engine.interrupted:
+        health = load.health()
+        if health.interrupted:
             raise KeyboardInterrupt  # caught by a worker greenlet: raised here, where the run can stop
-        if self._server_gone(engine):
+        if self.server_watch.gone(health.connection_failures):
             raise ServerUnreachable(
                 f"the server stopped answering at {result.load_kind} {result.level:g} "
-                f"({engine.connection_failures} requests found no server); earlier levels are kept"
+                f"({health.connection_failures} requests found no server); earlier levels are kept"
             )
 
     def _diagnose(self, result: LevelResult, schedule_rate: float | None) -> None:
@@ -270,9 +259,7 @@ class Sweeper:
             return
         merged = result.merged()
         seconds = merged.duration_ns / 1e9
-        cpu_share = sum(w.cpu_ns for w in result.reported) / merged.duration_ns if merged.duration_ns else 0.0
-        if cpu_share >= self.settings.client_cpu_warning:
-            result.warnings.append(f"client CPU at {cpu_share:.0%} of one core: perfprobe itself may be the bottleneck")
+        self._client_cpu(result, merged)
         if schedule_rate is not None and seconds > 0:
             finished = merged.completed + merged.error_count
             achieved = finished / seconds
@@ -299,6 +286,25 @@ class Sweeper:
         if merged.dropped:
             result.warnings.append(f"{merged.dropped} late answers to timed-out requests were dropped")
         self._foreign_load(result)
+
+    def _client_cpu(self, result: LevelResult, merged: WindowStats) -> None:
+        """Warn when a load process used most of its core: then perfprobe, not the server, may set the pace."""
+        limit = self.settings.client_cpu_warning
+        shares = result.shares()
+        if not shares:
+            cpu_share = sum(w.cpu_ns for w in result.reported) / merged.duration_ns if merged.duration_ns else 0.0
+            if cpu_share >= limit:
+                result.warnings.append(
+                    f"client CPU at {cpu_share:.0%} of one core: perfprobe itself may be the bottleneck "
+                    "(add processes: --processes)"
+                )
+            return
+        busy = [share for share in shares if share.cpu_share >= limit]
+        if busy:
+            named = ", ".join(f"{share.index} ({share.cpu_share:.0%})" for share in busy)
+            result.warnings.append(
+                f"load processes at most of their core: {named}; perfprobe itself may be the bottleneck (add processes)"
+            )
 
     @staticmethod
     def _foreign_load(result: LevelResult) -> None:

@@ -129,6 +129,10 @@ class LatencyHistogram:
             "clamped": self.clamped,
         }
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled as its encoded form (the HdrHistogram's ctypes counts do not pickle): load processes send these."""
+        return (LatencyHistogram.decode, (self.encode(), self.limits))
+
     @classmethod
     def decode(cls, data: dict[str, object], limits: HistogramLimits | None = None) -> LatencyHistogram:
         histogram = cls(limits)

@@ -8,6 +8,7 @@ to open the next window and merges the old one.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -221,6 +222,16 @@ def merge_stats(windows: list[WindowStats]) -> WindowStats:
         dropped=sum(w.dropped for w in windows),
         **merged_optional,  # type: ignore[arg-type]
     )
+
+
+def merge_concurrent(parts: list[WindowStats]) -> WindowStats:
+    """One window as several load processes recorded it at once: counts add, histograms merge exactly.
+
+    The processes' windows run side by side, so the window lasts as long as the longest of them
+    (not their sum, as consecutive windows would).
+    """
+    merged = merge_stats(parts)
+    return dataclasses.replace(merged, index=parts[0].index, duration_ns=max(part.duration_ns for part in parts))
 
 
 class Recorder:

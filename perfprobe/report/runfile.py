@@ -68,6 +68,7 @@ def level_entry(result: LevelResult, batch_size: int) -> dict[str, Any]:
                 "drained": record.drained,
                 "server": {name: delta.to_dict() for name, delta in record.server.items()},
                 "metrics": record.metrics,
+                **({"processes": [share.as_dict() for share in record.shares]} if record.shares else {}),
             }
         )
     reasons = result.merged().top_reasons() if result.windows else []
@@ -79,6 +80,7 @@ def level_entry(result: LevelResult, batch_size: int) -> dict[str, Any]:
         "error_reasons": [{"code": code, "reason": reason, "count": count} for code, reason, count in reasons],
         "reported_windows": [w.stats.index for w in result.reported],
         "windows": windows,
+        **({"processes": [share.as_dict() for share in result.shares()]} if result.windows and result.shares() else {}),
     }
 
 

@@ -27,6 +27,7 @@ class SweepStart:
     load_kind: str
     levels: str
     batch_size: int
+    processes: int = 1  # load processes (``--processes``, ``--cluster``)
 
 
 class RunObserver:

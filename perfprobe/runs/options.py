@@ -35,6 +35,9 @@ class SweepOptions:
     mode: str = "sync"
     workers: str | None = None
     request_timeout: float = 30.0
+    processes: int | str | None = None  # load processes: N or "auto"; default 1, or one per CPU with cluster
+    cluster: str | None = None  # Ray cluster address, or "auto" (RAY_ADDRESS)
+    cluster_runtime_env: str | None = None  # Ray runtime_env as JSON, for nodes without perfprobe
     decode_outputs: bool = False
     batch_size: int = 1
     shape: list[str] = field(default_factory=list)

@@ -11,6 +11,7 @@ from perfprobe.data import synthetic
 from perfprobe.errors import UsageError
 from perfprobe.load.dataset import DataOptions
 from perfprobe.load.engine import EngineSettings
+from perfprobe.load.prepare import LoadSpec
 from perfprobe.load.ranges import parse_range
 from perfprobe.load.runtime import default_worker_kind
 from perfprobe.load.schedule import read_intervals
@@ -19,6 +20,7 @@ from perfprobe.load.sweeper import MeasureSettings
 from perfprobe.measure.stability import StabilityRule
 from perfprobe.runs.options import SweepOptions, parse_headers
 from perfprobe.runs.target import Target
+from perfprobe.spread.runtime_env import parse_runtime_env
 
 DEFAULT_MAX_INFLIGHT = 64
 STOP_GRACE_S = 5.0  # past the request timeout, for workers to notice the stop and close their streams
@@ -59,6 +61,32 @@ class SweepPlan:
     report: bool = True
     latency_budget: str | None = None
     input_shapes: list[str] = field(default_factory=list)
+    processes: int | None = 1  # load processes; None: one per usable core (or cluster CPU)
+    cluster: str | None = None
+    cluster_runtime_env: dict[str, Any] | None = None
+
+    @property
+    def spread(self) -> bool:
+        """Whether the load runs in load processes of its own rather than in this one."""
+        return self.processes != 1 or self.cluster is not None
+
+    def load_spec(self, target: Target) -> LoadSpec:
+        """How a process sends this plan's load to ``target`` (all of it; ``perfprobe.spread`` splits it)."""
+        return LoadSpec(
+            protocol=target.protocol,
+            url=target.url,
+            headers=self.headers,
+            request_timeout_s=self.request_timeout_s,
+            mode=self.mode,
+            worker_kind=self.worker_kind,
+            decode_outputs=self.decode_outputs,
+            shared_memory=self.shared_memory,
+            output_shm_size=self.output_shm_size,
+            cuda_device=self.cuda_device,
+            batch_size=self.data.batch_size,
+            max_inflight=self.max_inflight,
+            engine=self.engine,
+        )
 
     def describe_levels(self) -> str:
         if self.intervals_us:
@@ -101,6 +129,8 @@ class SweepPlan:
             "drain": self.measure.drain,
             "warmup_requests": self.measure.warmup_requests,
             "warmup_s": self.measure.warmup_s,
+            "processes": self.processes,
+            "cluster": self.cluster,
         }
 
 
@@ -119,6 +149,22 @@ def _levels(options: SweepOptions, intervals: list[int] | None) -> tuple[str, st
         return "rate", str(options.request_intervals), [1e6 * len(intervals) / sum(intervals)]
     text = str(options.concurrency) if options.concurrency not in (None, "") else "1"
     return "concurrency", text, parse_range(text, "--concurrency", integer=True, minimum=1)
+
+
+def _processes(options: SweepOptions) -> int | None:
+    """``--processes``: N, or ``auto`` (None: one per usable core or cluster CPU); 1 by default, auto on a cluster."""
+    value = options.processes
+    if value is None or value == "":
+        return None if options.cluster else 1
+    if str(value).strip().lower() == "auto":
+        return None
+    try:
+        count = int(str(value))
+    except ValueError:
+        raise UsageError(f"--processes must be a number or auto, not {value!r}") from None
+    if count < 1:
+        raise UsageError("--processes must be at least 1")
+    return count
 
 
 def _check_counts(options: SweepOptions) -> None:
@@ -241,4 +287,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         report=not options.no_report,
         latency_budget=options.latency_budget,
         input_shapes=list(options.shape),
+        processes=_processes(options),
+        cluster=options.cluster or None,
+        cluster_runtime_env=parse_runtime_env(options.cluster_runtime_env),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,11 @@ from perfprobe.client import InferenceClient, make_client
 from perfprobe.client.model import ModelDescription
 from perfprobe.errors import AllRequestsFailed, PerfprobeError, RunInterrupted, UsageError
 from perfprobe.greenlets import patched
+from perfprobe.load.prepare import prepared_load
 from perfprobe.load.search import LatencyLimit, search_levels
-from perfprobe.load.sendpath import SendPath, build_send_path, check_combination
+from perfprobe.load.sendpath import check_combination
 from perfprobe.load.sweeper import LevelResult, Sweeper
+from perfprobe.load.windowed import WindowedLoad
 from perfprobe.report import runfile
 from perfprobe.runs.observer import RunObserver, SweepStart
 from perfprobe.runs.options import SweepOptions
@@ -91,97 +94,76 @@ def measure_sweep(
     model = control.describe_model(sweep_plan.model)
     check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled)
     items = dataset.load_items(model, sweep_plan.data)
-    load_client = make_client(
-        target.protocol,
-        target.url,
-        concurrency=sweep_plan.max_inflight,
-        headers=sweep_plan.headers,
-        timeout_s=sweep_plan.request_timeout_s,
-    )
-    send_path: SendPath | None = None
-    try:
-        send_path = build_send_path(
-            load_client,
-            sweep_plan.mode,
-            sweep_plan.worker_kind,
-            sweep_plan.request_timeout_s,
-            sweep_plan.decode_outputs,
+    with _load_source(sweep_plan, target, control, model, items, observer) as source:
+        composing = [step.model_name for step in model.ensemble_steps]
+        sweeper = Sweeper(
+            source.make_load,
+            control,
+            [model.name, *composing],
+            sweep_plan.measure,
+            target.metrics_url,
+            on_window=observer.window,
         )
-        with _regions(sweep_plan, observer) as regions:
-            if regions is not None:
-                from perfprobe.load.shm_requests import build_shm_requests
+        return _measure_levels(sweep_plan, target, control, model, sweeper, source, observer)
 
-                requests: list[Any] = []
-                per_worker = build_shm_requests(
-                    load_client,
-                    control,
-                    model,
-                    items,
-                    sweep_plan.max_inflight,
-                    regions,
-                    sweep_plan.output_shm_size,
-                    sweep_plan.data.batch_size,
-                )
-            else:
-                requests, per_worker = dataset.build_requests(load_client, model, items), None
-            sweeper = _sweeper(sweep_plan, target, control, model, send_path, requests, per_worker, observer)
-            return _measure_levels(sweep_plan, target, control, model, sweeper, send_path, observer)
-    finally:
-        if send_path is not None:
-            send_path.runtime.close()
-        load_client.close()
+
+@dataclass
+class LoadSource:
+    """Where each level's load comes from: this process, or a group of load processes."""
+
+    make_load: Callable[[], WindowedLoad]
+    worker_kind: str  # what ran (HTTP async runs on greenlets whatever was asked)
+    notes: list[str]
+    processes: int
+    hosts: list[str]
+    nodes: list[str]
 
 
 @contextlib.contextmanager
-def _regions(sweep_plan: SweepPlan, observer: RunObserver) -> Iterator[Any]:
-    """The run's shared-memory regions, released on every way out (signals held back meanwhile)."""
-    if sweep_plan.shared_memory not in ("system", "cuda"):
-        yield None
-        return
-    from perfprobe.shm import region_set
-
-    regions = region_set(sweep_plan.shared_memory, "sweep", sweep_plan.cuda_device)
-    try:
-        yield regions
-    finally:
-        for problem in regions.close():  # only our regions, by name; never "unregister all"
-            observer.note(f"warning: {problem}")
-
-
-def _sweeper(
+def _load_source(
     sweep_plan: SweepPlan,
     target: Target,
     control: InferenceClient,
     model: ModelDescription,
-    send_path: SendPath,
-    requests: list[Any],
-    per_worker: list[list[Any]] | None,
+    items: list[Any],
     observer: RunObserver,
-) -> Sweeper:
-    from perfprobe.load.engine import LoadEngine
+) -> Iterator[LoadSource]:
+    spec = sweep_plan.load_spec(target)
+    if not sweep_plan.spread:
+        with prepared_load(spec, control, model, items, observer.note) as prepared:
+            runtime = prepared.send_path.runtime
+            notes = list(prepared.send_path.notes)
+            if runtime.kind == "greenlet" and not patched():
+                notes.append(
+                    "greenlet workers without gevent's patching: a blocking call between sends (a metrics scrape) "
+                    "holds every worker; call perfprobe.patch_for_greenlets() first thing"
+                )
+            yield LoadSource(prepared.make_load, runtime.kind, notes, 1, [], [])
+        return
+    from perfprobe.spread.start import spread_load
 
-    composing = [step.model_name for step in model.ensemble_steps]
-    return Sweeper(
-        lambda recorder: LoadEngine(
-            send_path.runtime, send_path.sender_factory, requests, recorder, sweep_plan.engine, per_worker
-        ),
+    with spread_load(
+        spec,
+        model,
+        items,
         control,
-        [model.name, *composing],
-        sweep_plan.measure,
-        target.metrics_url,
-        on_window=observer.window,
-    )
+        observer.note,
+        sweep_plan.processes,
+        sweep_plan.cluster,
+        sweep_plan.cluster_runtime_env,
+    ) as group:
+        yield LoadSource(group.make_load, group.worker_kind, group.notes, len(group.members), group.hosts, group.nodes)
 
 
 def _measure_level(sweep_plan: SweepPlan, sweeper: Sweeper, level: float) -> LevelResult:
-    from perfprobe.load.schedule import Schedule
+    from perfprobe.load.schedule import ScheduleSpec
 
     if sweep_plan.load_kind == "concurrency":
         return sweeper.run_level("concurrency", level)
     if sweep_plan.intervals_us:
-        schedule = Schedule.from_intervals(sweep_plan.intervals_us)
+        schedule = ScheduleSpec(level, intervals_us=tuple(sweep_plan.intervals_us))
     else:
-        schedule = Schedule.at_rate(level, sweep_plan.distribution, seed=sweep_plan.data.seed)
+        schedule = ScheduleSpec(level, sweep_plan.distribution, seed=sweep_plan.data.seed)
     return sweeper.run_level("rate", level, schedule, sweep_plan.max_inflight)
 
 
@@ -191,7 +173,7 @@ def _measure_levels(
     control: InferenceClient,
     model: ModelDescription,
     sweeper: Sweeper,
-    send_path: SendPath,
+    source: LoadSource,
     observer: RunObserver,
 ) -> SweepResult:
     server_meta = control.server_metadata()
@@ -203,7 +185,12 @@ def _measure_levels(
         "composing_models": [step.model_name for step in model.ensemble_steps],
     }
     settings = sweep_plan.recorded(target)
-    settings["worker_kind"] = send_path.runtime.kind  # what ran (HTTP async runs on greenlets whatever was asked)
+    settings["worker_kind"] = source.worker_kind  # what ran (HTTP async runs on greenlets whatever was asked)
+    settings["processes"] = source.processes
+    if source.hosts:
+        settings["hosts"] = sorted(set(source.hosts))
+    if source.nodes:
+        settings["ray_nodes"] = source.nodes  # per load process
     result = SweepResult(
         model=model,
         load_kind=sweep_plan.load_kind,
@@ -211,24 +198,20 @@ def _measure_levels(
         document=runfile.new_document(settings, server_meta, model_facts),
         output_dir=sweep_plan.output_dir,
     )
-    for text in send_path.notes:
+    for text in source.notes:
         observer.note(text)
-    if send_path.runtime.kind == "greenlet" and not patched():
-        observer.note(
-            "greenlet workers without gevent's patching: a blocking call between sends (a metrics scrape) "
-            "holds every worker; call perfprobe.patch_for_greenlets() first thing"
-        )
     observer.started(
         SweepStart(
             model.name,
             sweep_plan.protocol,
             target.url,
             sweep_plan.mode,
-            send_path.runtime.kind,
+            source.worker_kind,
             sweep_plan.shared_memory,
             sweep_plan.load_kind,
             sweep_plan.describe_levels(),
             sweep_plan.data.batch_size,
+            source.processes,
         )
     )
     limit = None

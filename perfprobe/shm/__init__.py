@@ -27,15 +27,16 @@ class Regions(Protocol):
     def close(self) -> list[str]: ...
 
 
-def region_set(kind: str, purpose: str, device_id: int = 0) -> Regions:
+def region_set(kind: str, purpose: str, device_id: int = 0, token: str | None = None) -> Regions:
     """The regions of one run: a ``RegionSet`` for ``system``, a ``CudaRegionSet`` for ``cuda``.
 
     Both create, register and on ``close`` clean up only their own regions; callers use them alike.
+    Every name holds ``token`` (unique to the run by default), so regions can be found by it.
     """
     if kind == "cuda":
         from perfprobe.shm.cuda import CudaRegionSet
 
-        return CudaRegionSet(purpose, device_id)
+        return CudaRegionSet(purpose, device_id, token)
     from perfprobe.shm.system import RegionSet
 
-    return RegionSet(purpose)
+    return RegionSet(purpose, token)

@@ -1,0 +1,124 @@
+"""A load ready to run: its client, send path, requests (on the wire or in shared memory).
+
+Built the same way in the run's own process and in each load process of ``--processes``, from
+a ``LoadSpec`` (plain data, so it travels to another process or machine) plus the model's
+description and its data items.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from perfprobe.client import InferenceClient, make_client
+from perfprobe.client.model import ModelDescription
+from perfprobe.load.engine import EngineSettings
+from perfprobe.load.sendpath import SendPath, build_send_path
+from perfprobe.load.windowed import LocalLoad
+from perfprobe.shm import Regions
+
+
+@dataclass(frozen=True)
+class LoadSpec:
+    """How one process loads the server: where, how it sends, through what memory, how many at most."""
+
+    protocol: str
+    url: str
+    headers: dict[str, str]
+    request_timeout_s: float
+    mode: str
+    worker_kind: str
+    decode_outputs: bool
+    shared_memory: str  # none | system | cuda
+    output_shm_size: int | None
+    cuda_device: int
+    batch_size: int
+    max_inflight: int
+    engine: EngineSettings
+
+
+@dataclass
+class PreparedLoad:
+    """Everything a load level needs that is built once per run (or per load process)."""
+
+    spec: LoadSpec
+    send_path: SendPath
+    requests: list[Any]
+    per_worker: list[list[Any]] | None
+
+    def make_load(self) -> LocalLoad:
+        """A fresh engine and recorder for one level."""
+        path = self.send_path
+        return LocalLoad.build(path.runtime, path.sender_factory, self.requests, self.spec.engine, self.per_worker)
+
+
+@contextlib.contextmanager
+def prepared_load(
+    spec: LoadSpec,
+    control: InferenceClient,
+    model: ModelDescription,
+    items: list[dict[str, np.ndarray]],
+    on_problem: Callable[[str], None],
+    region_token: str | None = None,
+) -> Iterator[PreparedLoad]:
+    """The load's client, send path and requests; everything released on the way out.
+
+    ``control`` registers the shared-memory regions; ``region_token`` names them, so whoever
+    started this process can find and release them should it die (``perfprobe.spread``).
+    """
+    from perfprobe.load import dataset
+
+    load_client = make_client(
+        spec.protocol,
+        spec.url,
+        concurrency=spec.max_inflight,
+        headers=spec.headers,
+        timeout_s=spec.request_timeout_s,
+    )
+    send_path: SendPath | None = None
+    try:
+        send_path = build_send_path(
+            load_client, spec.mode, spec.worker_kind, spec.request_timeout_s, spec.decode_outputs
+        )
+        with _regions(spec, on_problem, region_token) as regions:
+            if regions is not None:
+                from perfprobe.load.shm_requests import build_shm_requests
+
+                requests: list[Any] = []
+                per_worker = build_shm_requests(
+                    load_client,
+                    control,
+                    model,
+                    items,
+                    spec.max_inflight,
+                    regions,
+                    spec.output_shm_size,
+                    spec.batch_size,
+                )
+            else:
+                requests, per_worker = dataset.build_requests(load_client, model, items), None
+            yield PreparedLoad(spec, send_path, requests, per_worker)
+    finally:
+        if send_path is not None:
+            send_path.runtime.close()
+        load_client.close()
+
+
+@contextlib.contextmanager
+def _regions(spec: LoadSpec, on_problem: Callable[[str], None], token: str | None) -> Iterator[Regions | None]:
+    """The load's shared-memory regions, released on every way out (signals held back meanwhile)."""
+    if spec.shared_memory not in ("system", "cuda"):
+        yield None
+        return
+    from perfprobe.shm import region_set
+
+    regions = region_set(spec.shared_memory, "sweep", spec.cuda_device, token)
+    try:
+        yield regions
+    finally:
+        for problem in regions.close():  # only our regions, by name; never "unregister all"
+            on_problem(f"warning: {problem}")

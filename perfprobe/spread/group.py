@@ -1,0 +1,222 @@
+"""The coordinator's side: load processes started together, driven window by window as one load.
+
+Every window is opened and closed for all processes by the coordinator (paused and drained
+together in closed loop), their windows merged exactly (HDR histograms add), so the sweeper,
+its stability rule and its searches work on the merged windows unchanged, and the server's
+statistics, read once per window, describe exactly the requests the processes completed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from perfprobe.client import InferenceClient
+from perfprobe.errors import LoadProcessLost
+from perfprobe.load.schedule import ScheduleSpec
+from perfprobe.load.windowed import ClosedWindow, LoadHealth
+from perfprobe.measure.window import merge_concurrent
+from perfprobe.spread.member import Hello, MemberSpec
+from perfprobe.spread.orphans import release_orphans
+
+
+class Member(Protocol):
+    """One load process as the coordinator sees it, wherever it runs."""
+
+    index: int
+    region_token: str
+    lost: str | None
+
+    def started(self) -> Hello: ...
+
+    def submit(self, method: str, *args: Any) -> None: ...
+
+    def result(self, timeout_s: float) -> Any: ...
+
+    def close(self, timeout_s: float) -> list[str]: ...
+
+
+def split_count(total: int, parts: int) -> list[int]:
+    """``total`` dealt over ``parts`` as evenly as possible: shares differ by at most one and add up to ``total``."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if index < extra else 0) for index in range(parts)]
+
+
+@dataclass
+class GroupSettings:
+    call_timeout_s: float = 90.0  # longest a load process may take to answer (a drain waits for timeouts)
+    close_timeout_s: float = 30.0
+    health_every_s: float = 0.2  # how often, at most, the processes are asked how the load is going
+    start_lead_s: float = 0.05  # open loop: the common start is this far ahead, so every process has the call
+
+
+@dataclass
+class LoadGroup:
+    """The run's load processes, started once and given a load per level."""
+
+    members: list[Member]
+    hellos: list[Hello]
+    settings: GroupSettings = field(default_factory=GroupSettings)
+
+    @property
+    def worker_kind(self) -> str:
+        return self.hellos[0].worker_kind
+
+    @property
+    def notes(self) -> list[str]:
+        return sorted({note for hello in self.hellos for note in hello.notes})
+
+    @property
+    def hosts(self) -> list[str]:
+        return [hello.host for hello in self.hellos]
+
+    @property
+    def nodes(self) -> list[str]:
+        """The Ray nodes the processes run on (empty on one machine)."""
+        return [hello.node for hello in self.hellos if hello.node]
+
+    def make_load(self) -> GroupLoad:
+        return GroupLoad(self)
+
+
+class GroupLoad:
+    """One level's load over the group: what the sweeper drives (``perfprobe.load.windowed.WindowedLoad``)."""
+
+    poll_s = 0.01
+
+    def __init__(self, group: LoadGroup) -> None:
+        self.group = group
+        self.settings = group.settings
+        self.active: list[Member] = []
+        self._where = ""
+        self._opened_ns = time.perf_counter_ns()
+        self._cpu_opened = time.process_time_ns()
+        self._health = LoadHealth()
+        self._health_at = float("-inf")
+
+    # ---- calls ------------------------------------------------------------------------------
+
+    def _call(self, method: str, args: Sequence[tuple[Any, ...]] | tuple[Any, ...] = ()) -> list[Any]:
+        """Call ``method`` on every active process at once, then collect the answers in order."""
+        per_member = args if args and isinstance(args[0], tuple) else [args] * len(self.active)
+        try:
+            for member, member_args in zip(self.active, per_member, strict=True):
+                member.submit(method, *member_args)
+            return [member.result(self.settings.call_timeout_s) for member in self.active]
+        except LoadProcessLost as exc:
+            raise LoadProcessLost(f"{exc} at {self._where}; levels finished before it are kept") from None
+
+    # ---- the load ---------------------------------------------------------------------------
+
+    def start_closed(self, concurrency: int) -> None:
+        shares = split_count(concurrency, len(self.group.members))
+        self.active = [member for member, share in zip(self.group.members, shares, strict=True) if share]
+        self._where = f"concurrency {concurrency}"
+        self._call("start_closed", [(share,) for share in shares if share])
+
+    def start_open(self, schedule: ScheduleSpec, max_inflight: int) -> None:
+        members = self.group.members
+        parts = len(members)
+        self.active = list(members)
+        self._where = f"request rate {schedule.rate:g}"
+        in_flight = max(1, -(-max_inflight // parts))  # each process may need the whole burst of its part
+        start_wall_ns = time.time_ns() + int(self.settings.start_lead_s * 1e9)
+        self._call("start_open", [(schedule, part, parts, in_flight, start_wall_ns) for part in range(parts)])
+
+    def open_window(self, resume: bool) -> None:
+        self._call("open_window", (resume,))
+        self._opened_ns = time.perf_counter_ns()
+        self._cpu_opened = time.process_time_ns()
+
+    def close_window(self, drain: bool, timeout_s: float, give_up: Callable[[], bool]) -> ClosedWindow:
+        # each process gives up on its drain by itself (its requests found no server): ``give_up`` is the
+        # coordinator's and cannot be asked from there
+        answers = self._call("close_window", (drain, timeout_s))
+        coordinating_ns = time.process_time_ns() - self._cpu_opened
+        windows: list[ClosedWindow] = [window for window, _ in answers]
+        self._health = _merged_health([health for _, health in answers], self.active)
+        self._health_at = time.monotonic()
+        return ClosedWindow(
+            merge_concurrent([window.stats for window in windows]),
+            sum(window.cpu_ns for window in windows) + coordinating_ns,  # client CPU: the load and its coordination
+            all(window.drained for window in windows),
+            [share for window in windows for share in window.shares],
+        )
+
+    def window_started_ns(self) -> int:
+        return self._opened_ns
+
+    def finished_in_window(self) -> int:
+        return sum(self._call("finished_in_window"))
+
+    def health(self) -> LoadHealth:
+        if time.monotonic() - self._health_at >= self.settings.health_every_s:
+            self._health = _merged_health(self._call("health"), self.active)
+            self._health_at = time.monotonic()
+        return self._health
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def stop(self) -> bool:
+        """Stop every process's load; a process already lost is left to the group's clean-up."""
+        stopped = True
+        live = [member for member in self.active if member.lost is None]
+        for member in live:
+            with contextlib.suppress(LoadProcessLost):
+                member.submit("stop")
+        for member in live:
+            try:
+                stopped = bool(member.result(self.settings.call_timeout_s)) and stopped
+            except LoadProcessLost:
+                stopped = False
+        return stopped and len(live) == len(self.active)
+
+
+def _merged_health(parts: list[LoadHealth], members: list[Member]) -> LoadHealth:
+    return LoadHealth(
+        any(part.interrupted for part in parts),
+        sum(part.connection_failures for part in parts),
+        [
+            f"load process {member.index}: {failure}"
+            for part, member in zip(parts, members, strict=True)
+            for failure in part.worker_failures
+        ],
+    )
+
+
+@contextlib.contextmanager
+def running_group(
+    specs: list[MemberSpec],
+    start: Callable[[MemberSpec], Member],
+    control: InferenceClient,
+    shared_memory: str,
+    on_problem: Callable[[str], None],
+    settings: GroupSettings | None = None,
+) -> Iterator[LoadGroup]:
+    """Start every load process (all at once), yield them as a group, and always end them.
+
+    A process that died cannot release its shared memory: the coordinator, which named its
+    regions, unregisters and unlinks them.
+    """
+    from perfprobe.interrupts import shielded
+
+    settings = settings or GroupSettings()
+    members: list[Member] = []
+    try:
+        for spec in specs:
+            members.append(start(spec))
+        hellos = [member.started() for member in members]
+        yield LoadGroup(members, hellos, settings)
+    finally:
+        with shielded(lambda: [f"load process {member.index}" for member in members]):
+            for member in members:
+                for problem in member.close(settings.close_timeout_s):
+                    on_problem(f"warning: {problem}")
+                if member.lost is not None and shared_memory in ("system", "cuda"):
+                    for problem in release_orphans(control, member.region_token, shared_memory):
+                        on_problem(f"warning: {problem}")
+            members.clear()

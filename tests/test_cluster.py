@@ -1,0 +1,89 @@
+"""``--cluster``: load processes as Ray actors on a real two-node Ray cluster on this machine.
+
+Every address is loopback (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` makes Ray keep 127.0.0.1 rather
+than swap in the machine's address), the dashboard is off, and the cluster is shut down after.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import perfprobe_command, run_perfprobe
+
+from perfprobe import exitcodes
+
+LOOPBACK_ONLY = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[object]:
+    cluster_utils = pytest.importorskip("ray.cluster_utils", reason="the cluster extra (Ray) is part of the dev setup")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in LOOPBACK_ONLY.items():
+            patch.setenv(name, value)
+        cluster = cluster_utils.Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 1, "include_dashboard": False, "node_ip_address": "127.0.0.1"},
+        )
+        try:
+            cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+            cluster.wait_for_nodes()
+            yield cluster
+        finally:
+            cluster.shutdown()
+
+
+def _settings(tmp_path: Path) -> tuple[str, ...]:
+    return ("--measurement-interval", "500", "--stability-windows", "2", "--max-trials", "3", "--no-report",
+            "--output-dir", str(tmp_path))  # fmt: skip
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_cluster_spreads_processes_over_nodes_and_merges_exactly(
+    server, ray_cluster, tmp_path: Path, protocol: str
+) -> None:
+    result = run_perfprobe(
+        "sweep", "-i", protocol, "-u", server.url(protocol), "-m", "simple", "--cluster", ray_cluster.address,
+        "--processes", "2", "--concurrency", "1:2", *_settings(tmp_path), env=LOOPBACK_ONLY,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert document["settings"]["processes"] == 2
+    assert document["settings"]["cluster"] == ray_cluster.address
+    assert len(set(document["settings"]["ray_nodes"])) == 2  # one load process on each node
+    for level in document["levels"]:
+        for window in level["windows"]:
+            assert window["drained"]
+            assert window["server"]["simple"]["counts"]["success"] == window["completed"] > 0
+            assert sum(part["requests"] for part in window["processes"]) == window["completed"]
+            assert len(window["processes"]) == level["level"]  # one in flight: one process loads
+
+
+def test_a_node_lost_mid_level_stops_the_run_keeping_finished_levels(server, ray_cluster, tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        perfprobe_command(
+            "sweep", "-u", server.http_url, "-m", "simple", "--cluster", ray_cluster.address, "--processes", "2",
+            "--concurrency", "2:8:x2", *_settings(tmp_path),
+        ),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**__import__("os").environ, **LOOPBACK_ONLY},
+    )  # fmt: skip
+    results = tmp_path / "results.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if results.exists() and len(results.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()[1]
+    time.sleep(0.3)  # into the second level
+    worker = next(node for node in ray_cluster.worker_nodes)
+    ray_cluster.remove_node(worker)
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == exitcodes.SERVER_ERROR, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "load process" in stderr, stderr
+    assert results.read_text().splitlines()[1].startswith("2,")  # the finished level is kept
