@@ -32,6 +32,8 @@ _EXPORTS = {
     "ServerUnreachable": "perfprobe.errors",
     "AllRequestsFailed": "perfprobe.errors",
     "LoadFailed": "perfprobe.errors",
+    "LoadProcessLost": "perfprobe.errors",
+    "ClusterUnavailable": "perfprobe.errors",
     "RunInterrupted": "perfprobe.errors",
 }
 

@@ -50,6 +50,8 @@ def _wants_greenlets(args: argparse.Namespace) -> bool:
     """A command that drives load (it has ``--workers``) with settings that run greenlet workers."""
     if not hasattr(args, "workers"):
         return False
+    if getattr(args, "cluster", None) or str(getattr(args, "processes", None) or "1").strip() != "1":
+        return False  # the load runs in load processes, each patching for itself; this one only coordinates
     from perfprobe.load.runtime import needs_greenlets
 
     return needs_greenlets(args.protocol, args.mode, args.workers)

@@ -76,16 +76,38 @@ def run_perfprobe(*args: str, timeout: float = 240, env: dict[str, str] | None =
 
 
 @contextmanager
-def slowed_simple(server, delay_ms: float) -> Iterator[None]:
-    """The built-in ``simple`` model reloaded with a per-execution delay: a genuinely slower server."""
-    with make_client("http", server.http_url) as control:
-        config = control.model_config("simple")
-        slow = {**config, "name": "simple", "parameters": {"delay_ms": {"string_value": f"{delay_ms:g}"}}}
-        control.load_model("simple", json.dumps(slow))
-        try:
-            yield
-        finally:
-            control.load_model("simple", json.dumps(config))
+def slowed_simple(server, delay_ms: float) -> Iterator[EmbeddedServer | ExternalServer]:
+    """A server whose built-in ``simple`` sleeps ``delay_ms`` per execution: a genuinely slower build.
+
+    A server of its own, with the delay in the model's configuration from the start: reloading
+    ``simple`` on the shared server under load has crashed Triton 2.51 (SIGSEGV after the old
+    version's unload), taking every later test with it. With an external server (numpy 2 suite),
+    the model is reloaded there, as nothing else can be done.
+    """
+    if isinstance(server, ExternalServer):
+        with make_client("http", server.http_url) as control:
+            config = control.model_config("simple")
+            slow = {**config, "name": "simple", "parameters": {"delay_ms": {"string_value": f"{delay_ms:g}"}}}
+            control.load_model("simple", json.dumps(slow))
+            try:
+                yield server
+            finally:
+                control.load_model("simple", json.dumps(config))
+        return
+    import shutil
+    import tempfile
+
+    from perfprobe.server.repository import builtin_source
+
+    with tempfile.TemporaryDirectory() as repository:
+        model = Path(repository) / "simple"
+        shutil.copytree(builtin_source("simple"), model)
+        config = (model / "config.pbtxt").read_text()
+        slow_config = config.replace('string_value: "0"', f'string_value: "{delay_ms:g}"')
+        assert slow_config != config, "the built-in simple no longer has its delay_ms parameter"
+        (model / "config.pbtxt").write_text(slow_config)
+        with EmbeddedServer(builtin_models=[], model_repositories=[repository], pick_free_ports=True) as slow:
+            yield slow
 
 
 RUN_SETTINGS = (
@@ -100,6 +122,13 @@ RUN_SETTINGS = (
 )
 
 
+def _sweep_simple(target, out: Path) -> subprocess.CompletedProcess:
+    args = ("sweep", "-u", target.http_url, "-m", "simple", "--output-dir", str(out), *RUN_SETTINGS)
+    if getattr(target, "metrics_url", None):
+        args += ("--metrics-url", target.metrics_url)
+    return run_perfprobe(*args)
+
+
 @pytest.fixture(scope="session")
 def simple_runs(server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Three sweeps of ``simple`` over HTTP: a baseline, a repeat of it, and one with a 3 ms delay."""
@@ -107,14 +136,11 @@ def simple_runs(server, tmp_path_factory: pytest.TempPathFactory) -> dict[str, P
     runs = {}
     for name in ("baseline", "repeat", "slow"):
         out = root / name
-        sweep = ("sweep", "-u", server.http_url, "-m", "simple", "--output-dir", str(out), *RUN_SETTINGS)
-        if getattr(server, "metrics_url", None):
-            sweep += ("--metrics-url", server.metrics_url)
         if name == "slow":
-            with slowed_simple(server, 3):
-                result = run_perfprobe(*sweep)
+            with slowed_simple(server, 3) as slow:
+                result = _sweep_simple(slow, out)
         else:
-            result = run_perfprobe(*sweep)
+            result = _sweep_simple(server, out)
         assert result.returncode == 0, result.stderr
         runs[name] = out
     return runs

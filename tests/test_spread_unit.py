@@ -65,3 +65,16 @@ def test_a_window_from_several_processes_merges_exactly() -> None:
     assert merged.latency.summary() == expected.summary()
     assert merged.completed == 1000 and merged.errors == {"500": 2}
     assert merged.duration_ns == max(part.duration_ns for part in parts)  # side by side, not one after the other
+
+
+def test_shared_memory_on_a_cluster_needs_every_process_on_this_host() -> None:
+    import socket
+
+    from perfprobe.errors import UsageError
+    from perfprobe.spread.start import _check_shared_memory_hosts
+
+    here = socket.gethostname()
+    _check_shared_memory_hosts("system", [here, here])  # all on the server's host: allowed
+    _check_shared_memory_hosts("none", [here, "node-b"])  # over the wire: anywhere
+    with pytest.raises(UsageError, match="placed some on node-b"):
+        _check_shared_memory_hosts("system", [here, "node-b"])

@@ -263,9 +263,9 @@ def _rows(folder: Path) -> list[dict[str, str]]:
 
 def test_latency_threshold_and_binary_search(server, tmp_path: Path) -> None:
     """simple with a 20 ms delay, one instance: latency grows ~20 ms per extra request in flight."""
-    with slowed_simple(server, 20):
+    with slowed_simple(server, 20) as slow:
         result, rows, _ = run_sweep(
-            server,
+            slow,
             "http",
             tmp_path,
             "-m",

@@ -60,6 +60,7 @@ class ProcessShare:
             "requests": self.completed,
             "errors": self.errors,
             "late_sends": self.late_sends,
+            "client_cpu_ns": self.cpu_ns,
             "client_cpu_us_per_request": round(self.cpu_ns / finished / 1000, 2) if finished else None,
             "client_cpu_share": round(self.cpu_share, 3),
         }

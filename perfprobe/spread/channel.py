@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -109,19 +110,21 @@ class LocalMember:
         self._pending = 0  # the number of the call whose answer is awaited
         self.lost: str | None = None
         self.start_timeout_s = start_timeout_s
-        self.submit_spec(spec)
+        # sent from a thread: a spec with large data items fills the socket until the process reads it,
+        # and every process of the group should be starting meanwhile, not one after the other
+        self._spec_sender = threading.Thread(target=self._send_spec, args=(spec,), daemon=True, name="perfprobe-spec")
+        self._spec_sender.start()
 
-    def submit_spec(self, spec: MemberSpec) -> None:
-        try:
+    def _send_spec(self, spec: MemberSpec) -> None:
+        with contextlib.suppress(OSError):  # the process died: ``started`` says so
             self.conn.send(spec)
-        except OSError:
-            raise self._lost_now() from None
 
     def started(self) -> Any:
         """The process's hello, once it has built its load (or the error that stopped it)."""
         return self._answer(0, self.start_timeout_s)
 
     def submit(self, method: str, *args: Any) -> None:
+        self._spec_sender.join()  # one writer at a time on the connection
         self._number += 1
         self._pending = self._number
         try:

@@ -99,9 +99,12 @@ class GroupLoad:
 
     # ---- calls ------------------------------------------------------------------------------
 
-    def _call(self, method: str, args: Sequence[tuple[Any, ...]] | tuple[Any, ...] = ()) -> list[Any]:
-        """Call ``method`` on every active process at once, then collect the answers in order."""
-        per_member = args if args and isinstance(args[0], tuple) else [args] * len(self.active)
+    def _call(self, method: str, *args: Any) -> list[Any]:
+        """Call ``method`` with the same arguments on every active process (see ``_call_each``)."""
+        return self._call_each(method, [args] * len(self.active))
+
+    def _call_each(self, method: str, per_member: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Call ``method`` on every active process at once, each with its own arguments; answers in order."""
         try:
             for member, member_args in zip(self.active, per_member, strict=True):
                 member.submit(method, *member_args)
@@ -115,7 +118,7 @@ class GroupLoad:
         shares = split_count(concurrency, len(self.group.members))
         self.active = [member for member, share in zip(self.group.members, shares, strict=True) if share]
         self._where = f"concurrency {concurrency}"
-        self._call("start_closed", [(share,) for share in shares if share])
+        self._call_each("start_closed", [(share,) for share in shares if share])
 
     def start_open(self, schedule: ScheduleSpec, max_inflight: int) -> None:
         members = self.group.members
@@ -124,17 +127,17 @@ class GroupLoad:
         self._where = f"request rate {schedule.rate:g}"
         in_flight = max(1, -(-max_inflight // parts))  # each process may need the whole burst of its part
         start_wall_ns = time.time_ns() + int(self.settings.start_lead_s * 1e9)
-        self._call("start_open", [(schedule, part, parts, in_flight, start_wall_ns) for part in range(parts)])
+        self._call_each("start_open", [(schedule, part, parts, in_flight, start_wall_ns) for part in range(parts)])
 
     def open_window(self, resume: bool) -> None:
-        self._call("open_window", (resume,))
+        self._call("open_window", resume)
         self._opened_ns = time.perf_counter_ns()
         self._cpu_opened = time.process_time_ns()
 
     def close_window(self, drain: bool, timeout_s: float, give_up: Callable[[], bool]) -> ClosedWindow:
         # each process gives up on its drain by itself (its requests found no server): ``give_up`` is the
         # coordinator's and cannot be asked from there
-        answers = self._call("close_window", (drain, timeout_s))
+        answers = self._call("close_window", drain, timeout_s)
         coordinating_ns = time.process_time_ns() - self._cpu_opened
         windows: list[ClosedWindow] = [window for window, _ in answers]
         self._health = _merged_health([health for _, health in answers], self.active)
