@@ -9,6 +9,7 @@ requests completed in the reported windows. A single client core sustains 1e6 / 
 per request) requests/s.
 
     python benchmarks/processes.py [--levels 4,8,16] [--processes 1,2,4] [--rounds 3] [--markdown FILE]
+        [--server-cpus 0 --client-cpus 1]   # keep the server and the load on cores of their own
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ class Measured:
         return 1e6 / self.cpu_us_per_request if self.cpu_us_per_request else 0.0
 
 
-def measure(server: EmbeddedServer, protocol: str, processes: int, level: int, window_ms: int) -> Measured:
+def measure(
+    server: EmbeddedServer, protocol: str, processes: int, level: int, window_ms: int, cpus: set[int] | None
+) -> Measured:
     with tempfile.TemporaryDirectory() as out:
         command = [
             sys.executable, "-m", "perfprobe", "sweep", "-i", protocol, "-u", server.url(protocol), "-m", "simple",
@@ -51,7 +54,8 @@ def measure(server: EmbeddedServer, protocol: str, processes: int, level: int, w
             "--stability-windows", "3", "--max-trials", "6", "--metrics-url", server.metrics_url, "--no-report",
             "--output-dir", out,
         ]  # fmt: skip
-        subprocess.run(command, check=True, capture_output=True, timeout=600)
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+        subprocess.run(command, check=True, capture_output=True, timeout=600, preexec_fn=pin)
         document = json.loads((Path(out) / "results.json").read_text())
     entry = document["levels"][0]
     reported = [w for w in entry["windows"] if w["index"] in entry["reported_windows"]]
@@ -143,20 +147,33 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--window-ms", type=int, default=1500)
     parser.add_argument("--markdown", help="append the tables to this file")
+    parser.add_argument("--server-cpus", help="cores for the server (and its backends), e.g. 0")
+    parser.add_argument("--client-cpus", help="cores for the perfprobe commands, e.g. 1")
     args = parser.parse_args()
+    everywhere = os.sched_getaffinity(0)
+    server_cpus = {int(v) for v in args.server_cpus.split(",")} if args.server_cpus else everywhere
+    client_cpus = {int(v) for v in args.client_cpus.split(",")} if args.client_cpus else None
     levels = [int(v) for v in args.levels.split(",")]
     counts = [int(v) for v in args.processes.split(",")]
     started = time.monotonic()
     runs: list[Measured] = []
-    with EmbeddedServer(pick_free_ports=True) as server:
+    os.sched_setaffinity(0, server_cpus)  # the server and its backend processes inherit it
+    server = EmbeddedServer(pick_free_ports=True).start()
+    os.sched_setaffinity(0, everywhere)
+    try:
         for protocol in args.protocols.split(","):
             for level in levels:
                 for round_index in range(args.rounds):
                     order = counts if round_index % 2 == 0 else list(reversed(counts))
                     for processes in order:
-                        runs.append(measure(server, protocol, processes, level, args.window_ms))
+                        runs.append(measure(server, protocol, processes, level, args.window_ms, client_cpus))
                 print(f"{protocol} c={level} done", flush=True)
+    finally:
+        server.stop()
     text = report(median_of(runs), counts, levels, args.rounds)
+    if args.server_cpus or args.client_cpus:
+        pinned = f"Server on cores {sorted(server_cpus)}, perfprobe on cores {sorted(client_cpus or everywhere)}."
+        text = pinned + "\n" + text
     text += f"\n\nRun time: {time.monotonic() - started:.0f} s.\n"
     print(text)
     if args.markdown:
