@@ -78,3 +78,22 @@ def test_shared_memory_on_a_cluster_needs_every_process_on_this_host() -> None:
     _check_shared_memory_hosts("none", [here, "node-b"])  # over the wire: anywhere
     with pytest.raises(UsageError, match="placed some on node-b"):
         _check_shared_memory_hosts("system", [here, "node-b"])
+
+
+def test_a_load_process_using_most_of_its_core_is_named_in_the_warnings() -> None:
+    from perfprobe.load.sweeper import LevelResult, MeasureSettings, Sweeper, WindowRecord
+    from perfprobe.load.windowed import ProcessShare
+
+    window = Window(0, HistogramLimits())
+    for _ in range(100):
+        window.slot("w").success(1_000_000)
+    stats = merge_window(window, window.start_ns + 1_000_000_000)
+    shares = [
+        ProcessShare(0, "host", 10, 50, 0, 0, 950_000_000, 1_000_000_000),  # 95% of its core
+        ProcessShare(1, "host", 11, 50, 0, 0, 300_000_000, 1_000_000_000),
+    ]
+    level = LevelResult("concurrency", 4, [WindowRecord(stats, {}, None, 1_250_000_000, True, shares)])
+    sweeper = Sweeper(lambda: None, None, ["m"], MeasureSettings())  # type: ignore[arg-type]
+    sweeper._diagnose(level, schedule_rate=None)
+    said = [w for w in level.warnings if "load processes near a full core" in w]
+    assert len(said) == 1 and "0 (95%)" in said[0] and "1 (" not in said[0] and "add processes" in said[0]

@@ -303,7 +303,7 @@ class Sweeper:
         if busy:
             named = ", ".join(f"{share.index} ({share.cpu_share:.0%})" for share in busy)
             result.warnings.append(
-                f"load processes at most of their core: {named}; perfprobe itself may be the bottleneck (add processes)"
+                f"load processes near a full core: {named}; perfprobe itself may be the bottleneck (add processes)"
             )
 
     @staticmethod
