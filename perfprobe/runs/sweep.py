@@ -128,6 +128,7 @@ def _load_source(
     items: list[Any],
     observer: RunObserver,
 ) -> Iterator[LoadSource]:
+    """The plan's load: prepared in this process, or (``--processes``, ``--cluster``) in load processes."""
     spec = sweep_plan.load_spec(target)
     if not sweep_plan.spread:
         with prepared_load(spec, control, model, items, observer.note) as prepared:
