@@ -72,6 +72,7 @@ def level_entry(result: LevelResult, batch_size: int) -> dict[str, Any]:
             }
         )
     reasons = result.merged().top_reasons() if result.windows else []
+    shares = result.shares()
     return {
         "load_kind": result.load_kind,
         "level": result.level,
@@ -80,7 +81,7 @@ def level_entry(result: LevelResult, batch_size: int) -> dict[str, Any]:
         "error_reasons": [{"code": code, "reason": reason, "count": count} for code, reason, count in reasons],
         "reported_windows": [w.stats.index for w in result.reported],
         "windows": windows,
-        **({"processes": [share.as_dict() for share in result.shares()]} if result.windows and result.shares() else {}),
+        **({"processes": [share.as_dict() for share in shares]} if shares else {}),
     }
 
 

@@ -67,11 +67,12 @@ class LoadProcess:
             raise
         self.watch = ServerWatch(self.control)
         self.load: LocalLoad | None = None
-        self._opened_ns = time.perf_counter_ns()
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
 
     def hello(self) -> Hello:
         path = self.prepared.send_path
-        return Hello(self.spec.index, socket.gethostname(), os.getpid(), path.runtime.kind, list(path.notes))
+        return Hello(self.spec.index, self.host, self.pid, path.runtime.kind, list(path.notes))
 
     def start_closed(self, concurrency: int) -> None:
         self.load = self.prepared.make_load()
@@ -90,7 +91,6 @@ class LoadProcess:
 
     def open_window(self, resume: bool) -> None:
         self._current().open_window(resume)
-        self._opened_ns = time.perf_counter_ns()
 
     def close_window(self, drain: bool, timeout_s: float) -> tuple[ClosedWindow, LoadHealth]:
         load = self._current()
@@ -99,8 +99,8 @@ class LoadProcess:
         closing.shares = [
             ProcessShare(
                 self.spec.index,
-                socket.gethostname(),
-                os.getpid(),
+                self.host,
+                self.pid,
                 stats.completed,
                 stats.error_count,
                 stats.late_sends,

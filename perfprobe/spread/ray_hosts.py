@@ -17,6 +17,9 @@ from perfprobe.errors import ClusterUnavailable, LoadProcessLost, PerfprobeError
 from perfprobe.spread.member import Hello, MemberSpec
 
 INSTALL_HINT = "pip install 'perfprobe[cluster]'"
+# how long an actor waits for its load process's answer; the coordinator's own, shorter wait (its
+# ``ray.get`` timeout) is what declares a process lost
+ACTOR_WAIT_LIMIT_S = 3600.0
 
 
 def _ray() -> Any:
@@ -70,13 +73,12 @@ class RayMember:
         self._start = actor.start.remote(spec)
         self._start_timeout_s = start_timeout_s
         self._pending: Any = None
-        self._timeout_s = 0.0
 
     def started(self) -> Hello:
         return self._get(self._start, self._start_timeout_s)
 
     def submit(self, method: str, *args: Any) -> None:
-        self._pending = self.actor.call.remote(method, args, 3600.0)
+        self._pending = self.actor.call.remote(method, args, ACTOR_WAIT_LIMIT_S)
 
     def result(self, timeout_s: float) -> Any:
         return self._get(self._pending, timeout_s)
