@@ -19,4 +19,5 @@ grpc=$(grep -oP 'gRPC\s+\K\S+' "$log")
 "$np2_venv/bin/python" -c 'import numpy; assert numpy.__version__ >= "2", numpy.__version__; print("numpy", numpy.__version__)'
 PERFPROBE_TEST_SERVER="$http,$grpc" "$np2_venv/bin/python" -m pytest -q -ra -p no:cacheprovider \
   tests/test_datatypes.py tests/test_client.py tests/test_remote_model.py tests/test_cli.py \
-  tests/test_library.py tests/test_engine_unit.py tests/test_spread_unit.py tests/test_processes.py
+  tests/test_library.py tests/test_engine_unit.py tests/test_spread_unit.py tests/test_processes.py \
+  tests/test_sequences_unit.py

@@ -176,6 +176,10 @@ class InferenceClient(ABC):
     ) -> Any:
         """Encode a request once; the result can be sent many times by ``send``."""
 
+    def with_parameters(self, request: Any, parameters: dict[str, bool | int | float | str]) -> Any:
+        """A request made by ``build_request`` with request-level parameters added, tensors not re-encoded."""
+        raise NotImplementedError(f"{self.protocol} cannot add parameters to a built request")
+
     @abstractmethod
     def send(self, request: Any) -> InferResult:
         """Send a request made by ``build_request`` and wait for its result."""

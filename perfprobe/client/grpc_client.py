@@ -391,6 +391,18 @@ class GrpcClient(InferenceClient):
     ) -> GrpcRequest:
         return GrpcRequest(build_infer_request(model_name, inputs, outputs, options).SerializeToString(), model_name)
 
+    @staticmethod
+    def with_parameters(request: GrpcRequest, parameters: dict[str, bool | int | float | str]) -> GrpcRequest:
+        """The same request with request-level parameters added (a sequence's id and flags).
+
+        Serialised protobuf messages merge when concatenated, and a map entry that comes later
+        replaces an earlier one of the same key: the tensors are not encoded again.
+        """
+        extra = pb.ModelInferRequest()
+        for key, value in parameters.items():
+            set_parameter(extra.parameters[key], value)
+        return GrpcRequest(request.payload + extra.SerializeToString(), request.model_name)
+
     def send_raw(self, request: GrpcRequest) -> bytes:
         """Send and return the serialised ``ModelInferResponse``; raises on errors."""
         try:

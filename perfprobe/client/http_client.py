@@ -12,7 +12,7 @@ import gzip
 import json
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -39,6 +39,8 @@ class HttpRequest:
     headers: dict[str, str]
     model_name: str
     wire: bytes  # the whole HTTP/1.1 request, as sent
+    json_header: dict[str, Any] = field(default_factory=dict, repr=False)  # kept to re-encode with parameters
+    binary: tuple[bytes, ...] = field(default=(), repr=False)
 
 
 def _compress(body: bytes, algorithm: str) -> bytes:
@@ -273,6 +275,19 @@ class HttpClient(InferenceClient):
             header["outputs"] = [_encode_output(out) for out in outputs]
         else:
             header.setdefault("parameters", {})["binary_data_output"] = True
+        uri = self._model_path(model_name, options.model_version) + "/infer"
+        return self._assemble(uri, model_name, header, tuple(binary))
+
+    def with_parameters(self, request: HttpRequest, parameters: dict[str, bool | int | float | str]) -> HttpRequest:
+        """The same request with request-level parameters added (a sequence's id and flags).
+
+        Only the small JSON header is encoded again; the binary tensor data is reused as it is.
+        """
+        header = {**request.json_header, "parameters": {**request.json_header.get("parameters", {}), **parameters}}
+        return self._assemble(request.uri, request.model_name, header, request.binary)
+
+    def _assemble(self, uri: str, model_name: str, header: dict[str, Any], binary: tuple[bytes, ...]) -> HttpRequest:
+        """The wire form of a request: JSON header, binary tensors, HTTP head (compressed when asked)."""
         json_part = json.dumps(header, separators=(",", ":")).encode()
         headers = {"Content-Type": "application/octet-stream"}
         body = json_part
@@ -284,9 +299,8 @@ class HttpClient(InferenceClient):
             headers["Content-Encoding"] = self._request_compression
         if self._response_compression:
             headers["Accept-Encoding"] = self._response_compression
-        uri = self._model_path(model_name, options.model_version) + "/infer"
         wire = encode_request("POST", uri, self._host_header, {**self._headers, **headers}, body)
-        return HttpRequest(uri=uri, body=body, headers=headers, model_name=model_name, wire=wire)
+        return HttpRequest(uri, body, headers, model_name, wire, header, binary)
 
     def send_raw(self, request: HttpRequest) -> tuple[bytes, int | None]:
         """Send and return the undecoded response (body, JSON header length); raises on errors."""

@@ -69,6 +69,7 @@ class ModelDescription:
     decoupled: bool = False
     dynamic_batching: DynamicBatching | None = None
     sequence_batching: bool = False
+    string_correlation_ids: bool = False  # the sequence batcher's CORRID control is a string
     ensemble_steps: tuple[EnsembleStep, ...] = ()
     instance_groups: tuple[InstanceGroup, ...] = ()
     response_cache: bool = False
@@ -117,6 +118,7 @@ class ModelDescription:
             decoupled=bool((config.get("model_transaction_policy") or {}).get("decoupled", False)),
             dynamic_batching=_dynamic_batching(batch_sched) if batch_sched is not None else None,
             sequence_batching="sequence_batching" in config and config["sequence_batching"] is not None,
+            string_correlation_ids=_string_correlation_ids(config.get("sequence_batching") or {}),
             ensemble_steps=tuple(_ensemble_step(step) for step in ensemble.get("step", [])),
             instance_groups=tuple(
                 InstanceGroup(
@@ -158,3 +160,12 @@ def _ensemble_step(step: dict[str, Any]) -> EnsembleStep:
         input_map=dict(step.get("input_map", {})),
         output_map=dict(step.get("output_map", {})),
     )
+
+
+def _string_correlation_ids(sequence_batching: dict[str, Any]) -> bool:
+    """Whether the model declares its correlation id a string (a CORRID control of TYPE_STRING)."""
+    for control_input in sequence_batching.get("control_input", []):
+        for control in control_input.get("control", []):
+            if control.get("kind") == "CONTROL_SEQUENCE_CORRID" and control.get("data_type") == "TYPE_STRING":
+                return True
+    return False

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from perfprobe.load.sweeper import LevelResult, WindowRecord
     from perfprobe.runs.result import SweepResult
 
+SEQUENCE_COLUMNS = ("Sequences/Second", "Sequence p50 latency", "Sequence p99 latency", "Sequences Failed")
 LIVE_HEADER = f"{'level':>8} {'window':>6} {'infer/s':>10} {'p50 us':>9} {'p99 us':>9} {'errors':>6}  stable"
 
 
@@ -71,8 +72,13 @@ class ConsoleObserver(RunObserver):
             ]
             for r in result.rows
         ]
+        headers = [key.lower(), "infer/s", "p50 us", "p99 us", "errors", "stable"]
+        if any(r["Sequences/Second"] != "" for r in result.rows):  # a stateful model: its sequences too
+            headers += ["seq/s", "seq p50 us", "seq p99 us", "seq failed"]
+            for line, r in zip(table, result.rows, strict=True):
+                line += [str(r[name]) for name in SEQUENCE_COLUMNS]
         print()
-        print(format_table([key.lower(), "infer/s", "p50 us", "p99 us", "errors", "stable"], table))
+        print(format_table(headers, table))
         if result.output_dir is not None:
             print(f"\nresults: {result.output_dir / 'results.csv'} and results.json", flush=True)
         if result.report_written:

@@ -21,6 +21,12 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     models.set_defaults(run=run_models)
 
 
+def _sequences(model: ModelDescription) -> str:
+    if not model.sequence_batching:
+        return "no"
+    return "yes (string correlation ids)" if model.string_correlation_ids else "yes"
+
+
 def render_description(model: ModelDescription) -> str:
     facts = [
         ["name", model.name],
@@ -29,7 +35,7 @@ def render_description(model: ModelDescription) -> str:
         ["max_batch_size", str(model.max_batch_size)],
         ["decoupled", "yes" if model.decoupled else "no"],
         ["dynamic batching", _batching(model)],
-        ["sequence batching", "yes" if model.sequence_batching else "no"],
+        ["sequence batching", _sequences(model)],
         ["instances", ", ".join(f"{g.count}x {g.kind}" for g in model.instance_groups) or "-"],
         ["response cache", "on" if model.response_cache else "off"],
         ["config digest", model.config_digest],

@@ -62,6 +62,35 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="decode every response's outputs (timed as Client Recv); off, only the status is checked",
     )
+    sequences = parser.add_argument_group("sequence models (used when the model has a sequence batcher)")
+    sequences.add_argument(
+        "--sequence-length", type=int, metavar="N", help="steps per sequence (default 20; a JSON data stream's length)"
+    )
+    sequences.add_argument(
+        "--sequence-length-variation",
+        type=float,
+        default=default("sequence_length_variation"),
+        metavar="PCT",
+        help="each sequence's length drawn within +/- PCT%% of --sequence-length",
+    )
+    sequences.add_argument(
+        "--sequence-id-range", metavar="START[:END]", help="correlation ids, END excluded (default from 1, unbounded)"
+    )
+    sequences.add_argument(
+        "--serial-sequences", action="store_true", help="open loop: at most one request in flight per sequence"
+    )
+    sequences.add_argument(
+        "--num-of-sequences",
+        type=int,
+        default=default("num_of_sequences"),
+        metavar="N",
+        help="open loop: sequences live at once",
+    )
+    sequences.add_argument(
+        "--string-sequence-ids",
+        action="store_true",
+        help="send correlation ids as strings (automatic when the model's CORRID control is TYPE_STRING)",
+    )
     data = parser.add_argument_group("data")
     data.add_argument("-b", "--batch-size", type=int, default=default("batch_size"))
     data.add_argument("--shape", action="append", default=default("shape"), metavar="NAME:d1,d2")

@@ -78,6 +78,13 @@ def _batch(model: ModelDescription, samples: list[dict[str, np.ndarray]], batch:
 
 
 def _read_json(model: ModelDescription, path: Path, options: DataOptions) -> list[dict[str, np.ndarray]]:
+    entries = _json_entries(path)
+    if any(isinstance(entry, list) for entry in entries):
+        raise UsageError(f"{path}: lists of steps (sequence data) need a model with a sequence batcher")
+    return [_json_sample(model, path, entry, f"item {number}", options) for number, entry in enumerate(entries)]
+
+
+def _json_entries(path: Path) -> list[Any]:
     try:
         document = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -85,24 +92,58 @@ def _read_json(model: ModelDescription, path: Path, options: DataOptions) -> lis
     entries = document.get("data") if isinstance(document, dict) else None
     if not isinstance(entries, list) or not entries:
         raise UsageError(f'{path}: expected {{"data": [{{"INPUT": [...]}}, ...]}} with at least one entry')
-    samples = []
-    for number, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise UsageError(f"{path}: data entry {number} is not an object")
-        sample = {}
-        for spec in model.inputs:
-            if spec.name not in entry:
-                if spec.optional:
-                    continue
-                raise UsageError(f"{path}: data entry {number} has no input {spec.name}")
-            sample[spec.name] = _json_tensor(
-                spec.name, spec.datatype, spec.shape, entry[spec.name], options.shapes or {}, f"{path} item {number}"
-            )
-        unknown = set(entry) - {s.name for s in model.inputs}
-        if unknown:
-            raise UsageError(f"{path}: data entry {number} names unknown inputs {sorted(unknown)}")
-        samples.append(sample)
-    return samples
+    return entries
+
+
+def _json_sample(
+    model: ModelDescription, path: Path, entry: Any, where: str, options: DataOptions
+) -> dict[str, np.ndarray]:
+    if not isinstance(entry, dict):
+        raise UsageError(f"{path}: {where} is not an object")
+    sample = {}
+    for spec in model.inputs:
+        if spec.name not in entry:
+            if spec.optional:
+                continue
+            raise UsageError(f"{path}: {where} has no input {spec.name}")
+        sample[spec.name] = _json_tensor(
+            spec.name, spec.datatype, spec.shape, entry[spec.name], options.shapes or {}, f"{path} {where}"
+        )
+    unknown = set(entry) - {s.name for s in model.inputs}
+    if unknown:
+        raise UsageError(f"{path}: {where} names unknown inputs {sorted(unknown)}")
+    return sample
+
+
+def load_sequence_data(
+    model: ModelDescription, options: DataOptions
+) -> tuple[list[dict[str, np.ndarray]], list[tuple[int, ...]]]:
+    """A stateful model's data: the items, and per data stream the items its steps send, in order.
+
+    A JSON file may hold a list of steps per stream (perf_analyzer's sequence format); a flat
+    list, generated data or a folder is one stream that sequences cycle through.
+    """
+    path = Path(options.source)
+    if options.source in synthetic.DATA_KINDS or not path.is_file():
+        items = load_items(model, options)
+        return items, [tuple(range(len(items)))]
+    entries = _json_entries(path)
+    if not any(isinstance(entry, list) for entry in entries):
+        items = load_items(model, options)
+        return items, [tuple(range(len(items)))]
+    if options.batch_size != 1:
+        raise UsageError("sequence data streams send one step per request: use batch size 1")
+    items: list[dict[str, np.ndarray]] = []
+    streams = []
+    for number, stream in enumerate(entries):
+        if not isinstance(stream, list) or not stream:
+            raise UsageError(f"{path}: data stream {number} must be a non-empty list of steps")
+        first = len(items)
+        for step, entry in enumerate(stream):
+            sample = _json_sample(model, path, entry, f"stream {number} step {step}", options)
+            items.extend(_batch(model, [sample], 1))
+        streams.append(tuple(range(first, len(items))))
+    return items, streams
 
 
 def _json_tensor(

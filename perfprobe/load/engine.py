@@ -22,6 +22,7 @@ from perfprobe.client.errors import CONNECTION_FAILURES
 from perfprobe.load.runtime import Runtime
 from perfprobe.load.schedule import Schedule
 from perfprobe.load.senders import Outcome, Sender, failed
+from perfprobe.load.sequences import FINISHED, SequenceEnd, SequenceFeed, SequenceSettings, Ticket
 from perfprobe.measure.window import Recorder
 
 _now = time.perf_counter_ns
@@ -33,6 +34,14 @@ class EngineSettings:
     idle_poll_s: float = 0.0002  # how often a paused worker looks again
     spin_ns: int = 1_000_000  # open loop: the last stretch before a send is waited by yielding, not sleeping
     stop_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class SequencePlan:
+    """How a stateful model's sequences are made, and how a prepared request gets a sequence's parameters."""
+
+    settings: SequenceSettings
+    with_parameters: Callable[[Any, dict[str, Any]], Any]
 
 
 class _Worker:
@@ -96,9 +105,13 @@ class LoadEngine:
         recorder: Recorder,
         settings: EngineSettings | None = None,
         per_worker_requests: list[list[Any]] | None = None,
+        sequences: SequencePlan | None = None,
     ) -> None:
         if not requests and not per_worker_requests:
             raise ValueError("no prepared requests to send")
+        self.sequences = sequences  # a stateful model: requests are steps of live sequences
+        self._feed: SequenceFeed | None = None
+        self._finishing = False
         self.per_worker_requests = per_worker_requests  # e.g. each worker's own output region
         self.runtime = runtime
         self.sender_factory = sender_factory
@@ -172,7 +185,7 @@ class LoadEngine:
             self.interrupted = True
             return
         if exc is None:
-            if not self._stopping and not self.interrupted:
+            if not self._stopping and not self._finishing and not self.interrupted:
                 self.worker_failures.append(f"worker {worker.index} ended before the load stopped")
             return
         if not self._stopping:
@@ -221,6 +234,111 @@ class LoadEngine:
                 self._send_one(worker, sender, key, requests[next(picks) % count], intended)
             finally:
                 self._in_flight.leave()
+
+    # ---- sequence workers (stateful models): steps of live sequences, closed or open loop ----
+
+    def _record_step(self, key: Any, ticket: Ticket, sent: int, outcome: Outcome, intended: int | None) -> None:
+        """Record one step as a request, and its sequence when the step ended one."""
+        done = _now()
+        self._record(key, sent, done, outcome, intended)
+        assert self._feed is not None
+        ended = self._feed.settle(ticket, outcome.error, sent, done)
+        if ended is not None:
+            self._record_sequence(key, ended)
+
+    def _record_sequence(self, key: Any, ended: SequenceEnd) -> None:
+        slot = self.recorder.current.slot(key)
+        if ended.ok:
+            slot.sequence_completed(ended.latency_ns)
+        else:
+            slot.sequence_failed()
+
+    def _step_request(self, requests: list[Any], ticket: Ticket) -> Any:
+        assert self.sequences is not None
+        return self.sequences.with_parameters(requests[ticket.item], ticket.parameters)
+
+    def _due(self, intended: int | None) -> int | None:
+        """Open loop: the intended time of the next send (kept while no sequence can take it)."""
+        if self._schedule is None or self._finishing:
+            return None
+        if intended is None:
+            intended = self._schedule_start_ns + self._schedule.next_offset()
+        return intended
+
+    def _sequence_loop(self, worker: _Worker, sender: Sender, key: Any) -> None:
+        requests = self._requests_of(worker)
+        feed = self._feed
+        assert feed is not None
+        sleep, poll, spin = self.runtime.sleep, self.settings.idle_poll_s, self.settings.spin_ns
+        in_flight = self._in_flight
+        intended: int | None = None
+        while not self._stopping:
+            intended = self._due(intended)
+            if intended is not None:
+                while (wait_ns := intended - _now()) > spin and not self._halting():
+                    sleep(min(wait_ns - spin, 50_000_000) / 1e9)
+                while _now() < intended and not self._halting():
+                    sleep(0)
+            if not in_flight.enter():  # paused: a window boundary is being drained
+                sleep(poll)
+                continue
+            ticket = feed.take(worker.index)
+            if not isinstance(ticket, Ticket):
+                in_flight.leave()
+                if ticket is FINISHED:
+                    return
+                sleep(poll)  # every sequence has a step in flight that the next must wait for
+                continue
+            try:
+                sent = _now()
+                try:
+                    outcome = sender.call(self._step_request(requests, ticket))
+                except Exception as exc:  # a sender bug or an unforeseen client failure: an error, counted
+                    outcome = failed(exc)
+                self._record_step(key, ticket, sent, outcome, intended)
+            finally:
+                in_flight.leave()
+            intended = None
+
+    async def _sequence_coroutine(self, worker: _Worker, sender: Any, key: Any) -> None:
+        import asyncio
+
+        requests = self._requests_of(worker)
+        feed = self._feed
+        assert feed is not None
+        poll, spin = self.settings.idle_poll_s, self.settings.spin_ns
+        in_flight = self._in_flight
+        intended: int | None = None
+        while not self._stopping:
+            intended = self._due(intended)
+            if intended is not None:
+                while (wait_ns := intended - _now()) > spin and not self._halting():
+                    await asyncio.sleep(min(wait_ns - spin, 50_000_000) / 1e9)
+                while _now() < intended and not self._halting():
+                    await asyncio.sleep(0)
+            if not in_flight.enter():
+                await asyncio.sleep(poll)
+                continue
+            ticket = feed.take(worker.index)
+            if not isinstance(ticket, Ticket):
+                in_flight.leave()
+                if ticket is FINISHED:
+                    return
+                await asyncio.sleep(poll)
+                continue
+            try:
+                sent = _now()
+                try:
+                    outcome = await sender.call(self._step_request(requests, ticket))
+                except Exception as exc:
+                    outcome = failed(exc)
+                self._record_step(key, ticket, sent, outcome, intended)
+            finally:
+                in_flight.leave()
+            intended = None
+
+    def _halting(self) -> bool:
+        return self._stopping or self._finishing
 
     # ---- control ------------------------------------------------------------------------------
 
@@ -288,7 +406,11 @@ class LoadEngine:
     # ---- control ------------------------------------------------------------------------------
 
     def start_closed(self, concurrency: int) -> None:
-        """N workers, each with one request in flight."""
+        """N workers, each with one request in flight (a stateful model's: one live sequence each)."""
+        if self.sequences is not None:
+            self._feed = SequenceFeed(self.sequences.settings, closed=True, slots=concurrency)
+            self._start(concurrency, self._sequence_coroutine if self.runtime.is_async else self._sequence_loop)
+            return
         self._start(concurrency, self._closed_coroutine if self.runtime.is_async else self._closed_loop)
 
     def start_open(self, schedule: Schedule, max_inflight: int, start_ns: int | None = None) -> None:
@@ -299,10 +421,15 @@ class LoadEngine:
         self._schedule = schedule
         self._picks = itertools.count()  # shared; next() on it is atomic
         self._schedule_start_ns = start_ns if start_ns is not None else _now() + 2_000_000
+        if self.sequences is not None:
+            self._feed = SequenceFeed(self.sequences.settings, closed=False, slots=max_inflight)
+            self._start(max_inflight, self._sequence_coroutine if self.runtime.is_async else self._sequence_loop)
+            return
         self._start(max_inflight, self._open_coroutine if self.runtime.is_async else self._open_loop)
 
     def _start(self, count: int, loop: Callable[[_Worker, Any, Any], Any]) -> None:
         self._stopping = False
+        self._finishing = False
         self._in_flight = InFlight()
         self._workers = [_Worker(index) for index in range(count)]
         run = self._run_coroutine_worker if self.runtime.is_async else self._run_worker
@@ -325,6 +452,24 @@ class LoadEngine:
 
     def resume(self) -> None:
         self._in_flight.resume()
+
+    def finish_sequences(self, timeout_s: float) -> bool:
+        """Send END for every sequence started and not ended, then let the workers end; False if some did not.
+
+        Called before ``stop`` when the server is still there, so it holds no state of ours after
+        the run. Steps sent now are recorded in the window that is open (never a reported one).
+        """
+        if self._feed is None or self._stopping:
+            return True
+        self._feed.finishing = True
+        self._finishing = True
+        self._in_flight.resume()
+        deadline = time.monotonic() + timeout_s
+        finished = True
+        for worker in self._workers:
+            remaining = max(deadline - time.monotonic(), 0.01)
+            finished = self.runtime.join(worker.handle, remaining) and finished
+        return finished
 
     def stop(self) -> bool:
         """Stop every worker; False if some did not finish within the stop timeout."""

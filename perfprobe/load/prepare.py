@@ -16,8 +16,9 @@ import numpy as np
 
 from perfprobe.client import InferenceClient, make_client
 from perfprobe.client.model import ModelDescription
-from perfprobe.load.engine import EngineSettings
+from perfprobe.load.engine import EngineSettings, SequencePlan
 from perfprobe.load.sendpath import SendPath, build_send_path
+from perfprobe.load.sequences import SequenceSettings
 from perfprobe.load.windowed import LocalLoad
 from perfprobe.shm import Regions
 
@@ -39,6 +40,7 @@ class LoadSpec:
     batch_size: int
     max_inflight: int
     engine: EngineSettings
+    sequences: SequenceSettings | None = None  # a stateful model: requests are steps of live sequences
 
 
 @dataclass
@@ -49,11 +51,16 @@ class PreparedLoad:
     send_path: SendPath
     requests: list[Any]
     per_worker: list[list[Any]] | None
+    with_parameters: Callable[[Any, dict[str, Any]], Any]
 
     def make_load(self) -> LocalLoad:
         """A fresh engine and recorder for one level."""
         path = self.send_path
-        return LocalLoad.build(path.runtime, path.sender_factory, self.requests, self.spec.engine, self.per_worker)
+        settings = self.spec.sequences
+        sequences = SequencePlan(settings, self.with_parameters) if settings is not None else None
+        return LocalLoad.build(
+            path.runtime, path.sender_factory, self.requests, self.spec.engine, self.per_worker, sequences
+        )
 
 
 @contextlib.contextmanager
@@ -101,7 +108,7 @@ def prepared_load(
                 )
             else:
                 requests, per_worker = dataset.build_requests(load_client, model, items), None
-            yield PreparedLoad(spec, send_path, requests, per_worker)
+            yield PreparedLoad(spec, send_path, requests, per_worker, load_client.with_parameters)
     finally:
         if send_path is not None:
             send_path.runtime.close()

@@ -157,6 +157,7 @@ class Sweeper:
         closed = load_kind == "concurrency"
         drain = closed and settings.drain
         unloaded = self._snapshot() if drain else {}
+        ended_well = False  # the server is still there: live sequences get their END before the stop
         try:
             if closed:
                 load.start_closed(int(level))
@@ -195,8 +196,9 @@ class Sweeper:
                     break
                 if all(w.stats.completed == 0 for w in result.windows[-2:]) and len(result.windows) >= 2:
                     break  # nothing succeeds: more windows will not change that
+            ended_well = True
         finally:
-            if not load.stop():
+            if not load.stop(finish_sequences=ended_well):
                 result.warnings.append("some workers did not stop in time (requests still outstanding)")
         self._diagnose(result, schedule_rate=level if load_kind == "rate" else None)
         return result

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from perfprobe.load.engine import EngineSettings, LoadEngine
+from perfprobe.load.engine import EngineSettings, LoadEngine, SequencePlan
 from perfprobe.load.runtime import Runtime
 from perfprobe.load.schedule import ScheduleSpec
 from perfprobe.load.senders import Sender
@@ -106,7 +106,8 @@ class WindowedLoad(Protocol):
 
     def sleep(self, seconds: float) -> None: ...
 
-    def stop(self) -> bool: ...
+    def stop(self, finish_sequences: bool = False) -> bool:
+        """Stop the load; ``finish_sequences``: first send END for every live sequence (the server is up)."""
 
 
 class LocalLoad:
@@ -127,10 +128,11 @@ class LocalLoad:
         requests: list[Any],
         settings: EngineSettings | None = None,
         per_worker_requests: list[list[Any]] | None = None,
+        sequences: SequencePlan | None = None,
     ) -> LocalLoad:
         """A fresh engine recording into a fresh recorder (one per load level)."""
         recorder = Recorder()
-        engine = LoadEngine(runtime, sender_factory, requests, recorder, settings, per_worker_requests)
+        engine = LoadEngine(runtime, sender_factory, requests, recorder, settings, per_worker_requests, sequences)
         return cls(engine, recorder)
 
     def start_closed(self, concurrency: int) -> None:
@@ -163,5 +165,6 @@ class LocalLoad:
     def sleep(self, seconds: float) -> None:
         self.engine.runtime.sleep(seconds)
 
-    def stop(self) -> bool:
-        return self.engine.stop()
+    def stop(self, finish_sequences: bool = False) -> bool:
+        finished = self.engine.finish_sequences(self.engine.settings.stop_timeout_s) if finish_sequences else True
+        return self.engine.stop() and finished

@@ -41,6 +41,8 @@ class WindowSlot:
         "reasons",
         "resent",
         "dropped",
+        "sequence_latencies",
+        "sequences_failed",
     )
 
     def __init__(self) -> None:
@@ -58,6 +60,8 @@ class WindowSlot:
         self.reasons: dict[tuple[str, str], int] = {}  # (code, server's message) -> count, a few kept
         self.resent = 0
         self.dropped = 0
+        self.sequence_latencies: list[int] = []  # stateful models: first send to last response, per sequence
+        self.sequences_failed = 0
 
     def success(self, latency_ns: int, send_ns: int = 0, recv_ns: int = 0) -> None:
         self.latencies.append(latency_ns)
@@ -90,6 +94,14 @@ class WindowSlot:
         self.first_response.append(first_ns)
         self.between_responses.extend(gaps_ns)
         self.responses += responses
+
+    def sequence_completed(self, latency_ns: int) -> None:
+        """A sequence whose every step succeeded, from its first send to its last response."""
+        self.sequence_latencies.append(latency_ns)
+
+    def sequence_failed(self) -> None:
+        """A sequence that ended with a failed step (its END was still sent when the server held it)."""
+        self.sequences_failed += 1
 
 
 class Window:
@@ -132,6 +144,16 @@ class WindowStats:
     reasons: dict[tuple[str, str], int] = field(default_factory=dict)
     resent: int = 0
     dropped: int = 0
+    sequence_latency: LatencyHistogram | None = None  # stateful models: per completed sequence
+    sequences_failed: int = 0
+
+    @property
+    def sequences_completed(self) -> int:
+        return self.sequence_latency.count if self.sequence_latency is not None else 0
+
+    def sequence_rate(self) -> float:
+        """Sequences completed per second."""
+        return self.sequences_completed / (self.duration_ns / 1e9) if self.duration_ns else 0.0
 
     def throughput(self, batch_size: int = 1) -> float:
         """Inferences per second: completed requests times batch over the window's length."""
@@ -158,7 +180,16 @@ def merge_window(window: Window, end_ns: int) -> WindowStats:
     """Close a window: merge every worker's slot into histograms."""
     slots = list(window.slots.values())
     errors: Counter[str] = Counter()
-    totals = {"completed": 0, "send_ns": 0, "recv_ns": 0, "responses": 0, "late_sends": 0, "resent": 0, "dropped": 0}
+    totals = {
+        "completed": 0,
+        "send_ns": 0,
+        "recv_ns": 0,
+        "responses": 0,
+        "late_sends": 0,
+        "resent": 0,
+        "dropped": 0,
+        "sequences_failed": 0,
+    }
     for slot in slots:
         errors.update(slot.errors)
         for key in totals:
@@ -180,6 +211,7 @@ def merge_window(window: Window, end_ns: int) -> WindowStats:
         intended=histogram("intended"),
         first_response=histogram("first_response"),
         between_responses=histogram("between_responses"),
+        sequence_latency=histogram("sequence_latencies"),
         max_lag_ns=max((slot.max_lag_ns for slot in slots), default=0),
         reasons=_merge_reasons([slot.reasons for slot in slots]),
         **totals,
@@ -196,6 +228,7 @@ def merge_stats(windows: list[WindowStats]) -> WindowStats:
         "intended": None,
         "first_response": None,
         "between_responses": None,
+        "sequence_latency": None,
     }
     errors: Counter[str] = Counter()
     for stats in windows:
@@ -220,6 +253,7 @@ def merge_stats(windows: list[WindowStats]) -> WindowStats:
         reasons=_merge_reasons([w.reasons for w in windows]),
         resent=sum(w.resent for w in windows),
         dropped=sum(w.dropped for w in windows),
+        sequences_failed=sum(w.sequences_failed for w in windows),
         **merged_optional,  # type: ignore[arg-type]
     )
 

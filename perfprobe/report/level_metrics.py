@@ -141,6 +141,9 @@ FIXED: dict[str, Metric] = {
     "client_send": Metric("client_send", "latency", False, _column("Client Send")),
     "client_recv": Metric("client_recv", "latency", False, _column("Client Recv")),
     "network": Metric("network", "latency", False, _column("Network+Server Send/Recv")),
+    "sequence_rate": Metric("sequence_rate", "throughput", True, _column("Sequences/Second")),
+    "sequence_p50": Metric("sequence_p50", "latency", False, _column("Sequence p50 latency")),
+    "sequence_p99": Metric("sequence_p99", "latency", False, _column("Sequence p99 latency")),
     **{
         name: Metric(name, "latency", False, _column(column), _server_window(kind))
         for name, (column, kind) in _SERVER.items()

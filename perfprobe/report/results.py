@@ -44,6 +44,10 @@ OWN_COLUMNS = (
     "First Response p50",
     "Inter-Response p50",
     "Responses/Second",
+    "Sequences/Second",
+    "Sequence p50 latency",
+    "Sequence p99 latency",
+    "Sequences Failed",
     "Client CPU us/req",
     "Server CPU Util",
     "Stable",
@@ -81,6 +85,8 @@ def level_row(result: LevelResult, batch_size: int, composing: list[str] | None 
     intended = merged.intended.summary() if merged.intended else {}
     first = merged.first_response.summary() if merged.first_response else {}
     between = merged.between_responses.summary() if merged.between_responses else {}
+    sequences = merged.sequence_latency.summary() if merged.sequence_latency else {}
+    stateful = merged.sequence_latency is not None or merged.sequences_failed > 0
     metric_values = result.metrics()
     level = int(result.level) if result.load_kind == "concurrency" else result.level
     return {
@@ -114,6 +120,10 @@ def level_row(result: LevelResult, batch_size: int, composing: list[str] | None 
         "First Response p50": first.get("p50", ""),
         "Inter-Response p50": between.get("p50", ""),
         "Responses/Second": round(merged.responses / seconds, 2) if merged.first_response and seconds else "",
+        "Sequences/Second": round(merged.sequence_rate(), 2) if stateful else "",
+        "Sequence p50 latency": sequences.get("p50", ""),
+        "Sequence p99 latency": sequences.get("p99", ""),
+        "Sequences Failed": merged.sequences_failed if stateful else "",
         "Client CPU us/req": round(result.cpu_us_per_request(), 1),
         "Server CPU Util": round(metric_values["nv_cpu_utilization"], 4)
         if "nv_cpu_utilization" in metric_values

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from perfprobe.load.sweeper import LevelResult
+from perfprobe.measure.window import WindowStats
 
 SCHEMA_VERSION = 2
 
@@ -69,6 +70,7 @@ def level_entry(result: LevelResult, batch_size: int) -> dict[str, Any]:
                 "server": {name: delta.to_dict() for name, delta in record.server.items()},
                 "metrics": record.metrics,
                 **({"processes": [share.as_dict() for share in record.shares]} if record.shares else {}),
+                **(_sequence_fields(stats) if stats.sequence_latency is not None or stats.sequences_failed else {}),
             }
         )
     reasons = result.merged().top_reasons() if result.windows else []
@@ -82,6 +84,18 @@ def level_entry(result: LevelResult, batch_size: int) -> dict[str, Any]:
         "reported_windows": [w.stats.index for w in result.reported],
         "windows": windows,
         **({"processes": [share.as_dict() for share in shares]} if shares else {}),
+    }
+
+
+def _sequence_fields(stats: WindowStats) -> dict[str, Any]:
+    """A stateful model's window: sequences completed and failed, and their latency (first send to last response)."""
+    latency = stats.sequence_latency
+    return {
+        "sequences_completed": stats.sequences_completed,
+        "sequences_failed": stats.sequences_failed,
+        "sequences_per_s": stats.sequence_rate(),
+        "sequence_latency_us": latency.summary() if latency is not None else None,
+        "sequence_latency_histogram": latency.encode() if latency is not None else None,
     }
 
 

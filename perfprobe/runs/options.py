@@ -39,6 +39,12 @@ class SweepOptions:
     cluster: str | None = None  # Ray cluster address, or "auto" (RAY_ADDRESS)
     cluster_runtime_env: str | None = None  # Ray runtime_env as JSON, for nodes without perfprobe
     decode_outputs: bool = False
+    sequence_length: int | None = None  # steps per sequence; default 20, or a data stream's length
+    sequence_length_variation: float = 20.0  # percent either side of --sequence-length
+    sequence_id_range: str | None = None  # START[:END], END excluded
+    serial_sequences: bool = False  # open loop: at most one request in flight per sequence
+    num_of_sequences: int = 4  # open loop: sequences live at once
+    string_sequence_ids: bool = False  # send correlation ids as strings (automatic for a TYPE_STRING CORRID control)
     batch_size: int = 1
     shape: list[str] = field(default_factory=list)
     input_data: str = "random"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from perfprobe.load.ranges import parse_range
 from perfprobe.load.runtime import default_worker_kind
 from perfprobe.load.schedule import read_intervals
 from perfprobe.load.sendpath import MODES
+from perfprobe.load.sequences import SequenceSettings
 from perfprobe.load.sweeper import MeasureSettings
 from perfprobe.measure.stability import StabilityRule
 from perfprobe.runs.options import SweepOptions, parse_headers
@@ -64,6 +65,8 @@ class SweepPlan:
     processes: int | None = 1  # load processes; None: one per usable core (or cluster CPU)
     cluster: str | None = None
     cluster_runtime_env: dict[str, Any] | None = None
+    sequences: SequenceSettings = field(default_factory=SequenceSettings)  # used when the model has a sequence batcher
+    sequence_length_given: bool = False
 
     @property
     def spread(self) -> bool:
@@ -131,6 +134,28 @@ class SweepPlan:
             "warmup_s": self.measure.warmup_s,
             "processes": self.processes,
             "cluster": self.cluster,
+        }
+
+    def sequence_settings(self, string_ids: bool, streams: list[tuple[int, ...]]) -> SequenceSettings:
+        """The sequences of a stateful model: this plan's options with the model's id kind and data streams.
+
+        Ids are strings when the model declares them so (a CORRID control of TYPE_STRING) or when asked.
+        Without ``--sequence-length``, a JSON data file sets each sequence's length (its stream's),
+        as perf_analyzer does.
+        """
+        from_data = not self.sequence_length_given and Path(self.data.source).is_file()
+        string_ids = string_ids or self.sequences.string_ids
+        return replace(self.sequences, string_ids=string_ids, streams=tuple(streams), length_from_data=from_data)
+
+    def recorded_sequences(self, settings: SequenceSettings) -> dict[str, Any]:
+        return {
+            "length": "from data" if settings.length_from_data else settings.length,
+            "length_variation_pct": None if settings.length_from_data else settings.length_variation_pct,
+            "id_range": [settings.id_start, settings.id_end],
+            "string_ids": settings.string_ids,
+            "serial": settings.serial,
+            "live_open_loop": settings.live if self.load_kind == "rate" else None,
+            "data_streams": len(settings.streams),
         }
 
 
@@ -290,4 +315,44 @@ def plan(options: SweepOptions) -> SweepPlan:
         processes=_processes(options),
         cluster=options.cluster or None,
         cluster_runtime_env=parse_runtime_env(options.cluster_runtime_env),
+        sequences=_sequences(options, max_inflight if closed else options.num_of_sequences),
+        sequence_length_given=options.sequence_length is not None,
     )
+
+
+def _sequences(options: SweepOptions, live: int) -> SequenceSettings:
+    """The sequence options (used if the model turns out to have a sequence batcher), checked."""
+    length = options.sequence_length if options.sequence_length is not None else SequenceSettings.length
+    if length < 1:
+        raise UsageError("--sequence-length must be at least 1")
+    if not 0 <= options.sequence_length_variation <= 100:
+        raise UsageError("--sequence-length-variation must be a percentage from 0 to 100")
+    if options.num_of_sequences < 1:
+        raise UsageError("--num-of-sequences must be at least 1")
+    start, end = _id_range(options.sequence_id_range)
+    settings = SequenceSettings(
+        length=length,
+        length_variation_pct=options.sequence_length_variation,
+        id_start=start,
+        id_end=end,
+        serial=options.serial_sequences,
+        live=options.num_of_sequences,
+        string_ids=options.string_sequence_ids,
+    )
+    settings.check_ids(live)
+    return settings
+
+
+def _id_range(text: str | None) -> tuple[int, int | None]:
+    """``--sequence-id-range START[:END]`` (END excluded), positive whole numbers."""
+    if text in (None, ""):
+        return SequenceSettings.id_start, None
+    first, sep, last = str(text).partition(":")
+    try:
+        start = int(first)
+        end = int(last) if sep and last != "" else None
+    except ValueError:
+        raise UsageError(f"--sequence-id-range {text!r}: expected START[:END] in whole numbers") from None
+    if start < 1 or (end is not None and end <= start):
+        raise UsageError(f"--sequence-id-range {text!r}: ids start at 1 or more, and END (excluded) must exceed START")
+    return start, end

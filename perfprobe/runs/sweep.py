@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from perfprobe.client import InferenceClient, make_client
 from perfprobe.client.model import ModelDescription
 from perfprobe.errors import AllRequestsFailed, PerfprobeError, RunInterrupted, UsageError
 from perfprobe.greenlets import patched
-from perfprobe.load.prepare import prepared_load
+from perfprobe.load.prepare import LoadSpec, prepared_load
 from perfprobe.load.search import LatencyLimit, search_levels
 from perfprobe.load.sendpath import check_combination
 from perfprobe.load.sweeper import LevelResult, Sweeper
@@ -93,8 +93,13 @@ def measure_sweep(
 
     model = control.describe_model(sweep_plan.model)
     check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled)
-    items = dataset.load_items(model, sweep_plan.data)
-    with _load_source(sweep_plan, target, control, model, items, observer) as source:
+    spec = sweep_plan.load_spec(target)
+    if model.sequence_batching:
+        items, streams = dataset.load_sequence_data(model, sweep_plan.data)
+        spec = replace(spec, sequences=sweep_plan.sequence_settings(model.string_correlation_ids, streams))
+    else:
+        items = dataset.load_items(model, sweep_plan.data)
+    with _load_source(sweep_plan, spec, control, model, items, observer) as source:
         composing = [step.model_name for step in model.ensemble_steps]
         sweeper = Sweeper(
             source.make_load,
@@ -104,7 +109,7 @@ def measure_sweep(
             target.metrics_url,
             on_window=observer.window,
         )
-        return _measure_levels(sweep_plan, target, control, model, sweeper, source, observer)
+        return _measure_levels(sweep_plan, target, control, model, sweeper, source, observer, spec)
 
 
 @dataclass
@@ -122,14 +127,13 @@ class LoadSource:
 @contextlib.contextmanager
 def _load_source(
     sweep_plan: SweepPlan,
-    target: Target,
+    spec: LoadSpec,
     control: InferenceClient,
     model: ModelDescription,
     items: list[Any],
     observer: RunObserver,
 ) -> Iterator[LoadSource]:
     """The plan's load: prepared in this process, or (``--processes``, ``--cluster``) in load processes."""
-    spec = sweep_plan.load_spec(target)
     if not sweep_plan.spread:
         with prepared_load(spec, control, model, items, observer.note) as prepared:
             runtime = prepared.send_path.runtime
@@ -176,6 +180,7 @@ def _measure_levels(
     sweeper: Sweeper,
     source: LoadSource,
     observer: RunObserver,
+    spec: LoadSpec,
 ) -> SweepResult:
     server_meta = control.server_metadata()
     model_facts = {
@@ -183,9 +188,12 @@ def _measure_levels(
         "config_digest": model.config_digest,
         "max_batch_size": model.max_batch_size,
         "decoupled": model.decoupled,
+        "sequence_batching": model.sequence_batching,
         "composing_models": [step.model_name for step in model.ensemble_steps],
     }
     settings = sweep_plan.recorded(target)
+    if spec.sequences is not None:
+        settings["sequences"] = sweep_plan.recorded_sequences(spec.sequences)
     settings["worker_kind"] = source.worker_kind  # what ran (HTTP async runs on greenlets whatever was asked)
     settings["processes"] = source.processes
     if source.hosts:

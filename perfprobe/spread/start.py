@@ -37,7 +37,20 @@ def member_specs(
     token = run_token()
     share = dataclasses.replace(load, max_inflight=-(-load.max_inflight // count))
     greenlets = needs_greenlets(load.protocol, load.mode, load.worker_kind)
-    return [MemberSpec(index, share, model, items, f"{token}_p{index}", greenlets) for index in range(count)]
+    return [
+        MemberSpec(index, _sequence_share(share, index, count), model, items, f"{token}_p{index}", greenlets)
+        for index in range(count)
+    ]
+
+
+def _sequence_share(load: LoadSpec, index: int, count: int) -> LoadSpec:
+    """A stateful model's load in process ``index``: ids of its own, its share of the live sequences (at least one)."""
+    if load.sequences is None:
+        return load
+    from perfprobe.spread.group import split_count
+
+    live = max(1, split_count(load.sequences.live, count)[index])
+    return dataclasses.replace(load, sequences=load.sequences.share(index, count, live))
 
 
 @contextlib.contextmanager
