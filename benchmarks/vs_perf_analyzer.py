@@ -2,7 +2,7 @@
 
 Installs perf_analyzer from the tritonclient 2.48.0 wheel (plus libcudart from
 nvidia-cuda-runtime-cu12 and Debian's libb64-0d), starts the embedded server once, then
-runs both tools alternately on ``simple`` at each concurrency, HTTP and gRPC, with the
+runs both tools alternately on ``simple`` (or ``--model``) at each concurrency, HTTP and gRPC, with the
 same window settings. Client CPU per request is the tool process's CPU time (user+sys)
 divided by the requests the server counted while it ran, so warm-up and every trial
 window are included on both sides alike (perf_analyzer reports nothing finer). perfprobe's
@@ -60,19 +60,21 @@ def install_perf_analyzer() -> tuple[Path, dict[str, str]]:
     return binary, env
 
 
-def _success_count(client) -> int:
-    stats = client.inference_statistics("simple")["model_stats"][0]
+def _success_count(client, model: str) -> int:
+    stats = client.inference_statistics(model)["model_stats"][0]
     return int(stats["inference_stats"]["success"]["count"])
 
 
-def run_measured(command: list[str], env: dict[str, str], client) -> tuple[subprocess.CompletedProcess, float, int]:
+def run_measured(
+    command: list[str], env: dict[str, str], client, model: str
+) -> tuple[subprocess.CompletedProcess, float, int]:
     """Run one tool; return its result, its CPU seconds, and the requests the server saw meanwhile."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    served_before = _success_count(client)
+    served_before = _success_count(client, model)
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return result, cpu, _success_count(client) - served_before
+    return result, cpu, _success_count(client, model) - served_before
 
 
 def read_row(path: Path) -> dict[str, str]:
@@ -100,13 +102,19 @@ def main() -> int:
     parser.add_argument("--window-ms", type=int, default=3000)
     parser.add_argument("--stability", type=float, default=15.0, help="stability percentage, both tools")
     parser.add_argument("--markdown", help="append the table to this Markdown file")
+    parser.add_argument("--model", default="simple", help="model both tools load (running_sum: a sequence model)")
+    parser.add_argument("--model-repository", help="serve this repository too (e.g. tests/models)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)  # stop the embedded server on SIGTERM too
     binary, pa_env = install_perf_analyzer()
     levels = [int(v) for v in args.levels.split(",")]
     lines = []
     with (
-        EmbeddedServer(builtin_models=["simple"], pick_free_ports=True) as server,
+        EmbeddedServer(
+            builtin_models=["simple"],
+            model_repositories=[args.model_repository] if args.model_repository else [],
+            pick_free_ports=True,
+        ) as server,
         make_client("http", server.http_url) as control,
         tempfile.TemporaryDirectory() as work,
     ):
@@ -127,7 +135,7 @@ def main() -> int:
                         Path(work) / f"pp-{protocol}-{label.replace('/', '-')}-{level}",
                     )
                     # both tools take these flags with the same names and meanings
-                    target = ["-m", "simple", "-u", server.url(protocol), "-i", protocol]
+                    target = ["-m", args.model, "-u", server.url(protocol), "-i", protocol]
                     windows = [
                         "--measurement-interval",
                         str(args.window_ms),
@@ -168,7 +176,7 @@ def main() -> int:
                         runs.reverse()  # alternate who goes first, so drift does not favour one side
                     measured = {}
                     for name, command, env in runs:
-                        result, cpu, served = run_measured(command, env, control)
+                        result, cpu, served = run_measured(command, env, control, args.model)
                         if result.returncode != 0 and name == "pp":
                             print(result.stderr, file=sys.stderr)
                         measured[name] = (cpu, served)
@@ -196,8 +204,8 @@ def main() -> int:
         machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         with open(args.markdown, "a") as handle:
             handle.write(
-                f"\n### {stamp} — {machine}, window {args.window_ms} ms, stability {args.stability:g}%, "
-                f"Triton {server.version}\n\n"
+                f"\n### {stamp} — {args.model}, {machine}, window {args.window_ms} ms, "
+                f"stability {args.stability:g}%, Triton {server.version}\n\n"
             )
             handle.write("\n".join(lines) + "\n")
     return 0

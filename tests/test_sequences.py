@@ -235,3 +235,22 @@ def test_a_step_of_an_unknown_sequence_is_refused_with_the_servers_reason(sequen
         client.infer(
             "running_sum", [InferInput("VALUE", value, "INT32", shape=[1, 1])], options=RequestOptions(sequence_id=99)
         )
+
+
+def test_a_trace_paces_a_sequence_model(sequence_server, tmp_path: Path) -> None:
+    server, logs = sequence_server
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text("".join(json.dumps({"timestamp_ms": i * 4.0}) + "\n" for i in range(250)))
+    log = _fresh_log(logs, "running_sum")
+    result = perfprobe.sweep(
+        "running_sum",
+        url=server.grpc_url,
+        protocol="grpc",
+        request_trace=str(trace),
+        num_of_sequences=3,
+        **{**WINDOWS, "measurement_interval": 500},
+    )
+    level = result.document["levels"][0]
+    assert level["trace"]["replayed"] == 1.0
+    assert sum(w["completed"] for w in level["windows"]) == 250 and result.rows[0]["Errors"] == 0
+    server_view(log, max_live=3)  # every sequence ended once the trace was replayed

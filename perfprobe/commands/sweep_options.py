@@ -23,6 +23,19 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     levels.add_argument("--concurrency", help="closed loop: START[:END[:STEP]]; STEP may be xN (e.g. 1:32:x2)")
     levels.add_argument("--request-rate", help="open loop: requests/s START[:END[:STEP]]")
     levels.add_argument("--request-intervals", metavar="FILE", help="open loop: microseconds between sends, per line")
+    levels.add_argument(
+        "--request-trace",
+        metavar="FILE",
+        help='open loop at a recorded trace\'s times: JSON Lines of {"timestamp_ms": T[, "inputs": {...}]}',
+    )
+    load.add_argument(
+        "--trace-speedup",
+        type=float,
+        default=default("trace_speedup"),
+        metavar="X",
+        help="replay a trace X times as fast",
+    )
+    load.add_argument("--trace-loop", action="store_true", help="replay a trace again and again (else once)")
     load.add_argument(
         "--distribution", choices=DISTRIBUTIONS, default=default("distribution"), help="request-rate arrivals"
     )

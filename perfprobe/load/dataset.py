@@ -21,6 +21,7 @@ from perfprobe.client.datatypes import numpy_dtype, to_wire_array
 from perfprobe.client.model import ModelDescription
 from perfprobe.data import synthetic
 from perfprobe.errors import UsageError
+from perfprobe.load.trace import RequestTrace
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,16 @@ def _json_sample(
     if unknown:
         raise UsageError(f"{path}: {where} names unknown inputs {sorted(unknown)}")
     return sample
+
+
+def trace_items(model: ModelDescription, trace: RequestTrace, options: DataOptions) -> list[dict[str, np.ndarray]]:
+    """The tensors of the trace's requests that carry their own inputs, in the trace's order."""
+    path = Path(trace.path)
+    items = []
+    for line, inputs in trace.own_inputs():
+        sample = _json_sample(model, path, inputs, f"line {line}", options)
+        items.extend(_batch(model, [sample], options.batch_size))
+    return items
 
 
 def load_sequence_data(

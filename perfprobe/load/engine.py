@@ -26,6 +26,7 @@ from perfprobe.load.sequences import FINISHED, SequenceEnd, SequenceFeed, Sequen
 from perfprobe.measure.window import Recorder
 
 _now = time.perf_counter_ns
+REPLAYED = -1  # ``_due``: the schedule has no sends left (a trace replayed once)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class EngineSettings:
     idle_poll_s: float = 0.0002  # how often a paused worker looks again
     spin_ns: int = 1_000_000  # open loop: the last stretch before a send is waited by yielding, not sleeping
     stop_timeout_s: float = 30.0
+    ready_timeout_s: float = 10.0  # open loop: how long the schedule waits for workers' connections
 
 
 @dataclass(frozen=True)
@@ -106,12 +108,15 @@ class LoadEngine:
         settings: EngineSettings | None = None,
         per_worker_requests: list[list[Any]] | None = None,
         sequences: SequencePlan | None = None,
+        send_items: tuple[int, ...] = (),
     ) -> None:
         if not requests and not per_worker_requests:
             raise ValueError("no prepared requests to send")
+        self.send_items = send_items  # open loop: the data item of each of the schedule's sends (a trace's)
         self.sequences = sequences  # a stateful model: requests are steps of live sequences
         self._feed: SequenceFeed | None = None
         self._finishing = False
+        self._ready = InFlight()
         self.per_worker_requests = per_worker_requests  # e.g. each worker's own output region
         self.runtime = runtime
         self.sender_factory = sender_factory
@@ -168,6 +173,7 @@ class LoadEngine:
         sender: Sender | None = None
         try:
             sender = worker.sender = self.sender_factory()
+            self._ready.leave()  # counted down: this worker can send
             loop(worker, sender, self.runtime.identity())
         except BaseException as exc:  # noqa: BLE001 — recorded, never silently lost
             self._ended_by(worker, exc)
@@ -214,12 +220,18 @@ class LoadEngine:
         count = len(requests)
         schedule = self._schedule
         assert schedule is not None
-        picks = self._picks
+        item_of = self._item_of
         sleep = self.runtime.sleep
         spin = self.settings.spin_ns
+        while not self._schedule_start_ns and not self._stopping:  # until every worker is ready
+            sleep(self.settings.idle_poll_s)
         while not self._stopping:
-            offset = schedule.next_offset()
-            intended = self._schedule_start_ns + offset
+            send = schedule.next_send()
+            if send is None:  # a trace replayed to its end: nothing left to send at this level
+                while not self._stopping:
+                    sleep(0.01)
+                break
+            intended = self._schedule_start_ns + send[0]
             # sleep in slices (so stop is noticed between sparse sends), then yield until due:
             # timer wake-ups run late by up to a millisecond, which would show as late sends
             while (wait_ns := intended - _now()) > spin and not self._stopping:
@@ -229,11 +241,13 @@ class LoadEngine:
             if self._stopping:
                 break
             if not self._in_flight.enter():  # open loop is never paused; counted alike for stop
+                schedule.answer()
                 continue
             try:
-                self._send_one(worker, sender, key, requests[next(picks) % count], intended)
+                self._send_one(worker, sender, key, requests[item_of(send[1], count)], intended)
             finally:
                 self._in_flight.leave()
+                schedule.answer()
 
     # ---- sequence workers (stateful models): steps of live sequences, closed or open loop ----
 
@@ -258,12 +272,23 @@ class LoadEngine:
         return self.sequences.with_parameters(requests[ticket.item], ticket.parameters)
 
     def _due(self, intended: int | None) -> int | None:
-        """Open loop: the intended time of the next send (kept while no sequence can take it)."""
+        """Open loop: the intended time of the next send (kept while no sequence can take it).
+
+        ``REPLAYED`` when the schedule (a trace) has no sends left.
+        """
         if self._schedule is None or self._finishing:
             return None
         if intended is None:
-            intended = self._schedule_start_ns + self._schedule.next_offset()
+            send = self._schedule.next_send()
+            if send is None:
+                return REPLAYED
+            intended = self._schedule_start_ns + send[0]
         return intended
+
+    def _item_of(self, number: int, count: int) -> int:
+        """The data item of the schedule's send ``number``: a trace entry's own, or the next in turn."""
+        items = self.send_items
+        return items[number % len(items)] if items else number % count
 
     def _sequence_loop(self, worker: _Worker, sender: Sender, key: Any) -> None:
         requests = self._requests_of(worker)
@@ -272,8 +297,14 @@ class LoadEngine:
         sleep, poll, spin = self.runtime.sleep, self.settings.idle_poll_s, self.settings.spin_ns
         in_flight = self._in_flight
         intended: int | None = None
+        while self._schedule is not None and not self._schedule_start_ns and not self._stopping:
+            sleep(poll)  # open loop: until every worker is ready
         while not self._stopping:
             intended = self._due(intended)
+            if intended == REPLAYED:  # idle until the level ends (or its live sequences are finished)
+                sleep(0.01)
+                intended = None
+                continue
             if intended is not None:
                 while (wait_ns := intended - _now()) > spin and not self._halting():
                     sleep(min(wait_ns - spin, 50_000_000) / 1e9)
@@ -298,6 +329,8 @@ class LoadEngine:
                 self._record_step(key, ticket, sent, outcome, intended)
             finally:
                 in_flight.leave()
+                if intended is not None:
+                    self._schedule.answer()  # type: ignore[union-attr]
             intended = None
 
     async def _sequence_coroutine(self, worker: _Worker, sender: Any, key: Any) -> None:
@@ -309,8 +342,14 @@ class LoadEngine:
         poll, spin = self.settings.idle_poll_s, self.settings.spin_ns
         in_flight = self._in_flight
         intended: int | None = None
+        while self._schedule is not None and not self._schedule_start_ns and not self._stopping:
+            await asyncio.sleep(poll)
         while not self._stopping:
             intended = self._due(intended)
+            if intended == REPLAYED:
+                await asyncio.sleep(0.01)
+                intended = None
+                continue
             if intended is not None:
                 while (wait_ns := intended - _now()) > spin and not self._halting():
                     await asyncio.sleep(min(wait_ns - spin, 50_000_000) / 1e9)
@@ -335,6 +374,8 @@ class LoadEngine:
                 self._record_step(key, ticket, sent, outcome, intended)
             finally:
                 in_flight.leave()
+                if intended is not None:
+                    self._schedule.answer()  # type: ignore[union-attr]
             intended = None
 
     def _halting(self) -> bool:
@@ -348,6 +389,7 @@ class LoadEngine:
         sender: Any = None
         try:
             sender = worker.sender = self.sender_factory()
+            self._ready.leave()
             await loop(worker, sender, self.runtime.identity())
         except BaseException as exc:  # noqa: BLE001 — recorded, never silently lost
             self._ended_by(worker, exc)
@@ -390,18 +432,29 @@ class LoadEngine:
         schedule = self._schedule
         assert schedule is not None
         spin = self.settings.spin_ns
+        while not self._schedule_start_ns and not self._stopping:
+            await asyncio.sleep(self.settings.idle_poll_s)
         while not self._stopping:
-            intended = self._schedule_start_ns + schedule.next_offset()
+            send = schedule.next_send()
+            if send is None:  # a trace replayed to its end
+                while not self._stopping:
+                    await asyncio.sleep(0.01)
+                break
+            intended = self._schedule_start_ns + send[0]
             while (wait_ns := intended - _now()) > spin and not self._stopping:
                 await asyncio.sleep(min(wait_ns - spin, 50_000_000) / 1e9)
             while _now() < intended and not self._stopping:
                 await asyncio.sleep(0)
-            if self._stopping or not self._in_flight.enter():
+            if self._stopping:
+                break
+            if not self._in_flight.enter():
+                schedule.answer()
                 continue
             try:
-                await self._send_one_awaited(sender, key, requests[next(self._picks) % count], intended)
+                await self._send_one_awaited(sender, key, requests[self._item_of(send[1], count)], intended)
             finally:
                 self._in_flight.leave()
+                schedule.answer()
 
     # ---- control ------------------------------------------------------------------------------
 
@@ -414,23 +467,30 @@ class LoadEngine:
         self._start(concurrency, self._closed_coroutine if self.runtime.is_async else self._closed_loop)
 
     def start_open(self, schedule: Schedule, max_inflight: int, start_ns: int | None = None) -> None:
-        """Workers following ``schedule`` from ``start_ns`` (perf_counter_ns; soon by default).
+        """Workers following ``schedule`` from ``start_ns`` (perf_counter_ns; by default once they are ready).
 
-        At most ``max_inflight`` requests in flight.
+        At most ``max_inflight`` requests in flight. The schedule starts only when every worker has
+        its connection (or after ``ready_timeout_s``), so the first sends are not late for that.
         """
         self._schedule = schedule
-        self._picks = itertools.count()  # shared; next() on it is atomic
-        self._schedule_start_ns = start_ns if start_ns is not None else _now() + 2_000_000
+        self._schedule_start_ns = 0  # workers wait for it
         if self.sequences is not None:
             self._feed = SequenceFeed(self.sequences.settings, closed=False, slots=max_inflight)
             self._start(max_inflight, self._sequence_coroutine if self.runtime.is_async else self._sequence_loop)
-            return
-        self._start(max_inflight, self._open_coroutine if self.runtime.is_async else self._open_loop)
+        else:
+            self._start(max_inflight, self._open_coroutine if self.runtime.is_async else self._open_loop)
+        deadline = time.monotonic() + self.settings.ready_timeout_s
+        while self._ready.count and time.monotonic() < deadline and not self.worker_failures:
+            self.runtime.sleep(self.settings.idle_poll_s)
+        self._schedule_start_ns = start_ns if start_ns is not None else _now() + 2_000_000
 
     def _start(self, count: int, loop: Callable[[_Worker, Any, Any], Any]) -> None:
         self._stopping = False
         self._finishing = False
         self._in_flight = InFlight()
+        self._ready = InFlight()  # counts the workers still making their connection
+        for _ in range(count):
+            self._ready.enter()
         self._workers = [_Worker(index) for index in range(count)]
         run = self._run_coroutine_worker if self.runtime.is_async else self._run_worker
         for worker in self._workers:
@@ -438,6 +498,16 @@ class LoadEngine:
 
     def in_flight(self) -> int:
         return self._in_flight.count
+
+    def replay_end_ns(self) -> int | None:
+        """When a schedule with an end (a trace) had its last send recorded; None while it goes on."""
+        schedule = self._schedule
+        return schedule.last_answer_ns if schedule is not None and schedule.replayed else None
+
+    def schedule_progress(self) -> tuple[int, bool]:
+        """Open loop: the schedule's sends made so far, and whether it has no more (a trace replayed)."""
+        schedule = self._schedule
+        return (schedule.answered, schedule.replayed) if schedule is not None else (0, False)
 
     def pause_and_drain(self, timeout_s: float, give_up: Callable[[], bool] = lambda: False) -> bool:
         """Stop issuing new requests and wait for those in flight; False if some never came back.

@@ -41,6 +41,7 @@ class LoadSpec:
     max_inflight: int
     engine: EngineSettings
     sequences: SequenceSettings | None = None  # a stateful model: requests are steps of live sequences
+    send_items: tuple[int, ...] = ()  # a trace: the data item of each of its sends
 
 
 @dataclass
@@ -58,8 +59,9 @@ class PreparedLoad:
         path = self.send_path
         settings = self.spec.sequences
         sequences = SequencePlan(settings, self.with_parameters) if settings is not None else None
+        spec = self.spec
         return LocalLoad.build(
-            path.runtime, path.sender_factory, self.requests, self.spec.engine, self.per_worker, sequences
+            path.runtime, path.sender_factory, self.requests, spec.engine, self.per_worker, sequences, spec.send_items
         )
 
 

@@ -17,7 +17,7 @@ from perfprobe.client.errors import TIMEOUT
 from perfprobe.errors import LoadFailed, ServerUnreachable
 from perfprobe.load.liveness import ServerWatch
 from perfprobe.load.schedule import ScheduleSpec
-from perfprobe.load.windowed import ClosedWindow, ProcessShare, WindowedLoad
+from perfprobe.load.windowed import ClosedWindow, LoadHealth, ProcessShare, WindowedLoad
 from perfprobe.measure import metrics as prometheus
 from perfprobe.measure import server_stats
 from perfprobe.measure.stability import StabilityRule
@@ -67,6 +67,7 @@ class LevelResult:
     warnings: list[str] = field(default_factory=list)
     target_model: str = ""
     stability_windows: int = 3
+    trace: dict[str, float | int | bool] | None = None  # a replayed trace: its requests, sends made, how much
 
     @property
     def reported(self) -> list[WindowRecord]:
@@ -153,10 +154,12 @@ class Sweeper:
         result = LevelResult(
             load_kind, level, target_model=self.model_names[0], stability_windows=settings.stability.windows
         )
+        trace = schedule.trace if schedule is not None else None
+        once = trace is not None and not trace.loop  # windows until it is replayed; all of them reported
         load = self.make_load()
         closed = load_kind == "concurrency"
         drain = closed and settings.drain
-        unloaded = self._snapshot() if drain else {}
+        unloaded = self._snapshot() if drain or once else {}
         ended_well = False  # the server is still there: live sequences get their END before the stop
         try:
             if closed:
@@ -165,14 +168,21 @@ class Sweeper:
                 assert schedule is not None
                 load.start_open(schedule, max_inflight)
             warm = self._warm_up(load, result, drain)
-            # taken while drained (closed loop), once the server counted the warm-up: it matches the window start
-            before = self._settled_snapshot(unloaded, warm.stats.completed) if warm.drained else self._snapshot()
+            # taken while drained (closed loop), once the server counted the warm-up: it matches the window start;
+            # a trace's first sends go out as the window opens, so its server counts start before the load
+            if warm.drained:
+                before = self._settled_snapshot(unloaded, warm.stats.completed)
+            else:
+                before = unloaded if once and not warm.stats.completed else self._snapshot()
             load.open_window(resume=drain)
             for _ in range(settings.max_trials):
-                self._wait_window(load, result)
+                self._wait_window(load, result, until_replayed=once)
+                replayed = once and load.health().replayed  # read before the close: nothing can land after it
                 closing = load.close_window(drain, settings.drain_timeout_s, lambda: self._cut_short(load))
                 self._stop_if_needed(load, result)
                 stats = closing.stats
+                if replayed and result.windows and not stats.completed and not stats.error_count:
+                    break  # the trace's last answer came just after the previous window closed: nothing here
                 after = self._settled_snapshot(before, stats.completed) if closing.drained else self._snapshot()
                 scraped = prometheus.scrape(self.metrics_url) if self.metrics_url else None
                 record = WindowRecord(
@@ -192,16 +202,42 @@ class Sweeper:
                 result.stable = settings.stability.is_stable(throughputs, latencies)
                 if self.on_window:
                     self.on_window(result, record)
+                if once:
+                    if replayed:
+                        break
+                    continue
                 if result.stable:
                     break
                 if all(w.stats.completed == 0 for w in result.windows[-2:]) and len(result.windows) >= 2:
                     break  # nothing succeeds: more windows will not change that
+            if trace is not None:
+                self._trace_progress(result, trace.offsets_ns, load.health(), once)
             ended_well = True
         finally:
             if not load.stop(finish_sequences=ended_well):
                 result.warnings.append("some workers did not stop in time (requests still outstanding)")
-        self._diagnose(result, schedule_rate=level if load_kind == "rate" else None)
+        self._diagnose(result, schedule_rate=level if load_kind == "rate" and trace is None else None)
         return result
+
+    def _trace_progress(self, result: LevelResult, offsets: tuple[int, ...], health: LoadHealth, once: bool) -> None:
+        """How much of the trace the level replayed; a trace replayed once reports every window."""
+        sent = health.sends_made
+        result.trace = {"requests": len(offsets), "sent": sent, "replayed": sent / len(offsets), "loop": not once}
+        if result.windows:
+            merged = merge_stats([w.stats for w in result.windows])
+            finished = merged.completed + merged.error_count
+            if finished and merged.late_sends / finished > self.settings.late_warning:
+                result.warnings.append(
+                    f"client fell behind the trace: {merged.late_sends} late sends, "
+                    f"worst lag {merged.max_lag_ns / 1e6:.1f} ms"
+                )
+        if once:
+            result.stability_windows = max(len(result.windows), 1)
+            if not health.replayed:
+                result.warnings.append(
+                    f"replayed {sent} of the trace's {len(offsets)} requests ({sent / len(offsets):.0%}) "
+                    "before the level ended (raise --max-trials or --measurement-interval for all of it)"
+                )
 
     @staticmethod
     def _check_workers(load: WindowedLoad, result: LevelResult) -> None:
@@ -227,7 +263,8 @@ class Sweeper:
         self._stop_if_needed(load, result)
         return warm
 
-    def _wait_window(self, load: WindowedLoad, result: LevelResult) -> None:
+    def _wait_window(self, load: WindowedLoad, result: LevelResult, until_replayed: bool = False) -> None:
+        """Until the window's time or request count is reached, or (a trace replayed once) the trace is done."""
         settings = self.settings
         if settings.count_mode:
             limit = time.monotonic() + settings.count_window_timeout_s
@@ -239,6 +276,8 @@ class Sweeper:
         while (remaining := end - time.perf_counter_ns()) > 0:
             load.sleep(min(remaining / 1e9, 0.05))
             self._stop_if_needed(load, result)
+            if until_replayed and load.health().replayed:
+                return
 
     def _cut_short(self, load: WindowedLoad) -> bool:
         """Whether waiting (for a drain) is pointless: a worker caught an interrupt, or the server is gone."""

@@ -83,6 +83,8 @@ class LoadHealth:
     interrupted: bool = False  # a worker caught Ctrl-C / SIGTERM
     connection_failures: int = 0  # requests that found no server
     worker_failures: list[str] = field(default_factory=list)  # workers that ended while meant to run
+    sends_made: int = 0  # open loop: the schedule's sends made and recorded so far
+    replayed: bool = False  # a schedule with an end (a trace) is done and its last request answered
 
 
 class WindowedLoad(Protocol):
@@ -129,10 +131,13 @@ class LocalLoad:
         settings: EngineSettings | None = None,
         per_worker_requests: list[list[Any]] | None = None,
         sequences: SequencePlan | None = None,
+        send_items: tuple[int, ...] = (),
     ) -> LocalLoad:
         """A fresh engine recording into a fresh recorder (one per load level)."""
         recorder = Recorder()
-        engine = LoadEngine(runtime, sender_factory, requests, recorder, settings, per_worker_requests, sequences)
+        engine = LoadEngine(
+            runtime, sender_factory, requests, recorder, settings, per_worker_requests, sequences, send_items
+        )
         return cls(engine, recorder)
 
     def start_closed(self, concurrency: int) -> None:
@@ -150,7 +155,8 @@ class LocalLoad:
     def close_window(self, drain: bool, timeout_s: float, give_up: Callable[[], bool]) -> ClosedWindow:
         drained = self.engine.pause_and_drain(timeout_s, give_up) if drain else False
         cpu_ns = time.process_time_ns() - self._cpu_opened
-        return ClosedWindow(self.recorder.rotate(), cpu_ns, drained)
+        # a replayed trace's last window ends with its last answer, not when the sweeper noticed it
+        return ClosedWindow(self.recorder.rotate(self.engine.replay_end_ns()), cpu_ns, drained)
 
     def window_started_ns(self) -> int:
         return self.recorder.current.start_ns
@@ -160,7 +166,8 @@ class LocalLoad:
 
     def health(self) -> LoadHealth:
         engine = self.engine
-        return LoadHealth(engine.interrupted, engine.connection_failures, engine.worker_failures)
+        made, replayed = engine.schedule_progress()
+        return LoadHealth(engine.interrupted, engine.connection_failures, engine.worker_failures, made, replayed)
 
     def sleep(self, seconds: float) -> None:
         self.engine.runtime.sleep(seconds)

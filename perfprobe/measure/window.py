@@ -285,9 +285,11 @@ class Recorder:
         """Count the open window's duration from now (after a pause at the boundary)."""
         self.current.start_ns = time.perf_counter_ns()
 
-    def rotate(self) -> WindowStats:
-        """Open a fresh window and return the closed one, merged."""
+    def rotate(self, ended_ns: int | None = None) -> WindowStats:
+        """Open a fresh window and return the closed one, merged (ending at ``ended_ns`` when the load ended first)."""
         closing = self.current
         self.current = self._open()
         end = self.current.start_ns
+        if ended_ns is not None and ended_ns < end:
+            end = max(ended_ns, closing.start_ns)  # ended before this window began: it lasted nothing
         return merge_window(closing, end)

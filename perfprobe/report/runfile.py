@@ -84,6 +84,7 @@ def level_entry(result: LevelResult, batch_size: int) -> dict[str, Any]:
         "reported_windows": [w.stats.index for w in result.reported],
         "windows": windows,
         **({"processes": [share.as_dict() for share in shares]} if shares else {}),
+        **({"trace": result.trace} if result.trace is not None else {}),
     }
 
 

@@ -28,6 +28,9 @@ class SweepOptions:
     concurrency: str | int | None = None
     request_rate: str | float | None = None
     request_intervals: str | None = None
+    request_trace: str | None = None  # JSON Lines of {"timestamp_ms": ...}: open loop at the trace's times
+    trace_speedup: float = 1.0  # replay the trace this many times faster
+    trace_loop: bool = False  # replay it again and again (else a level ends when it is replayed)
     distribution: str = "constant"
     max_inflight: int | None = None
     latency_threshold: float | None = None

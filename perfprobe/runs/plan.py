@@ -14,10 +14,11 @@ from perfprobe.load.engine import EngineSettings
 from perfprobe.load.prepare import LoadSpec
 from perfprobe.load.ranges import parse_range
 from perfprobe.load.runtime import default_worker_kind
-from perfprobe.load.schedule import read_intervals
+from perfprobe.load.schedule import TraceTimes, read_intervals
 from perfprobe.load.sendpath import MODES
 from perfprobe.load.sequences import SequenceSettings
 from perfprobe.load.sweeper import MeasureSettings
+from perfprobe.load.trace import RequestTrace, read_trace
 from perfprobe.measure.stability import StabilityRule
 from perfprobe.runs.options import SweepOptions, parse_headers
 from perfprobe.runs.target import Target
@@ -66,6 +67,9 @@ class SweepPlan:
     cluster: str | None = None
     cluster_runtime_env: dict[str, Any] | None = None
     sequences: SequenceSettings = field(default_factory=SequenceSettings)  # used when the model has a sequence batcher
+    trace: RequestTrace | None = None  # --request-trace: open loop at a recorded trace's times
+    trace_speedup: float = 1.0
+    trace_loop: bool = False
     sequence_length_given: bool = False
 
     @property
@@ -92,6 +96,11 @@ class SweepPlan:
         )
 
     def describe_levels(self) -> str:
+        if self.trace is not None:
+            speed = f", {self.trace_speedup:g}x speed" if self.trace_speedup != 1 else ""
+            again = ", looped" if self.trace_loop else ""
+            extent = f"{len(self.trace)} requests over {self.trace.span_s():.3g} s"
+            return f"from trace {self.trace.path} ({extent}{speed}{again})"
         if self.intervals_us:
             return f"from intervals file ({len(self.intervals_us)} gaps)"
         return ", ".join(f"{level:g}" for level in self.levels)
@@ -113,6 +122,7 @@ class SweepPlan:
             "level_spec": self.level_spec,
             "levels": self.levels,
             "intervals_count": len(self.intervals_us) if self.intervals_us else None,
+            "trace": self._recorded_trace(),
             "distribution": self.distribution if self.load_kind == "rate" else None,
             "max_inflight": self.max_inflight,
             "batch_size": self.data.batch_size,
@@ -134,6 +144,20 @@ class SweepPlan:
             "warmup_s": self.measure.warmup_s,
             "processes": self.processes,
             "cluster": self.cluster,
+        }
+
+    def trace_times(self) -> TraceTimes | None:
+        return self.trace.times(self.trace_speedup, self.trace_loop) if self.trace is not None else None
+
+    def _recorded_trace(self) -> dict[str, Any] | None:
+        if self.trace is None:
+            return None
+        return {
+            "file": self.trace.path,
+            "requests": len(self.trace),
+            "span_s": self.trace.span_s(),
+            "speedup": self.trace_speedup,
+            "loop": self.trace_loop,
         }
 
     def sequence_settings(self, string_ids: bool, streams: list[tuple[int, ...]]) -> SequenceSettings:
@@ -165,8 +189,12 @@ def default_output_dir(model: str, label: str = "") -> Path:
     return Path("reports") / f"{stamp}-{label + '-' if label else ''}{model}"
 
 
-def _levels(options: SweepOptions, intervals: list[int] | None) -> tuple[str, str, list[float]]:
+def _levels(
+    options: SweepOptions, intervals: list[int] | None, trace: RequestTrace | None
+) -> tuple[str, str, list[float]]:
     """The load kind, the levels as given, and the levels."""
+    if trace is not None:
+        return "rate", str(options.request_trace), [trace.times(options.trace_speedup, options.trace_loop).rate()]
     if options.request_rate is not None and options.request_rate != "":
         text = str(options.request_rate)
         return "rate", text, parse_range(text, "--request-rate", integer=False, minimum=1e-6)
@@ -231,8 +259,16 @@ def _check_choices(options: SweepOptions) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
     if options.workers is not None and options.workers not in WORKER_KINDS:
         raise UsageError(f"--workers must be one of {', '.join(WORKER_KINDS)}")
-    if options.concurrency not in (None, "") and (options.request_rate not in (None, "") or options.request_intervals):
-        raise UsageError("give one of --concurrency, --request-rate and --request-intervals")
+    given = [
+        options.concurrency not in (None, ""),
+        options.request_rate not in (None, ""),
+        bool(options.request_intervals),
+        bool(options.request_trace),
+    ]
+    if sum(given) > 1:
+        raise UsageError("give one of --concurrency, --request-rate, --request-intervals and --request-trace")
+    if not options.trace_speedup > 0:
+        raise UsageError("--trace-speedup must be more than 0")
 
 
 def plan(options: SweepOptions) -> SweepPlan:
@@ -243,7 +279,8 @@ def plan(options: SweepOptions) -> SweepPlan:
     if options.protocol == "http" and options.mode == "stream":
         raise UsageError("--mode stream needs gRPC (bidirectional streams): add -i grpc")
     intervals = read_intervals(options.request_intervals) if options.request_intervals else None
-    load_kind, level_spec, levels = _levels(options, intervals)
+    trace = read_trace(options.request_trace, options.model) if options.request_trace else None
+    load_kind, level_spec, levels = _levels(options, intervals, trace)
     if options.latency_budget:
         from perfprobe.report.summary import parse_budget
 
@@ -317,6 +354,9 @@ def plan(options: SweepOptions) -> SweepPlan:
         cluster_runtime_env=parse_runtime_env(options.cluster_runtime_env),
         sequences=_sequences(options, max_inflight if closed else options.num_of_sequences),
         sequence_length_given=options.sequence_length is not None,
+        trace=trace,
+        trace_speedup=options.trace_speedup,
+        trace_loop=options.trace_loop,
     )
 
 

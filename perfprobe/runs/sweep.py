@@ -94,11 +94,20 @@ def measure_sweep(
     model = control.describe_model(sweep_plan.model)
     check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled)
     spec = sweep_plan.load_spec(target)
+    trace = sweep_plan.trace
     if model.sequence_batching:
+        if trace is not None and trace.own_inputs():
+            raise UsageError(
+                "a trace's own inputs drive stateless models; for a sequence model give data streams with --input-data"
+            )
         items, streams = dataset.load_sequence_data(model, sweep_plan.data)
         spec = replace(spec, sequences=sweep_plan.sequence_settings(model.string_correlation_ids, streams))
     else:
         items = dataset.load_items(model, sweep_plan.data)
+        if trace is not None:
+            send_items = trace.send_items(len(items))
+            items += dataset.trace_items(model, trace, sweep_plan.data)
+            spec = replace(spec, send_items=send_items)
     with _load_source(sweep_plan, spec, control, model, items, observer) as source:
         composing = [step.model_name for step in model.ensemble_steps]
         sweeper = Sweeper(
@@ -165,7 +174,9 @@ def _measure_level(sweep_plan: SweepPlan, sweeper: Sweeper, level: float) -> Lev
 
     if sweep_plan.load_kind == "concurrency":
         return sweeper.run_level("concurrency", level)
-    if sweep_plan.intervals_us:
+    if sweep_plan.trace is not None:
+        schedule = ScheduleSpec(level, trace=sweep_plan.trace_times())
+    elif sweep_plan.intervals_us:
         schedule = ScheduleSpec(level, intervals_us=tuple(sweep_plan.intervals_us))
     else:
         schedule = ScheduleSpec(level, sweep_plan.distribution, seed=sweep_plan.data.seed)

@@ -188,6 +188,8 @@ def _merged_health(parts: list[LoadHealth], members: list[Member]) -> LoadHealth
             for part, member in zip(parts, members, strict=True)
             for failure in part.worker_failures
         ],
+        sum(part.sends_made for part in parts),
+        all(part.replayed for part in parts),
     )
 
 

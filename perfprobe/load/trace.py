@@ -1,0 +1,100 @@
+"""Recorded request traces (``--request-trace``): JSON Lines, one request per line, replayed at its times.
+
+A line: ``{"timestamp_ms": 12.5}``, optionally with ``"inputs": {"INPUT0": [...]}`` in the JSON
+data format (that request's own tensors; without them the run's ``--input-data`` is used, in
+turn) and ``"model"`` (which must be the run's model). Times are relative: the first request is
+sent when the level starts, the others at their distance from it, divided by the speed-up.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from perfprobe.errors import UsageError
+from perfprobe.load.schedule import TraceTimes
+
+KNOWN_KEYS = {"timestamp_ms", "inputs", "model"}
+
+
+@dataclass(frozen=True)
+class RequestTrace:
+    """A trace as read: send times in order, and each request's own inputs (JSON values) if it has them."""
+
+    path: str
+    timestamps_ms: tuple[float, ...]
+    inputs: tuple[dict[str, Any] | None, ...]
+
+    def __len__(self) -> int:
+        return len(self.timestamps_ms)
+
+    def times(self, speedup: float, loop: bool) -> TraceTimes:
+        first = self.timestamps_ms[0]
+        offsets = tuple(round((stamp - first) * 1e6 / speedup) for stamp in self.timestamps_ms)
+        return TraceTimes(offsets, loop)
+
+    def span_s(self) -> float:
+        return (self.timestamps_ms[-1] - self.timestamps_ms[0]) / 1000
+
+    def send_items(self, generated: int) -> tuple[int, ...]:
+        """Per request, its data item: its own inputs (after the ``generated`` run's items), else the next in turn."""
+        items = []
+        own = generated
+        for index, inputs in enumerate(self.inputs):
+            if inputs is None:
+                items.append(index % generated)
+            else:
+                items.append(own)
+                own += 1
+        return tuple(items)
+
+    def own_inputs(self) -> list[tuple[int, dict[str, Any]]]:
+        """(line number, inputs) of the requests that carry their own tensors."""
+        return [(index + 1, inputs) for index, inputs in enumerate(self.inputs) if inputs is not None]
+
+
+def read_trace(path: str, model: str) -> RequestTrace:
+    """Read and check a trace; every mistake is one UsageError naming the line."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as exc:
+        raise UsageError(f"--request-trace {path}: {exc.strerror or exc}") from None
+    entries = []
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            entries.append(_entry(path, number, line, model))
+    if not entries:
+        raise UsageError(f"--request-trace {path}: no requests in it")
+    entries.sort(key=lambda entry: entry[0])  # a trace gathered from several logs may be out of order
+    return RequestTrace(path, tuple(e[0] for e in entries), tuple(e[1] for e in entries))
+
+
+def _entry(path: str, number: int, line: str, model: str) -> tuple[float, dict[str, Any] | None]:
+    where = f"--request-trace {path} line {number}"
+    try:
+        entry = json.loads(line)
+    except ValueError as exc:
+        raise UsageError(f"{where}: not JSON ({exc})") from None
+    if not isinstance(entry, dict):
+        raise UsageError(f'{where}: expected an object such as {{"timestamp_ms": 0}}')
+    if "sequence_id" in entry:
+        raise UsageError(
+            f"{where}: per-request sequence ids are not replayed yet; a sequence model is driven by the sequence "
+            "options, at the trace's times (drop sequence_id)"
+        )
+    unknown = sorted(set(entry) - KNOWN_KEYS)
+    if unknown:
+        raise UsageError(f"{where}: unknown keys {unknown} (known: {', '.join(sorted(KNOWN_KEYS))})")
+    stamp = entry.get("timestamp_ms")
+    if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not math.isfinite(stamp) or stamp < 0:
+        raise UsageError(f"{where}: timestamp_ms must be a number of milliseconds, 0 or more")
+    named = entry.get("model")
+    if named is not None and named != model:
+        raise UsageError(f"{where}: names model {named!r}, but this run loads {model!r} (one model per trace)")
+    inputs = entry.get("inputs")
+    if inputs is not None and (not isinstance(inputs, dict) or not inputs):
+        raise UsageError(f"{where}: inputs must be an object of input name to values")
+    return float(stamp), inputs
