@@ -15,8 +15,9 @@ import pytest
 import perfprobe
 from perfprobe.client import InferenceServerError, InferInput, RequestOptions, make_client
 from perfprobe.server import EmbeddedServer
-from tests.conftest import TEST_MODELS, run_perfprobe
+from tests.conftest import run_perfprobe
 
+SEQUENCE_MODELS = Path(__file__).parent / "sequence_models"  # not on the shared server: a server of their own
 MODELS = ("running_sum", "running_sum_strid")
 WINDOWS = {"measurement_interval": 300, "stability_windows": 2, "max_trials": 3, "no_report": True}
 
@@ -28,7 +29,7 @@ def sequence_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     repository, logs = root / "models", root / "logs"
     logs.mkdir()
     for name in MODELS:
-        shutil.copytree(TEST_MODELS / name, repository / name, symlinks=False)
+        shutil.copytree(SEQUENCE_MODELS / name, repository / name, symlinks=False)
         config = repository / name / "config.pbtxt"
         text = config.read_text()
         logged = text.replace(
@@ -254,3 +255,31 @@ def test_a_trace_paces_a_sequence_model(sequence_server, tmp_path: Path) -> None
     assert level["trace"]["replayed"] == 1.0
     assert sum(w["completed"] for w in level["windows"]) == 250 and result.rows[0]["Errors"] == 0
     server_view(log, max_live=3)  # every sequence ended once the trace was replayed
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_a_trace_that_names_its_sequences_is_replayed_step_by_step(sequence_server, tmp_path: Path, loop: bool) -> None:
+    server, logs = sequence_server
+    lines = []
+    for step in range(4):  # three sequences, interleaved: 7 sends 1 2 3 4, 8 sends 10 20 30 40, 9 sends 100 ...
+        for offset, sequence_id in enumerate((7, 8, 9)):
+            value = (step + 1) * 10**offset
+            lines.append(
+                {"timestamp_ms": (step * 3 + offset) * 2.0, "sequence_id": sequence_id, "inputs": {"VALUE": [value]}}
+            )
+    trace = tmp_path / "sequences.jsonl"
+    trace.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    log = _fresh_log(logs, "running_sum")
+    result = perfprobe.sweep("running_sum", url=server.http_url, request_trace=str(trace), trace_loop=loop, **WINDOWS)
+    assert result.rows[0]["Errors"] == 0 and result.rows[0]["Sequences Failed"] == 0, result.rows[0]["Warnings"]
+    sequences = server_view(log, max_live=3)
+    assert _ids(log) == {7, 8, 9}
+    whole = {(1, 2, 3, 4), (10, 20, 30, 40), (100, 200, 300, 400)}
+    assert {tuple(s) for s in sequences[:3]} == whole, sequences[:12]
+    if loop:  # lap after lap, each id's sequence again; a stop may cut the last ones short, with END
+        assert len(sequences) > 3
+        assert all(any(w[: len(s)] == tuple(s) for w in whole) for s in sequences), [
+            s for s in sequences if not any(w[: len(s)] == tuple(s) for w in whole)
+        ]
+    else:
+        assert len(sequences) == 3 and result.document["levels"][0]["trace"]["replayed"] == 1.0

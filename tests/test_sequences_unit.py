@@ -4,6 +4,7 @@ and the sequence parameters each protocol puts on a request already encoded."""
 from __future__ import annotations
 
 import json
+import random
 
 import numpy as np
 import pytest
@@ -12,7 +13,15 @@ from perfprobe.client import InferInput, RequestedOutput, make_client
 from perfprobe.client.errors import TIMEOUT
 from perfprobe.client.model import ModelDescription
 from perfprobe.errors import UsageError
-from perfprobe.load.sequences import FINISHED, SequenceFeed, SequenceIds, SequenceSettings, Ticket
+from perfprobe.load.sequences import (
+    FINISHED,
+    SequenceFeed,
+    SequenceIds,
+    SequenceSettings,
+    Ticket,
+    TraceSequenceFeed,
+    TraceStep,
+)
 from perfprobe.runs.options import SweepOptions
 from perfprobe.runs.plan import plan
 
@@ -189,3 +198,44 @@ def test_sequence_parameters_are_added_to_an_encoded_request_on_both_protocols(s
         else:
             assert decoded.parameters["sequence_id"].int64_param == sequence_id
         assert decoded.raw_input_contents[0] == data.tobytes()
+
+
+def _trace_steps(ids: tuple[int, ...], length: int) -> tuple[TraceStep, ...]:
+    """Interleaved sequences: step k of every id, then step k + 1; item = the request's position."""
+    return tuple(
+        TraceStep(sequence_id, step == 0, step == length - 1, step * len(ids) + offset)
+        for step in range(length)
+        for offset, sequence_id in enumerate(ids)
+    )
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_traces_sequences_reach_the_server_whole_and_in_order_whatever_the_workers_timing(seed: int) -> None:
+    """Workers draw sends in order but take and finish them in any order (three replays of the trace)."""
+    rng = random.Random(seed)
+    steps = _trace_steps((7, 8, 9), 4)
+    feed = TraceSequenceFeed(SequenceSettings(trace_steps=steps))
+    undrawn, drawn, in_flight = list(range(3 * len(steps))), [], []
+    server: dict[int, list[int]] = {}  # what the server holds, as the requests arrive
+    ended = []
+    while undrawn or drawn or in_flight:
+        choice = rng.random()
+        if undrawn and len(drawn) < 6 and (choice < 0.3 or not (drawn or in_flight)):
+            drawn.append(undrawn.pop(0))
+        elif drawn and choice < 0.7:
+            number = rng.choice(drawn)
+            ticket = feed.take(0, number)
+            if isinstance(ticket, Ticket):
+                drawn.remove(number)
+                sequence_id = ticket.parameters["sequence_id"]
+                if ticket.start:
+                    assert sequence_id not in server  # never a START for a sequence still open
+                    server[sequence_id] = []
+                server[sequence_id].append(ticket.item)  # KeyError: a step without its START
+                if ticket.end:
+                    ended.append(server.pop(sequence_id))
+                in_flight.append(ticket)
+        elif in_flight:
+            feed.settle(in_flight.pop(rng.randrange(len(in_flight))), None, 0, 1)
+    assert not server and len(ended) == 9
+    assert all(sequence == sorted(sequence) and len(sequence) == 4 for sequence in ended)  # whole, in order

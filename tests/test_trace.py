@@ -76,7 +76,7 @@ def test_an_unordered_trace_is_sorted_and_bad_lines_are_named(tmp_path: Path) ->
         '{"timestamp_ms": "soon"}': "timestamp_ms",
         '{"timestamp_ms": 1, "modle": "m"}': "unknown keys",
         '{"timestamp_ms": 1, "model": "other"}': "one model per trace",
-        '{"timestamp_ms": 1, "sequence_id": 4}': "not replayed yet",
+        '{"timestamp_ms": 1, "sequence_id": 0}': "sequence_id must be",
         "[1, 2]": "expected an object",
         "{oops": "not JSON",
     }
@@ -86,6 +86,24 @@ def test_an_unordered_trace_is_sorted_and_bad_lines_are_named(tmp_path: Path) ->
         with pytest.raises(UsageError, match=says) as caught:
             read_trace(str(bad), "m")
         assert "line 2" in str(caught.value)
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text('{"timestamp_ms": 0, "sequence_id": 3}\n{"timestamp_ms": 1}\n')
+    with pytest.raises(UsageError, match="1 of 2 requests have a sequence_id; all or none"):
+        read_trace(str(mixed), "m")
+
+
+def test_a_trace_names_its_sequences_start_at_the_first_request_end_at_the_last(tmp_path: Path) -> None:
+    path = tmp_path / "seq.jsonl"
+    lines = [(0, "a"), (1, 5), (2, "a"), (3, 5), (4, "a")]
+    path.write_text("".join(json.dumps({"timestamp_ms": ms, "sequence_id": sid}) + "\n" for ms, sid in lines))
+    steps = read_trace(str(path), "m").sequence_steps(generated=1)
+    assert [(s.sequence_id, s.start, s.end) for s in steps] == [
+        ("a", True, False),
+        (5, True, False),
+        ("a", False, False),
+        (5, False, True),
+        ("a", False, True),
+    ]
 
 
 # ---- against the server ------------------------------------------------------------------

@@ -22,11 +22,11 @@ from perfprobe.client.errors import CONNECTION_FAILURES
 from perfprobe.load.runtime import Runtime
 from perfprobe.load.schedule import Schedule
 from perfprobe.load.senders import Outcome, Sender, failed
-from perfprobe.load.sequences import FINISHED, SequenceEnd, SequenceFeed, SequenceSettings, Ticket
+from perfprobe.load.sequences import FINISHED, SequenceEnd, SequenceFeed, SequenceSettings, Ticket, TraceSequenceFeed
 from perfprobe.measure.window import Recorder
 
 _now = time.perf_counter_ns
-REPLAYED = -1  # ``_due``: the schedule has no sends left (a trace replayed once)
+REPLAYED = (-1, -1)  # ``_due``: the schedule has no sends left (a trace replayed once); compared by identity
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class LoadEngine:
             raise ValueError("no prepared requests to send")
         self.send_items = send_items  # open loop: the data item of each of the schedule's sends (a trace's)
         self.sequences = sequences  # a stateful model: requests are steps of live sequences
-        self._feed: SequenceFeed | None = None
+        self._feed: SequenceFeed | TraceSequenceFeed | None = None
         self._finishing = False
         self._ready = InFlight()
         self.per_worker_requests = per_worker_requests  # e.g. each worker's own output region
@@ -271,19 +271,19 @@ class LoadEngine:
         assert self.sequences is not None
         return self.sequences.with_parameters(requests[ticket.item], ticket.parameters)
 
-    def _due(self, intended: int | None) -> int | None:
-        """Open loop: the intended time of the next send (kept while no sequence can take it).
+    def _due(self, due: tuple[int, int] | None) -> tuple[int, int] | None:
+        """Open loop: (intended time, number) of the next send, kept while no sequence can take it.
 
-        ``REPLAYED`` when the schedule (a trace) has no sends left.
+        ``REPLAYED`` when the schedule (a trace) has no sends left; None in closed loop or while finishing.
         """
         if self._schedule is None or self._finishing:
             return None
-        if intended is None:
+        if due is None:
             send = self._schedule.next_send()
             if send is None:
                 return REPLAYED
-            intended = self._schedule_start_ns + send[0]
-        return intended
+            due = (self._schedule_start_ns + send[0], send[1])
+        return due
 
     def _item_of(self, number: int, count: int) -> int:
         """The data item of the schedule's send ``number``: a trace entry's own, or the next in turn."""
@@ -296,15 +296,16 @@ class LoadEngine:
         assert feed is not None
         sleep, poll, spin = self.runtime.sleep, self.settings.idle_poll_s, self.settings.spin_ns
         in_flight = self._in_flight
-        intended: int | None = None
+        due: tuple[int, int] | None = None
         while self._schedule is not None and not self._schedule_start_ns and not self._stopping:
             sleep(poll)  # open loop: until every worker is ready
         while not self._stopping:
-            intended = self._due(intended)
-            if intended == REPLAYED:  # idle until the level ends (or its live sequences are finished)
+            due = self._due(due)
+            if due is REPLAYED:  # idle until the level ends (or its live sequences are finished)
                 sleep(0.01)
-                intended = None
+                due = None
                 continue
+            intended = due[0] if due is not None else None
             if intended is not None:
                 while (wait_ns := intended - _now()) > spin and not self._halting():
                     sleep(min(wait_ns - spin, 50_000_000) / 1e9)
@@ -313,7 +314,7 @@ class LoadEngine:
             if not in_flight.enter():  # paused: a window boundary is being drained
                 sleep(poll)
                 continue
-            ticket = feed.take(worker.index)
+            ticket = feed.take(worker.index, due[1] if due is not None else None)
             if not isinstance(ticket, Ticket):
                 in_flight.leave()
                 if ticket is FINISHED:
@@ -329,9 +330,9 @@ class LoadEngine:
                 self._record_step(key, ticket, sent, outcome, intended)
             finally:
                 in_flight.leave()
-                if intended is not None:
+                if due is not None:
                     self._schedule.answer()  # type: ignore[union-attr]
-            intended = None
+            due = None
 
     async def _sequence_coroutine(self, worker: _Worker, sender: Any, key: Any) -> None:
         import asyncio
@@ -341,15 +342,16 @@ class LoadEngine:
         assert feed is not None
         poll, spin = self.settings.idle_poll_s, self.settings.spin_ns
         in_flight = self._in_flight
-        intended: int | None = None
+        due: tuple[int, int] | None = None
         while self._schedule is not None and not self._schedule_start_ns and not self._stopping:
             await asyncio.sleep(poll)
         while not self._stopping:
-            intended = self._due(intended)
-            if intended == REPLAYED:
+            due = self._due(due)
+            if due is REPLAYED:
                 await asyncio.sleep(0.01)
-                intended = None
+                due = None
                 continue
+            intended = due[0] if due is not None else None
             if intended is not None:
                 while (wait_ns := intended - _now()) > spin and not self._halting():
                     await asyncio.sleep(min(wait_ns - spin, 50_000_000) / 1e9)
@@ -358,7 +360,7 @@ class LoadEngine:
             if not in_flight.enter():
                 await asyncio.sleep(poll)
                 continue
-            ticket = feed.take(worker.index)
+            ticket = feed.take(worker.index, due[1] if due is not None else None)
             if not isinstance(ticket, Ticket):
                 in_flight.leave()
                 if ticket is FINISHED:
@@ -374,9 +376,9 @@ class LoadEngine:
                 self._record_step(key, ticket, sent, outcome, intended)
             finally:
                 in_flight.leave()
-                if intended is not None:
+                if due is not None:
                     self._schedule.answer()  # type: ignore[union-attr]
-            intended = None
+            due = None
 
     def _halting(self) -> bool:
         return self._stopping or self._finishing
@@ -475,7 +477,10 @@ class LoadEngine:
         self._schedule = schedule
         self._schedule_start_ns = 0  # workers wait for it
         if self.sequences is not None:
-            self._feed = SequenceFeed(self.sequences.settings, closed=False, slots=max_inflight)
+            settings = self.sequences.settings
+            self._feed = (
+                TraceSequenceFeed(settings) if settings.trace_steps else SequenceFeed(settings, False, max_inflight)
+            )
             self._start(max_inflight, self._sequence_coroutine if self.runtime.is_async else self._sequence_loop)
         else:
             self._start(max_inflight, self._open_coroutine if self.runtime.is_async else self._open_loop)

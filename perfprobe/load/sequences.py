@@ -24,6 +24,16 @@ FINISHED = object()  # ``take`` while finishing: this worker has nothing left to
 
 
 @dataclass(frozen=True)
+class TraceStep:
+    """One request of a trace that names its sequences: its id, flags and data item."""
+
+    sequence_id: int | str
+    start: bool
+    end: bool
+    item: int
+
+
+@dataclass(frozen=True)
 class SequenceSettings:
     """How sequences are made; plain data, so it travels to load processes."""
 
@@ -39,6 +49,7 @@ class SequenceSettings:
     seed: int = 0
     part: int = 0  # this process's share of the id range: ids start + part, + parts, ...
     parts: int = 1
+    trace_steps: tuple[TraceStep, ...] = ()  # a trace's own sequences: one step per trace request
 
     def share(self, part: int, parts: int, live: int) -> SequenceSettings:
         """The settings of load process ``part`` of ``parts``: its own ids, its share of the live sequences."""
@@ -93,6 +104,7 @@ class Sequence:
         "end_sent",
         "id",
         "in_flight",
+        "lap",
         "length",
         "next_step",
         "start_pending",
@@ -100,7 +112,7 @@ class Sequence:
         "stream",
     )
 
-    def __init__(self, sequence_id: int, stream: tuple[int, ...], length: int) -> None:
+    def __init__(self, sequence_id: int | str, stream: tuple[int, ...], length: int) -> None:
         self.id = sequence_id
         self.stream = stream
         self.length = length
@@ -110,6 +122,7 @@ class Sequence:
         self.started_ns = 0
         self.broken = False
         self.end_sent = False
+        self.lap = 0  # a looped trace's replay this sequence belongs to
 
     @property
     def started(self) -> bool:
@@ -143,15 +156,50 @@ class SequenceEnd:
     latency_ns: int = 0
 
 
-class SequenceFeed:
-    """Hands workers the steps of live sequences and settles their outcomes (thread-safe)."""
+class _Feed:
+    """What both feeds share: the lock, the stop's ``finishing``, and how a step's outcome is settled."""
+
+    def __init__(self) -> None:
+        self.finishing = False
+        self._lock = threading.Lock()
+
+    def _release(self, sequence: Sequence) -> None:
+        """The sequence ended: its id may be used again."""
+
+    def settle(self, ticket: Ticket, error: str | None, sent_ns: int, done_ns: int) -> SequenceEnd | None:
+        """Account one step's outcome; the sequence's end when this step ended it."""
+        sequence = ticket.sequence
+        with self._lock:
+            sequence.in_flight -= 1
+            if ticket.start:
+                sequence.start_pending = False
+                sequence.started_ns = sent_ns
+            if error is not None:
+                # its next step is its END: even a refused START may have left state behind (the
+                # batcher took the sequence, the model refused the step), and a server that never
+                # had it refuses the END too, which is counted like any refusal
+                sequence.broken = True
+            if not ticket.end:
+                return None
+            self._release(sequence)
+            if sequence.broken:
+                return SequenceEnd(False)
+            return SequenceEnd(True, done_ns - sequence.started_ns)
+
+
+def _parameters(sequence_id: int | str, start: bool, end: bool) -> dict[str, bool | int | str]:
+    return {"sequence_id": sequence_id, "sequence_start": start, "sequence_end": end}
+
+
+class SequenceFeed(_Feed):
+    """Hands workers the steps of live sequences it makes itself, and settles their outcomes (thread-safe)."""
 
     def __init__(self, settings: SequenceSettings, closed: bool, slots: int) -> None:
         if not settings.streams:
             raise ValueError("a sequence feed needs at least one data stream")
+        super().__init__()
         self.settings = settings
         self.closed = closed
-        self.finishing = False
         count = slots if closed else settings.live
         settings.check_ids(count)
         self._slots: list[Sequence | None] = [None] * count
@@ -159,7 +207,6 @@ class SequenceFeed:
         self._ids = SequenceIds(settings)
         self._rng = random.Random(settings.seed)
         self._next_stream = settings.part % len(settings.streams)
-        self._lock = threading.Lock()
 
     # ---- making sequences ------------------------------------------------------------------
 
@@ -186,13 +233,17 @@ class SequenceFeed:
         sequence.start_pending = start
         sequence.end_sent = end
         wire_id: int | str = str(sequence.id) if self.settings.string_ids else sequence.id
-        parameters = {"sequence_id": wire_id, "sequence_start": start, "sequence_end": end}
-        return Ticket(sequence.stream[step % len(sequence.stream)], parameters, sequence, start, end)
+        return Ticket(
+            sequence.stream[step % len(sequence.stream)], _parameters(wire_id, start, end), sequence, start, end
+        )
 
     # ---- what workers call -------------------------------------------------------------------
 
-    def take(self, worker: int) -> Ticket | object | None:
-        """The next step for ``worker``: a ``Ticket``; None (wait and ask again); ``FINISHED``."""
+    def take(self, worker: int, number: int | None = None) -> Ticket | object | None:
+        """The next step for ``worker``: a ``Ticket``; None (wait and ask again); ``FINISHED``.
+
+        ``number`` (the schedule's send number) does not matter here: this feed makes its own sequences.
+        """
         with self._lock:
             if self.closed:
                 return self._take_closed(worker)
@@ -234,22 +285,76 @@ class SequenceFeed:
         self._slots[slot] = None
         self._ids.release(sequence.id)
 
-    def settle(self, ticket: Ticket, error: str | None, sent_ns: int, done_ns: int) -> SequenceEnd | None:
-        """Account one step's outcome; the sequence's end when this step ended it."""
-        sequence = ticket.sequence
+    def _release(self, sequence: Sequence) -> None:
+        self._ids.release(sequence.id)  # type: ignore[arg-type]
+
+
+class TraceSequenceFeed(_Feed):
+    """The sequences a trace names: each send is the trace's own step, with its id and flags.
+
+    A sequence's steps go out one after another, each once the previous one is answered (a step
+    that has to wait is sent late, and counted so): a trace's sequence is a session, whose order
+    matters. A step of a later replay (``--trace-loop``) waits until its own START has gone out,
+    and a START until the id's sequence of the previous replay has ended. A failed step's
+    sequence gets END on its next step; the trace's later steps of it are still sent as they
+    are, and the server refuses them (counted).
+    """
+
+    def __init__(self, settings: SequenceSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self._steps = settings.trace_steps
+        self._live: dict[int | str, Sequence] = {}
+        self._ended: dict[int | str, int] = {}  # per id, the last replay whose sequence ended
+        self._items: dict[int | str, tuple[int, ...]] = {}  # per id, the items of its steps in order
+        positions = []  # per trace request, which step of its sequence it is
+        for step in settings.trace_steps:
+            positions.append(len(self._items.get(step.sequence_id, ())))
+            self._items[step.sequence_id] = (*self._items.get(step.sequence_id, ()), step.item)
+        self._positions = tuple(positions)
+
+    def take(self, worker: int, number: int | None = None) -> Ticket | object | None:
         with self._lock:
-            sequence.in_flight -= 1
-            if ticket.start:
-                sequence.start_pending = False
-                sequence.started_ns = sent_ns
-            if error is not None:
-                # its next step is its END: even a refused START may have left state behind (the
-                # batcher took the sequence, the model refused the step), and a server that never
-                # had it refuses the END too, which is counted like any refusal
-                sequence.broken = True
-            if not ticket.end:
-                return None
-            self._ids.release(sequence.id)
-            if sequence.broken:
-                return SequenceEnd(False)
-            return SequenceEnd(True, done_ns - sequence.started_ns)
+            if number is None:  # finishing: END for every sequence left open
+                return self._take_finishing()
+            lap, index = divmod(number, len(self._steps))
+            step = self._steps[index]
+            sequence = self._live.get(step.sequence_id)
+            if step.start:
+                if sequence is not None or self._ended.get(step.sequence_id, -1) != lap - 1:
+                    return None  # the id's sequence of the previous replay has not ended yet
+                sequence = Sequence(step.sequence_id, self._items[step.sequence_id], 0)
+                sequence.lap = lap
+                self._live[step.sequence_id] = sequence
+            elif sequence is None or sequence.lap != lap:
+                if self._ended.get(step.sequence_id, -1) < lap:
+                    return None  # its own START has not gone out yet
+                orphan = Sequence(step.sequence_id, (step.item,), 0)  # its sequence ended early (a failed step)
+                orphan.in_flight = 1
+                return Ticket(step.item, _parameters(step.sequence_id, False, step.end), orphan, False, False)
+            if sequence.start_pending or sequence.in_flight or sequence.next_step != self._positions[index]:
+                return None  # one step at a time, in the trace's order
+            return self._ticket(sequence, step.item, step.start, step.end or sequence.broken)
+
+    def _take_finishing(self) -> Ticket | object | None:
+        waiting = False
+        for sequence in self._live.values():
+            if sequence.end_sent or sequence.start_pending or sequence.in_flight:
+                waiting = True
+                continue
+            item = sequence.stream[sequence.next_step % len(sequence.stream)]  # the step it would have sent next
+            return self._ticket(sequence, item, False, True)
+        return None if waiting else FINISHED
+
+    @staticmethod
+    def _ticket(sequence: Sequence, item: int, start: bool, end: bool) -> Ticket:
+        sequence.next_step += 1
+        sequence.in_flight += 1
+        sequence.start_pending = start
+        sequence.end_sent = end
+        return Ticket(item, _parameters(sequence.id, start, end), sequence, start, end)
+
+    def _release(self, sequence: Sequence) -> None:
+        if self._live.get(sequence.id) is sequence:
+            del self._live[sequence.id]
+            self._ended[sequence.id] = sequence.lap

@@ -2,7 +2,8 @@
 
 A line: ``{"timestamp_ms": 12.5}``, optionally with ``"inputs": {"INPUT0": [...]}`` in the JSON
 data format (that request's own tensors; without them the run's ``--input-data`` is used, in
-turn) and ``"model"`` (which must be the run's model). Times are relative: the first request is
+turn), ``"model"`` (which must be the run's model) and ``"sequence_id"`` (a sequence model's
+correlation id: an id's first request carries START, its last END). Times are relative: the first request is
 sent when the level starts, the others at their distance from it, divided by the speed-up.
 """
 
@@ -16,8 +17,9 @@ from typing import Any
 
 from perfprobe.errors import UsageError
 from perfprobe.load.schedule import TraceTimes
+from perfprobe.load.sequences import TraceStep
 
-KNOWN_KEYS = {"timestamp_ms", "inputs", "model"}
+KNOWN_KEYS = {"timestamp_ms", "inputs", "model", "sequence_id"}
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class RequestTrace:
     path: str
     timestamps_ms: tuple[float, ...]
     inputs: tuple[dict[str, Any] | None, ...]
+    sequence_ids: tuple[int | str, ...] = ()  # per request, when the trace names its sequences
 
     def __len__(self) -> int:
         return len(self.timestamps_ms)
@@ -51,6 +54,17 @@ class RequestTrace:
                 own += 1
         return tuple(items)
 
+    def sequence_steps(self, generated: int) -> tuple[TraceStep, ...]:
+        """Per request, its sequence step: START at an id's first request, END at its last (per replay)."""
+        ids = self.sequence_ids
+        first = {sequence_id: index for index, sequence_id in reversed(list(enumerate(ids)))}
+        last = {sequence_id: index for index, sequence_id in enumerate(ids)}
+        items = self.send_items(generated)
+        return tuple(
+            TraceStep(sequence_id, first[sequence_id] == index, last[sequence_id] == index, items[index])
+            for index, sequence_id in enumerate(ids)
+        )
+
     def own_inputs(self) -> list[tuple[int, dict[str, Any]]]:
         """(line number, inputs) of the requests that carry their own tensors."""
         return [(index + 1, inputs) for index, inputs in enumerate(self.inputs) if inputs is not None]
@@ -69,10 +83,14 @@ def read_trace(path: str, model: str) -> RequestTrace:
     if not entries:
         raise UsageError(f"--request-trace {path}: no requests in it")
     entries.sort(key=lambda entry: entry[0])  # a trace gathered from several logs may be out of order
-    return RequestTrace(path, tuple(e[0] for e in entries), tuple(e[1] for e in entries))
+    named = sum(1 for entry in entries if entry[2] is not None)
+    if named not in (0, len(entries)):
+        raise UsageError(f"--request-trace {path}: {named} of {len(entries)} requests have a sequence_id; all or none")
+    ids = tuple(e[2] for e in entries) if named else ()
+    return RequestTrace(path, tuple(e[0] for e in entries), tuple(e[1] for e in entries), ids)
 
 
-def _entry(path: str, number: int, line: str, model: str) -> tuple[float, dict[str, Any] | None]:
+def _entry(path: str, number: int, line: str, model: str) -> tuple[float, dict[str, Any] | None, int | str | None]:
     where = f"--request-trace {path} line {number}"
     try:
         entry = json.loads(line)
@@ -80,11 +98,6 @@ def _entry(path: str, number: int, line: str, model: str) -> tuple[float, dict[s
         raise UsageError(f"{where}: not JSON ({exc})") from None
     if not isinstance(entry, dict):
         raise UsageError(f'{where}: expected an object such as {{"timestamp_ms": 0}}')
-    if "sequence_id" in entry:
-        raise UsageError(
-            f"{where}: per-request sequence ids are not replayed yet; a sequence model is driven by the sequence "
-            "options, at the trace's times (drop sequence_id)"
-        )
     unknown = sorted(set(entry) - KNOWN_KEYS)
     if unknown:
         raise UsageError(f"{where}: unknown keys {unknown} (known: {', '.join(sorted(KNOWN_KEYS))})")
@@ -97,4 +110,13 @@ def _entry(path: str, number: int, line: str, model: str) -> tuple[float, dict[s
     inputs = entry.get("inputs")
     if inputs is not None and (not isinstance(inputs, dict) or not inputs):
         raise UsageError(f"{where}: inputs must be an object of input name to values")
-    return float(stamp), inputs
+    sequence_id = entry.get("sequence_id")
+    if sequence_id is not None and not _valid_id(sequence_id):
+        raise UsageError(f"{where}: sequence_id must be a whole number from 1, or a non-empty string")
+    return float(stamp), inputs, sequence_id
+
+
+def _valid_id(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value)
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -280,6 +280,10 @@ def plan(options: SweepOptions) -> SweepPlan:
         raise UsageError("--mode stream needs gRPC (bidirectional streams): add -i grpc")
     intervals = read_intervals(options.request_intervals) if options.request_intervals else None
     trace = read_trace(options.request_trace, options.model) if options.request_trace else None
+    if trace is not None and trace.sequence_ids and (_processes(options) != 1 or options.cluster):
+        raise UsageError(
+            "a trace that names its sequences runs in one load process: each sequence's steps stay in order"
+        )
     load_kind, level_spec, levels = _levels(options, intervals, trace)
     if options.latency_budget:
         from perfprobe.report.summary import parse_budget

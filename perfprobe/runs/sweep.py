@@ -95,10 +95,19 @@ def measure_sweep(
     check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled)
     spec = sweep_plan.load_spec(target)
     trace = sweep_plan.trace
-    if model.sequence_batching:
+    if trace is not None and trace.sequence_ids and not model.sequence_batching:
+        raise UsageError(f"the trace names sequences (sequence_id), but {model.name} has no sequence batcher")
+    if trace is not None and trace.sequence_ids:  # the trace's own sequences, step by step
+        items = dataset.load_items(model, sweep_plan.data)
+        steps = trace.sequence_steps(len(items))
+        items += dataset.trace_items(model, trace, sweep_plan.data)
+        settings = sweep_plan.sequence_settings(model.string_correlation_ids, [tuple(range(len(items)))])
+        spec = replace(spec, sequences=replace(settings, trace_steps=steps))
+    elif model.sequence_batching:
         if trace is not None and trace.own_inputs():
             raise UsageError(
-                "a trace's own inputs drive stateless models; for a sequence model give data streams with --input-data"
+                "a trace's own inputs drive stateless models, or sequences it names (sequence_id); "
+                "for sequences perfprobe makes, give data streams with --input-data"
             )
         items, streams = dataset.load_sequence_data(model, sweep_plan.data)
         spec = replace(spec, sequences=sweep_plan.sequence_settings(model.string_correlation_ids, streams))
