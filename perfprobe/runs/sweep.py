@@ -89,34 +89,9 @@ def measure_sweep(
     sweep_plan: SweepPlan, target: Target, control: InferenceClient, observer: RunObserver
 ) -> SweepResult:
     """One sweep on a server that is already there (a compare runs several on one server)."""
-    from perfprobe.load import dataset
-
     model = control.describe_model(sweep_plan.model)
     check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled)
-    spec = sweep_plan.load_spec(target)
-    trace = sweep_plan.trace
-    if trace is not None and trace.sequence_ids and not model.sequence_batching:
-        raise UsageError(f"the trace names sequences (sequence_id), but {model.name} has no sequence batcher")
-    if trace is not None and trace.sequence_ids:  # the trace's own sequences, step by step
-        items = dataset.load_items(model, sweep_plan.data)
-        steps = trace.sequence_steps(len(items))
-        items += dataset.trace_items(model, trace, sweep_plan.data)
-        settings = sweep_plan.sequence_settings(model.string_correlation_ids, [tuple(range(len(items)))])
-        spec = replace(spec, sequences=replace(settings, trace_steps=steps))
-    elif model.sequence_batching:
-        if trace is not None and trace.own_inputs():
-            raise UsageError(
-                "a trace's own inputs drive stateless models, or sequences it names (sequence_id); "
-                "for sequences perfprobe makes, give data streams with --input-data"
-            )
-        items, streams = dataset.load_sequence_data(model, sweep_plan.data)
-        spec = replace(spec, sequences=sweep_plan.sequence_settings(model.string_correlation_ids, streams))
-    else:
-        items = dataset.load_items(model, sweep_plan.data)
-        if trace is not None:
-            send_items = trace.send_items(len(items))
-            items += dataset.trace_items(model, trace, sweep_plan.data)
-            spec = replace(spec, send_items=send_items)
+    items, spec = _data_and_spec(sweep_plan, model, sweep_plan.load_spec(target))
     with _load_source(sweep_plan, spec, control, model, items, observer) as source:
         composing = [step.model_name for step in model.ensemble_steps]
         sweeper = Sweeper(
@@ -128,6 +103,38 @@ def measure_sweep(
             on_window=observer.window,
         )
         return _measure_levels(sweep_plan, target, control, model, sweeper, source, observer, spec)
+
+
+def _data_and_spec(sweep_plan: SweepPlan, model: ModelDescription, spec: LoadSpec) -> tuple[list[Any], LoadSpec]:
+    """The data items, and the load spec with what the model and the trace add to it.
+
+    A sequence model gets its sequences (made by perfprobe, or named by the trace); a trace's
+    requests that carry their own inputs get items of their own.
+    """
+    from perfprobe.load import dataset
+
+    trace = sweep_plan.trace
+    if trace is not None and trace.sequence_ids:
+        if not model.sequence_batching:
+            raise UsageError(f"the trace names sequences (sequence_id), but {model.name} has no sequence batcher")
+        items = dataset.load_items(model, sweep_plan.data)
+        steps = trace.sequence_steps(len(items))
+        items += dataset.trace_items(model, trace, sweep_plan.data)
+        settings = sweep_plan.sequence_settings(model.string_correlation_ids, [tuple(range(len(items)))])
+        return items, replace(spec, sequences=replace(settings, trace_steps=steps))
+    if model.sequence_batching:
+        if trace is not None and trace.own_inputs():
+            raise UsageError(
+                "a trace's own inputs drive stateless models, or sequences it names (sequence_id); "
+                "for sequences perfprobe makes, give data streams with --input-data"
+            )
+        items, streams = dataset.load_sequence_data(model, sweep_plan.data)
+        return items, replace(spec, sequences=sweep_plan.sequence_settings(model.string_correlation_ids, streams))
+    items = dataset.load_items(model, sweep_plan.data)
+    if trace is None:
+        return items, spec
+    send_items = trace.send_items(len(items))
+    return items + dataset.trace_items(model, trace, sweep_plan.data), replace(spec, send_items=send_items)
 
 
 @dataclass
