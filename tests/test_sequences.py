@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +16,10 @@ import numpy as np
 import pytest
 
 import perfprobe
+from perfprobe import exitcodes
 from perfprobe.client import InferenceServerError, InferInput, RequestOptions, make_client
 from perfprobe.server import EmbeddedServer
-from tests.conftest import run_perfprobe
+from tests.conftest import perfprobe_command, run_perfprobe
 
 SEQUENCE_MODELS = Path(__file__).parent / "sequence_models"  # not on the shared server: a server of their own
 MODELS = ("running_sum", "running_sum_strid")
@@ -283,3 +287,22 @@ def test_a_trace_that_names_its_sequences_is_replayed_step_by_step(sequence_serv
         ]
     else:
         assert len(sequences) == 3 and result.document["levels"][0]["trace"]["replayed"] == 1.0
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_ctrl_c_still_ends_the_live_sequences(sequence_server, tmp_path: Path, protocol: str) -> None:
+    server, logs = sequence_server
+    log = _fresh_log(logs, "running_sum")
+    command = perfprobe_command(
+        "sweep", "-i", protocol, "-u", server.url(protocol), "-m", "running_sum", "--concurrency", "3",
+        "--sequence-length", "50", "--measurement-interval", "5000", "--output-dir", str(tmp_path), "--no-report",
+    )  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and log.stat().st_size < 20_000:  # well into the first window
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == exitcodes.INTERRUPTED, err
+    sequences = server_view(log, max_live=3)  # nothing left open on the server
+    assert any(len(s) < 40 for s in sequences)  # the ones cut short by the interrupt got their END

@@ -239,3 +239,15 @@ def test_a_traces_sequences_reach_the_server_whole_and_in_order_whatever_the_wor
             feed.settle(in_flight.pop(rng.randrange(len(in_flight))), None, 0, 1)
     assert not server and len(ended) == 9
     assert all(sequence == sorted(sequence) and len(sequence) == 4 for sequence in ended)  # whole, in order
+
+
+def test_finishing_ends_the_sequence_of_a_worker_that_is_gone() -> None:
+    feed = SequenceFeed(_settings(length=10), closed=True, slots=2)
+    for worker in (0, 1):
+        feed.settle(_drive_closed(feed, worker), None, 0, 1)
+    feed.finishing = True  # worker 1 was ended by a signal: worker 0 ends both sequences
+    ends = [_drive_closed(feed, 0), _drive_closed(feed, 0)]
+    assert all(t.end for t in ends) and {t.parameters["sequence_id"] for t in ends} == {1, 2}
+    for ticket in ends:
+        feed.settle(ticket, None, 2, 3)
+    assert feed.take(0) is FINISHED

@@ -21,7 +21,7 @@ from typing import Any
 from perfprobe.client.errors import CONNECTION_FAILURES
 from perfprobe.load.runtime import Runtime
 from perfprobe.load.schedule import Schedule
-from perfprobe.load.senders import Outcome, Sender, failed
+from perfprobe.load.senders import STOPPED, Outcome, Sender, failed
 from perfprobe.load.sequences import FINISHED, SequenceEnd, SequenceFeed, SequenceSettings, Ticket, TraceSequenceFeed
 from perfprobe.measure.window import Recorder
 
@@ -47,12 +47,13 @@ class SequencePlan:
 
 
 class _Worker:
-    __slots__ = ("handle", "index", "sender")
+    __slots__ = ("handle", "index", "sender", "ticket")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.handle: Any = None
         self.sender: Sender | None = None
+        self.ticket: Ticket | None = None  # a sequence step in flight
 
 
 class InFlight:
@@ -189,6 +190,9 @@ class LoadEngine:
             # Ctrl-C / SIGTERM raised in this worker (greenlets share the main thread): the
             # controller re-raises it where the run can stop cleanly
             self.interrupted = True
+            if worker.ticket is not None and self._feed is not None:  # its step will never be answered here
+                self._feed.settle(worker.ticket, STOPPED, _now(), _now())  # so another worker sends the END
+                worker.ticket = None
             return
         if exc is None:
             if not self._stopping and not self._finishing and not self.interrupted:
@@ -321,6 +325,7 @@ class LoadEngine:
                     return
                 sleep(poll)  # every sequence has a step in flight that the next must wait for
                 continue
+            worker.ticket = ticket
             try:
                 sent = _now()
                 try:
@@ -328,6 +333,7 @@ class LoadEngine:
                 except Exception as exc:  # a sender bug or an unforeseen client failure: an error, counted
                     outcome = failed(exc)
                 self._record_step(key, ticket, sent, outcome, intended)
+                worker.ticket = None
             finally:
                 in_flight.leave()
                 if due is not None:
@@ -367,6 +373,7 @@ class LoadEngine:
                     return
                 await asyncio.sleep(poll)
                 continue
+            worker.ticket = ticket
             try:
                 sent = _now()
                 try:
@@ -374,6 +381,7 @@ class LoadEngine:
                 except Exception as exc:
                     outcome = failed(exc)
                 self._record_step(key, ticket, sent, outcome, intended)
+                worker.ticket = None
             finally:
                 in_flight.leave()
                 if due is not None:
@@ -531,8 +539,9 @@ class LoadEngine:
     def finish_sequences(self, timeout_s: float) -> bool:
         """Send END for every sequence started and not ended, then let the workers end; False if some did not.
 
-        Called before ``stop`` when the server is still there, so it holds no state of ours after
-        the run. Steps sent now are recorded in the window that is open (never a reported one).
+        Called before ``stop`` when the server is still there (after Ctrl-C too, briefly), so it
+        holds no state of ours after the run. Steps sent now are recorded in the window that is
+        open (never a reported one).
         """
         if self._feed is None or self._stopping:
             return True

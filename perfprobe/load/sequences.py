@@ -253,11 +253,11 @@ class SequenceFeed(_Feed):
         sequence = self._slots[slot]
         if sequence is None or sequence.end_sent:
             if self.finishing:
-                return FINISHED
+                return self._take_any_end()
             sequence = self._slots[slot] = self._new_sequence()
         elif self.finishing and not sequence.started:
             self._drop(slot, sequence)
-            return FINISHED
+            return self._take_any_end()
         return self._ticket(sequence) if sequence.ready(True, self.finishing) else None
 
     def _take_open(self) -> Ticket | object | None:
@@ -279,6 +279,18 @@ class SequenceFeed(_Feed):
                 return self._ticket(sequence)
             waiting = True
         return None if waiting or not self.finishing else FINISHED
+
+    def _take_any_end(self) -> Ticket | object | None:
+        """Finishing: END for another slot's sequence (its worker may be gone: a signal ended it)."""
+        waiting = False
+        for sequence in self._slots:
+            if sequence is None or sequence.end_sent or not sequence.started:
+                continue
+            if sequence.in_flight or sequence.start_pending:
+                waiting = True
+                continue
+            return self._ticket(sequence)
+        return None if waiting else FINISHED
 
     def _drop(self, slot: int, sequence: Sequence) -> None:
         """A sequence that never sent a step: nothing to end on the server."""

@@ -39,6 +39,8 @@ class MeasureSettings:
     settle_timeout_s: float = 0.25  # how long a drained window waits for the server's counters to catch up
     batch_size: int = 1
     client_cpu_warning: float = 0.9  # fraction of one core above which the client may be the bottleneck
+    finish_timeout_s: float = 35.0  # a level's end: how long live sequences may take to get their END
+    interrupted_finish_s: float = 2.0  # the same after Ctrl-C / SIGTERM: briefly, the user is waiting
     late_warning: float = 0.01  # fraction of late open-loop sends that is worth a warning
 
 
@@ -160,7 +162,7 @@ class Sweeper:
         closed = load_kind == "concurrency"
         drain = closed and settings.drain
         unloaded = self._snapshot() if drain or once else {}
-        ended_well = False  # the server is still there: live sequences get their END before the stop
+        finish_within: float | None = None  # the server is still there: live sequences get their END first
         try:
             if closed:
                 load.start_closed(int(level))
@@ -212,9 +214,12 @@ class Sweeper:
                     break  # nothing succeeds: more windows will not change that
             if trace is not None:
                 self._trace_progress(result, trace.offsets_ns, load.health(), once)
-            ended_well = True
+            finish_within = settings.finish_timeout_s
+        except KeyboardInterrupt:
+            finish_within = settings.interrupted_finish_s
+            raise
         finally:
-            if not load.stop(finish_sequences=ended_well):
+            if not load.stop(finish_within):
                 result.warnings.append("some workers did not stop in time (requests still outstanding)")
         self._diagnose(result, schedule_rate=level if load_kind == "rate" and trace is None else None)
         return result

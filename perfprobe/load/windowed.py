@@ -108,8 +108,8 @@ class WindowedLoad(Protocol):
 
     def sleep(self, seconds: float) -> None: ...
 
-    def stop(self, finish_sequences: bool = False) -> bool:
-        """Stop the load; ``finish_sequences``: first send END for every live sequence (the server is up)."""
+    def stop(self, finish_within_s: float | None = None) -> bool:
+        """Stop the load; with ``finish_within_s``, first send END for every live sequence (the server is up)."""
 
 
 class LocalLoad:
@@ -172,6 +172,10 @@ class LocalLoad:
     def sleep(self, seconds: float) -> None:
         self.engine.runtime.sleep(seconds)
 
-    def stop(self, finish_sequences: bool = False) -> bool:
-        finished = self.engine.finish_sequences(self.engine.settings.stop_timeout_s) if finish_sequences else True
-        return self.engine.stop() and finished
+    def stop(self, finish_within_s: float | None = None) -> bool:
+        finished = False
+        try:  # a signal while finishing still stops every worker
+            finished = self.engine.finish_sequences(finish_within_s) if finish_within_s is not None else True
+        finally:
+            stopped = self.engine.stop()
+        return stopped and finished

@@ -342,6 +342,7 @@ def plan(options: SweepOptions) -> SweepPlan:
             warmup_s=options.warmup_seconds,
             drain=not options.no_drain,
             batch_size=options.batch_size,
+            finish_timeout_s=options.request_timeout + STOP_GRACE_S,
         ),
         engine=EngineSettings(
             late_threshold_ns=int(options.late_threshold * 1e6),

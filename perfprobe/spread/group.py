@@ -164,13 +164,13 @@ class GroupLoad:
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
 
-    def stop(self, finish_sequences: bool = False) -> bool:
+    def stop(self, finish_within_s: float | None = None) -> bool:
         """Stop every process's load; a process already lost is left to the group's clean-up."""
         stopped = True
         live = [member for member in self.active if member.lost is None]
         for member in live:
             with contextlib.suppress(LoadProcessLost):
-                member.submit("stop", finish_sequences)
+                member.submit("stop", finish_within_s)
         for member in live:
             try:
                 stopped = bool(member.result(self.settings.call_timeout_s)) and stopped

@@ -121,9 +121,9 @@ class LoadProcess:
     def health(self) -> LoadHealth:
         return self._current().health() if self.load is not None else LoadHealth()
 
-    def stop(self, finish_sequences: bool = False) -> bool:
+    def stop(self, finish_within_s: float | None = None) -> bool:
         load, self.load = self.load, None
-        return load.stop(finish_sequences) if load is not None else True
+        return load.stop(finish_within_s) if load is not None else True
 
     def close(self) -> list[str]:
         """Stop any load and release everything (regions unregistered and unlinked); the problems met."""
