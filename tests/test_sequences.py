@@ -18,6 +18,7 @@ import pytest
 import perfprobe
 from perfprobe import exitcodes
 from perfprobe.client import InferenceServerError, InferInput, RequestOptions, make_client
+from perfprobe.errors import AllRequestsFailed
 from perfprobe.server import EmbeddedServer
 from tests.conftest import perfprobe_command, run_perfprobe
 
@@ -32,12 +33,14 @@ def sequence_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     root = tmp_path_factory.mktemp("sequences")
     repository, logs = root / "models", root / "logs"
     logs.mkdir()
-    for name in MODELS:
-        shutil.copytree(SEQUENCE_MODELS / name, repository / name, symlinks=False)
+    for name, source, delay_ms in (*((name, name, 0) for name in MODELS), ("running_sum_slow", "running_sum", 200)):
+        shutil.copytree(SEQUENCE_MODELS / source, repository / name, symlinks=False)
         config = repository / name / "config.pbtxt"
         text = config.read_text()
         logged = text.replace(
             'key: "log_dir" value: { string_value: "" }', f'key: "log_dir" value: {{ string_value: "{logs}" }}'
+        ).replace(
+            'key: "delay_ms" value: { string_value: "0" }', f'key: "delay_ms" value: {{ string_value: "{delay_ms}" }}'
         )
         assert logged != text
         config.write_text(logged)
@@ -306,3 +309,29 @@ def test_ctrl_c_still_ends_the_live_sequences(sequence_server, tmp_path: Path, p
     assert process.returncode == exitcodes.INTERRUPTED, err
     sequences = server_view(log, max_live=3)  # nothing left open on the server
     assert any(len(s) < 40 for s in sequences)  # the ones cut short by the interrupt got their END
+
+
+def test_timed_out_steps_still_end_their_sequences(sequence_server) -> None:
+    server, logs = sequence_server
+    log = _fresh_log(logs, "running_sum_slow")  # 200 ms per execution, the client gives up after 100
+    with pytest.raises(AllRequestsFailed) as failed:
+        perfprobe.sweep(
+            "running_sum_slow",
+            url=server.http_url,
+            concurrency="2",
+            sequence_length=4,
+            request_timeout=0.1,
+            measurement_interval=500,
+            stability_windows=2,
+            max_trials=2,
+            no_report=True,
+        )
+    row = failed.value.result.rows[0]
+    assert row["Errors"] > 0 and row["Completed"] == 0 and row["Sequences Failed"] > 0
+    assert "TIMEOUT" in row["Warnings"]
+    settled, size = time.monotonic() + 60, -1
+    while time.monotonic() < settled and log.stat().st_size != size:  # the server works through its queue
+        size = log.stat().st_size
+        time.sleep(1.0)
+    sequences = server_view(log)  # each timed-out sequence got its END: nothing stale on the server
+    assert sequences and all(len(s) <= 2 for s in sequences)  # a timed-out step, then END
