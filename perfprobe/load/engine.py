@@ -255,21 +255,39 @@ class LoadEngine:
 
     # ---- sequence workers (stateful models): steps of live sequences, closed or open loop ----
 
-    def _record_step(self, key: Any, ticket: Ticket, sent: int, outcome: Outcome, intended: int | None) -> None:
-        """Record one step as a request, and its sequence when the step ended one."""
-        done = _now()
-        self._record(key, sent, done, outcome, intended)
-        assert self._feed is not None
-        ended = self._feed.settle(ticket, outcome.error, sent, done)
-        if ended is not None:
-            self._record_sequence(key, ended)
-
     def _record_sequence(self, key: Any, ended: SequenceEnd) -> None:
         slot = self.recorder.current.slot(key)
         if ended.ok:
             slot.sequence_completed(ended.latency_ns)
         else:
             slot.sequence_failed()
+
+    def _take_step(self, worker: _Worker, due: tuple[int, int] | None) -> Ticket | object | None:
+        """A step for ``worker`` with its in-flight slot taken; None (wait, ask again) or ``FINISHED`` without."""
+        if not self._in_flight.enter():  # paused: a window boundary is being drained
+            return None
+        assert self._feed is not None
+        ticket = self._feed.take(worker.index, due[1] if due is not None else None)
+        if not isinstance(ticket, Ticket):  # every sequence has a step in flight the next must wait for
+            self._in_flight.leave()
+        worker.ticket = ticket if isinstance(ticket, Ticket) else None
+        return ticket
+
+    def _step_made(self, worker: _Worker, key: Any, sent: int, outcome: Outcome, intended: int | None) -> None:
+        """Record a step that was sent as a request, and its sequence when the step ended one."""
+        ticket, done = worker.ticket, _now()
+        assert ticket is not None and self._feed is not None
+        self._record(key, sent, done, outcome, intended)
+        ended = self._feed.settle(ticket, outcome.error, sent, done)
+        worker.ticket = None
+        if ended is not None:
+            self._record_sequence(key, ended)
+
+    def _step_over(self, due: tuple[int, int] | None) -> None:
+        """Whatever happened to the step: its in-flight slot back, and its scheduled send answered."""
+        self._in_flight.leave()
+        if due is not None:
+            self._schedule.answer()  # type: ignore[union-attr]
 
     def _step_request(self, requests: list[Any], ticket: Ticket) -> Any:
         assert self.sequences is not None
@@ -296,10 +314,7 @@ class LoadEngine:
 
     def _sequence_loop(self, worker: _Worker, sender: Sender, key: Any) -> None:
         requests = self._requests_of(worker)
-        feed = self._feed
-        assert feed is not None
         sleep, poll, spin = self.runtime.sleep, self.settings.idle_poll_s, self.settings.spin_ns
-        in_flight = self._in_flight
         due: tuple[int, int] | None = None
         while self._schedule is not None and not self._schedule_start_ns and not self._stopping:
             sleep(poll)  # open loop: until every worker is ready
@@ -315,39 +330,28 @@ class LoadEngine:
                     sleep(min(wait_ns - spin, 50_000_000) / 1e9)
                 while _now() < intended and not self._halting():
                     sleep(0)
-            if not in_flight.enter():  # paused: a window boundary is being drained
-                sleep(poll)
-                continue
-            ticket = feed.take(worker.index, due[1] if due is not None else None)
+            ticket = self._take_step(worker, due)
             if not isinstance(ticket, Ticket):
-                in_flight.leave()
                 if ticket is FINISHED:
                     return
-                sleep(poll)  # every sequence has a step in flight that the next must wait for
+                sleep(poll)
                 continue
-            worker.ticket = ticket
             try:
                 sent = _now()
                 try:
                     outcome = sender.call(self._step_request(requests, ticket))
                 except Exception as exc:  # a sender bug or an unforeseen client failure: an error, counted
                     outcome = failed(exc)
-                self._record_step(key, ticket, sent, outcome, intended)
-                worker.ticket = None
+                self._step_made(worker, key, sent, outcome, intended)
             finally:
-                in_flight.leave()
-                if due is not None:
-                    self._schedule.answer()  # type: ignore[union-attr]
+                self._step_over(due)
             due = None
 
     async def _sequence_coroutine(self, worker: _Worker, sender: Any, key: Any) -> None:
         import asyncio
 
         requests = self._requests_of(worker)
-        feed = self._feed
-        assert feed is not None
         poll, spin = self.settings.idle_poll_s, self.settings.spin_ns
-        in_flight = self._in_flight
         due: tuple[int, int] | None = None
         while self._schedule is not None and not self._schedule_start_ns and not self._stopping:
             await asyncio.sleep(poll)
@@ -363,29 +367,21 @@ class LoadEngine:
                     await asyncio.sleep(min(wait_ns - spin, 50_000_000) / 1e9)
                 while _now() < intended and not self._halting():
                     await asyncio.sleep(0)
-            if not in_flight.enter():
-                await asyncio.sleep(poll)
-                continue
-            ticket = feed.take(worker.index, due[1] if due is not None else None)
+            ticket = self._take_step(worker, due)
             if not isinstance(ticket, Ticket):
-                in_flight.leave()
                 if ticket is FINISHED:
                     return
                 await asyncio.sleep(poll)
                 continue
-            worker.ticket = ticket
             try:
                 sent = _now()
                 try:
                     outcome = await sender.call(self._step_request(requests, ticket))
                 except Exception as exc:
                     outcome = failed(exc)
-                self._record_step(key, ticket, sent, outcome, intended)
-                worker.ticket = None
+                self._step_made(worker, key, sent, outcome, intended)
             finally:
-                in_flight.leave()
-                if due is not None:
-                    self._schedule.answer()  # type: ignore[union-attr]
+                self._step_over(due)
             due = None
 
     def _halting(self) -> bool:

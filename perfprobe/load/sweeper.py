@@ -221,21 +221,14 @@ class Sweeper:
         finally:
             if not load.stop(finish_within):
                 result.warnings.append("some workers did not stop in time (requests still outstanding)")
-        self._diagnose(result, schedule_rate=level if load_kind == "rate" and trace is None else None)
+        self._diagnose(result, load_kind == "rate", schedule_rate=level if trace is None else None)
         return result
 
-    def _trace_progress(self, result: LevelResult, offsets: tuple[int, ...], health: LoadHealth, once: bool) -> None:
+    @staticmethod
+    def _trace_progress(result: LevelResult, offsets: tuple[int, ...], health: LoadHealth, once: bool) -> None:
         """How much of the trace the level replayed; a trace replayed once reports every window."""
         sent = health.sends_made
         result.trace = {"requests": len(offsets), "sent": sent, "replayed": sent / len(offsets), "loop": not once}
-        if result.windows:
-            merged = merge_stats([w.stats for w in result.windows])
-            finished = merged.completed + merged.error_count
-            if finished and merged.late_sends / finished > self.settings.late_warning:
-                result.warnings.append(
-                    f"client fell behind the trace: {merged.late_sends} late sends, "
-                    f"worst lag {merged.max_lag_ns / 1e6:.1f} ms"
-                )
         if once:
             result.stability_windows = max(len(result.windows), 1)
             if not health.replayed:
@@ -300,19 +293,22 @@ class Sweeper:
                 f"({health.connection_failures} requests found no server); earlier levels are kept"
             )
 
-    def _diagnose(self, result: LevelResult, schedule_rate: float | None) -> None:
+    def _diagnose(self, result: LevelResult, open_loop: bool, schedule_rate: float | None) -> None:
+        """Warnings for the level; ``schedule_rate`` None in open loop: a trace, whose rate varies by design."""
         if not result.windows:
             return
         merged = result.merged()
         seconds = merged.duration_ns / 1e9
         self._client_cpu(result, merged)
-        if schedule_rate is not None and seconds > 0:
+        if open_loop and seconds > 0:
             finished = merged.completed + merged.error_count
             achieved = finished / seconds
             late_share = merged.late_sends / finished if finished else 0.0
-            if achieved < 0.95 * schedule_rate or late_share > self.settings.late_warning:
+            short = schedule_rate is not None and achieved < 0.95 * schedule_rate
+            if short or late_share > self.settings.late_warning:
+                kept = f"keep {schedule_rate:g} req/s" if schedule_rate is not None else "follow the trace"
                 result.warnings.append(
-                    f"client could not keep {schedule_rate:g} req/s: achieved {achieved:.1f}/s, "
+                    f"client could not {kept}: achieved {achieved:.1f}/s, "
                     f"{merged.late_sends} late sends, worst lag {merged.max_lag_ns / 1e6:.1f} ms"
                 )
         if any(d.reset for w in result.windows for d in w.server.values()):
