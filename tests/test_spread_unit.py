@@ -94,6 +94,6 @@ def test_a_load_process_using_most_of_its_core_is_named_in_the_warnings() -> Non
     ]
     level = LevelResult("concurrency", 4, [WindowRecord(stats, {}, None, 1_250_000_000, True, shares)])
     sweeper = Sweeper(lambda: None, None, ["m"], MeasureSettings())  # type: ignore[arg-type]
-    sweeper._diagnose(level, schedule_rate=None)
+    sweeper._diagnose(level, open_loop=False, schedule_rate=None)
     said = [w for w in level.warnings if "load processes near a full core" in w]
     assert len(said) == 1 and "0 (95%)" in said[0] and "1 (" not in said[0] and "add processes" in said[0]
