@@ -10,6 +10,8 @@ per request) requests/s.
 
     python benchmarks/processes.py [--levels 4,8,16] [--processes 1,2,4] [--rounds 3] [--markdown FILE]
         [--server-cpus 0 --client-cpus 1]   # keep the server and the load on cores of their own
+        [--instances 8]                     # serve `simple` with 8 instances, so the server is not the limit
+        [--perf-analyzer]                   # and run perf_analyzer at each level too, on the client's cores
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from vs_perf_analyzer import install_perf_analyzer, read_row, run_measured
+
+from perfprobe.client import make_client
 from perfprobe.server import EmbeddedServer
+from perfprobe.server.repository import materialize_builtin
 
 
 @dataclass
@@ -74,6 +80,40 @@ def measure(
         busiest,
         (cpu_ns - load_cpu_ns) / cpu_ns if shares else 0.0,
     )
+
+
+@dataclass
+class PeerMeasured:
+    """perf_analyzer at one level: its throughput and whole-process CPU per request."""
+
+    protocol: str
+    level: int
+    throughput: float
+    cpu_us_per_request: float
+
+
+def measure_peer(
+    server: EmbeddedServer, protocol: str, level: int, window_ms: int, cpus: set[int] | None
+) -> PeerMeasured | None:
+    """perf_analyzer with the same windows and stability rule; CPU over the requests the server counted."""
+    binary, env = install_perf_analyzer()
+    everywhere = os.sched_getaffinity(0)
+    with tempfile.TemporaryDirectory() as out, make_client("http", server.http_url) as control:
+        csv_path = Path(out) / "pa.csv"
+        command = [
+            str(binary), "-m", "simple", "-u", server.url(protocol), "-i", protocol,
+            "--concurrency-range", f"{level}:{level}", "--measurement-interval", str(window_ms),
+            "--stability-percentage", "10", "--max-trials", "6", "-f", str(csv_path),
+        ]  # fmt: skip
+        os.sched_setaffinity(0, cpus or everywhere)  # perf_analyzer inherits the client's cores
+        try:
+            _, cpu_s, served = run_measured(command, env, control, "simple")
+        finally:
+            os.sched_setaffinity(0, everywhere)
+        row = read_row(csv_path)
+    if not row:
+        return None
+    return PeerMeasured(protocol, level, float(row["Inferences/Second"]), cpu_s / max(served, 1) * 1e6)
 
 
 def median_of(runs: list[Measured]) -> list[Measured]:
@@ -139,6 +179,44 @@ def report(results: list[Measured], counts: list[int], levels: list[int], rounds
     return "\n".join(lines)
 
 
+def peer_report(results: list[Measured], peers: list[PeerMeasured], counts: list[int]) -> str:
+    """perfprobe at each process count against perf_analyzer at the same concurrency."""
+    lines = [
+        "| protocol | concurrency | perf_analyzer infer/s | PA CPU µs/req | "
+        + " | ".join(f"perfprobe ×{n} infer/s (÷ PA)" for n in counts)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(counts),
+    ]
+    for protocol, level in sorted({(p.protocol, p.level) for p in peers}):
+        same = [p for p in peers if (p.protocol, p.level) == (protocol, level)]
+        tput, cpu = statistics.median(p.throughput for p in same), statistics.median(p.cpu_us_per_request for p in same)
+        cells = []
+        for n in counts:
+            ours = next((m for m in results if (m.protocol, m.level, m.processes) == (protocol, level, n)), None)
+            cells.append(f"{ours.throughput:,.0f} ({ours.throughput / tput:.2f})" if ours else "–")
+        lines.append(f"| {protocol} | {level} | {tput:,.0f} | {cpu:.0f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def parse_cpus(text: str | None) -> set[int] | None:
+    """'0-3,8' → {0, 1, 2, 3, 8}."""
+    if not text:
+        return None
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def wide_simple(target: Path, instances: int) -> Path:
+    """`simple` with this many instances, so one server instance is not what limits the load."""
+    materialize_builtin(target, ["simple"])
+    config = target / "simple" / "config.pbtxt"
+    config.write_text(config.read_text().replace("count: 1", f"count: {instances}"))
+    return target
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="4,8,16")
@@ -148,17 +226,27 @@ def main() -> None:
     parser.add_argument("--window-ms", type=int, default=1500)
     parser.add_argument("--markdown", help="append the tables to this file")
     parser.add_argument("--server-cpus", help="cores for the server (and its backends), e.g. 0")
-    parser.add_argument("--client-cpus", help="cores for the perfprobe commands, e.g. 1")
+    parser.add_argument("--client-cpus", help="cores for the perfprobe commands, e.g. 1 or 8-15")
+    parser.add_argument("--instances", type=int, default=1, help="instances of `simple` the server runs")
+    parser.add_argument("--perf-analyzer", action="store_true", help="measure perf_analyzer at each level too")
     args = parser.parse_args()
     everywhere = os.sched_getaffinity(0)
-    server_cpus = {int(v) for v in args.server_cpus.split(",")} if args.server_cpus else everywhere
-    client_cpus = {int(v) for v in args.client_cpus.split(",")} if args.client_cpus else None
+    server_cpus = parse_cpus(args.server_cpus) or everywhere
+    client_cpus = parse_cpus(args.client_cpus)
     levels = [int(v) for v in args.levels.split(",")]
     counts = [int(v) for v in args.processes.split(",")]
     started = time.monotonic()
     runs: list[Measured] = []
+    peers: list[PeerMeasured] = []
+    repository = tempfile.TemporaryDirectory()
     os.sched_setaffinity(0, server_cpus)  # the server and its backend processes inherit it
-    server = EmbeddedServer(pick_free_ports=True).start()
+    if args.instances > 1:
+        server = EmbeddedServer(
+            builtin_models=[], model_repositories=[wide_simple(Path(repository.name), args.instances)],
+            pick_free_ports=True,
+        ).start()  # fmt: skip
+    else:
+        server = EmbeddedServer(pick_free_ports=True).start()
     os.sched_setaffinity(0, everywhere)
     try:
         for protocol in args.protocols.split(","):
@@ -167,10 +255,19 @@ def main() -> None:
                     order = counts if round_index % 2 == 0 else list(reversed(counts))
                     for processes in order:
                         runs.append(measure(server, protocol, processes, level, args.window_ms, client_cpus))
+                    if args.perf_analyzer:
+                        peer = measure_peer(server, protocol, level, args.window_ms, client_cpus)
+                        peers += [peer] if peer else []
                 print(f"{protocol} c={level} done", flush=True)
     finally:
         server.stop()
+        repository.cleanup()
     text = report(median_of(runs), counts, levels, args.rounds)
+    if peers:
+        text += "\n\nAgainst perf_analyzer 2.48 at the same concurrency, on the same cores (medians):\n\n"
+        text += peer_report(median_of(runs), peers, counts)
+    if args.instances > 1:
+        text = f"`simple` served with {args.instances} instances.\n" + text
     if args.server_cpus or args.client_cpus:
         pinned = f"Server on cores {sorted(server_cpus)}, perfprobe on cores {sorted(client_cpus or everywhere)}."
         text = pinned + "\n" + text
