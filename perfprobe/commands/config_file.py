@@ -21,12 +21,13 @@ def apply_config(top: argparse.ArgumentParser, args: argparse.Namespace, argv: l
         raise UsageError(f"cannot read config {args.config}: {exc}") from None
     if not isinstance(loaded, dict):
         raise UsageError(f"config {args.config} must be a mapping of option names to values")
-    known = {action.dest for action in parser._actions}
+    known = {action.dest: action for action in parser._actions}
     defaults = {}
     for key, value in loaded.items():
         dest = str(key).replace("-", "_")
         if dest not in known or dest in ("config", "help"):
             raise UsageError(f"config {args.config}: unknown option {key!r}")
-        defaults[dest] = value
+        repeatable = isinstance(known[dest], argparse._AppendAction)  # -m A -m B: a YAML list, or one value
+        defaults[dest] = [value] if repeatable and not isinstance(value, list) else value
     parser.set_defaults(**defaults)
     return top.parse_args(argv)

@@ -61,6 +61,14 @@ class ConsoleObserver(RunObserver):
         if result.interrupted:
             print("interrupted: results measured so far are written", file=sys.stderr, flush=True)
         key = LOAD_COLUMN[result.load_kind]
+        rows = result.rows
+        if result.parts:  # several models: each level's combined row, then each model's own
+            count = len(result.parts)
+            rows = [
+                line
+                for index, combined in enumerate(result.rows)
+                for line in ({"Model": "all", **combined}, *result.model_rows[index * count : (index + 1) * count])
+            ]
         table = [
             [
                 str(r[key]),
@@ -70,12 +78,16 @@ class ConsoleObserver(RunObserver):
                 str(r["Errors"]),
                 r["Stable"],
             ]
-            for r in result.rows
+            for r in rows
         ]
         headers = [key.lower(), "infer/s", "p50 us", "p99 us", "errors", "stable"]
-        if any(r["Sequences/Second"] != "" for r in result.rows):  # a stateful model: its sequences too
+        if result.parts:
+            headers.insert(0, "model")
+            for line, r in zip(table, rows, strict=True):
+                line.insert(0, r["Model"])
+        if any(r["Sequences/Second"] != "" for r in rows):  # a stateful model: its sequences too
             headers += ["seq/s", "seq p50 us", "seq p99 us", "seq failed"]
-            for line, r in zip(table, result.rows, strict=True):
+            for line, r in zip(table, rows, strict=True):
                 line += [str(r[name]) for name in SEQUENCE_COLUMNS]
         print()
         print(format_table(headers, table))

@@ -16,7 +16,13 @@ from perfprobe.runs.options import default
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-m", "--model", help="model name (required, here or in --config)")
+    parser.add_argument(
+        "-m",
+        "--model",
+        action="append",
+        help="model name (required, here or in --config); repeat for several models loaded at once, each "
+        "NAME or NAME@c=N / NAME@rate=R (a fixed level of its own) / NAME@data=FILE",
+    )
     parser.add_argument("--config", help="YAML file whose keys are this command's long options; flags override it")
     load = parser.add_argument_group("load")
     levels = load.add_mutually_exclusive_group()

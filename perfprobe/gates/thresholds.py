@@ -1,9 +1,10 @@
 """Threshold expressions as k6 users write them, checked against every level (or one).
 
-Grammar: ``METRIC[@KIND=LEVEL] OP VALUE``, e.g. ``p99<5ms``, ``p(99.9)<20ms``,
+Grammar: ``METRIC[@KIND=LEVEL][@model=NAME] OP VALUE``, e.g. ``p99<5ms``, ``p(99.9)<20ms``,
 ``throughput>800``, ``error_rate<0.01``, ``error_rate<1%``, ``server_queue<1ms``,
-``p99@c=8<5ms``, ``throughput@rate=200>=190``. OP is one of ``< <= > >=``. Latency
-values take ``us``/``ms``/``s`` (a bare number is milliseconds, as in k6).
+``p99@c=8<5ms``, ``throughput@rate=200>=190``, ``p99@model=A<5ms`` (one model of a run that
+loaded several; its levels are the sweep's). OP is one of ``< <= > >=``. Latency values take
+``us``/``ms``/``s`` (a bare number is milliseconds, as in k6).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from perfprobe.units import format_us, parse_duration_us
 
 _EXPRESSION = re.compile(
     r"^\s*(?P<metric>[a-z_][a-z0-9_.]*(?:\(\s*[0-9.]+\s*\))?)"
-    r"\s*(?:@\s*(?P<scope>[a-z]+)\s*=\s*(?P<level>[0-9.]+))?"
+    r"(?P<scopes>(?:\s*@\s*[a-z_]+\s*=\s*[A-Za-z0-9_.\-]+)*)"
     r"\s*(?P<op><=|>=|<|>)\s*(?P<value>[^\s<>=]+)\s*$",
     re.IGNORECASE,
 )
@@ -30,6 +31,7 @@ _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
 }
+_SCOPE = re.compile(r"@\s*([a-z_]+)\s*=\s*([A-Za-z0-9_.\-]+)", re.IGNORECASE)
 _SCOPES = {"c": "concurrency", "concurrency": "concurrency", "rate": "rate", "r": "rate", "request_rate": "rate"}
 
 
@@ -45,6 +47,7 @@ class Threshold:
     limit: float  # in the metric's base unit (µs for latencies)
     scope_kind: str | None = None
     scope_level: float | None = None
+    scope_model: str | None = None  # one model of several loaded at once
 
     def passes(self, value: float) -> bool:
         return _OPERATORS[self.op](value, self.limit)
@@ -66,21 +69,27 @@ def show_value(metric: level_metrics.Metric, value: float) -> str:
 def parse(text: str) -> Threshold:
     match = _EXPRESSION.match(text)
     if not match:
-        raise BadExpression(f"threshold {text!r}: expected METRIC[@c=N] OP VALUE, e.g. p99<5ms or throughput>800")
+        raise BadExpression(
+            f"threshold {text!r}: expected METRIC[@c=N][@model=NAME] OP VALUE, e.g. p99<5ms or throughput>800"
+        )
     try:
         metric = level_metrics.metric(match["metric"])
     except KeyError as exc:
         raise BadExpression(f"threshold {text!r}: {exc.args[0]}") from None
-    scope_kind = scope_level = None
-    if match["scope"]:
-        scope_kind = _SCOPES.get(match["scope"].lower())
+    scope_kind = scope_level = scope_model = None
+    for key, value in _SCOPE.findall(match["scopes"]):
+        if key.lower() == "model" and scope_model is None:
+            scope_model = value
+            continue
+        scope_kind = _SCOPES.get(key.lower()) if scope_kind is None else None
         if scope_kind is None:
-            raise BadExpression(f"threshold {text!r}: scope must be @c=N or @rate=N")
+            raise BadExpression(f"threshold {text!r}: scope must be @c=N, @rate=N and/or @model=NAME, each once")
         try:
-            scope_level = float(match["level"])
+            scope_level = float(value)
         except ValueError:
-            raise BadExpression(f"threshold {text!r}: {match['level']!r} is not a load level") from None
-    return Threshold(text.strip(), metric, match["op"], _limit(text, metric, match["value"]), scope_kind, scope_level)
+            raise BadExpression(f"threshold {text!r}: {value!r} is not a load level") from None
+    limit = _limit(text, metric, match["value"])
+    return Threshold(text.strip(), metric, match["op"], limit, scope_kind, scope_level, scope_model)
 
 
 def _limit(text: str, metric: level_metrics.Metric, value: str) -> float:
@@ -97,6 +106,11 @@ def _limit(text: str, metric: level_metrics.Metric, value: str) -> float:
 def check(run: SweepRun, threshold: Threshold) -> list[Outcome]:
     """One outcome per level in scope; a scoped level the run lacks fails (it was not measured)."""
     wanted = f"{threshold.op} {threshold.show(threshold.limit)}"
+    if threshold.scope_model is not None:
+        try:
+            run = run.for_model(threshold.scope_model)
+        except KeyError as exc:
+            return [Outcome(threshold.text, "threshold", "", FAILED, "not measured", wanted, exc.args[0])]
     if threshold.scope_kind is not None:
         scoped = run.level(threshold.scope_level, threshold.scope_kind)
         if scoped is None:

@@ -52,6 +52,7 @@ class WindowRecord:
     cpu_ns: int
     drained: bool
     shares: list[ProcessShare] = field(default_factory=list)  # per load process, with --processes
+    parts: dict[str, WindowStats] = field(default_factory=dict)  # several models at once: each model's own
 
     def latency_value(self, key: str) -> float:
         summary = self.stats.latency.summary()
@@ -102,6 +103,29 @@ class LevelResult:
         keys = {key for value in values for key in value}
         return {key: sum(v.get(key, 0.0) for v in values) / len(values) for key in sorted(keys)}
 
+    def model_names(self) -> list[str]:
+        """The models loaded together at this level (empty for a run of one model)."""
+        return list(self.windows[0].parts) if self.windows else []
+
+    def for_model(self, name: str, level: float) -> LevelResult:
+        """One model's part of this level, from the same windows and server snapshots.
+
+        Its windows carry no client CPU: the models share one process, so the CPU is not theirs
+        alone (the combined level has it).
+        """
+        part = LevelResult(
+            self.load_kind,
+            level,
+            stable=self.stable,
+            target_model=name,
+            stability_windows=self.stability_windows,
+        )
+        for window in self.windows:
+            server = {model: delta for model, delta in window.server.items() if model == name}
+            part.windows.append(WindowRecord(window.parts[name], server, None, 0, window.drained))
+        part.warnings = _foreign_load_warning(part)
+        return part
+
 
 class Sweeper:
     """Drives one load (in this process or spread over several) through load levels and measures each."""
@@ -130,22 +154,26 @@ class Sweeper:
             return {}
 
     def _settled_snapshot(
-        self, before: dict[str, server_stats.ModelCounters], completed: int
+        self, before: dict[str, server_stats.ModelCounters], closing: ClosedWindow
     ) -> dict[str, server_stats.ModelCounters]:
         """After a drain: the server's counters once they include every request we completed.
 
         Triton counts a request when it releases it, which can be a moment after the client has
         the response; in a drained window the server can never have fewer successes than we
-        completed, so a shortfall is that lag, and reading again (briefly) closes it.
+        completed, so a shortfall is that lag, and reading again (briefly) closes it. With several
+        models, each model's count is awaited.
         """
-        target = self.model_names[0]
+        completed = {name: stats.completed for name, stats in closing.parts.items()}
+        completed = completed or {self.model_names[0]: closing.stats.completed}
         deadline = time.monotonic() + self.settings.settle_timeout_s
         while True:
             after = self._snapshot()
-            if not before or target not in after or target not in before:
+            if not before or any(name not in after or name not in before for name in completed):
                 return after
-            counted = after[target].counts.get("success", 0) - before[target].counts.get("success", 0)
-            if counted >= completed or time.monotonic() >= deadline:
+            counted = {
+                name: after[name].counts.get("success", 0) - before[name].counts.get("success", 0) for name in completed
+            }
+            if all(counted[name] >= done for name, done in completed.items()) or time.monotonic() >= deadline:
                 return after
             time.sleep(0.002)
 
@@ -173,7 +201,7 @@ class Sweeper:
             # taken while drained (closed loop), once the server counted the warm-up: it matches the window start;
             # a trace's first sends go out as the window opens, so its server counts start before the load
             if warm.drained:
-                before = self._settled_snapshot(unloaded, warm.stats.completed)
+                before = self._settled_snapshot(unloaded, warm)
             else:
                 before = unloaded if once and not warm.stats.completed else self._snapshot()
             load.open_window(resume=drain)
@@ -185,7 +213,7 @@ class Sweeper:
                 stats = closing.stats
                 if replayed and result.windows and not stats.completed and not stats.error_count:
                     break  # the trace's last answer came just after the previous window closed: nothing here
-                after = self._settled_snapshot(before, stats.completed) if closing.drained else self._snapshot()
+                after = self._settled_snapshot(before, closing) if closing.drained else self._snapshot()
                 scraped = prometheus.scrape(self.metrics_url) if self.metrics_url else None
                 record = WindowRecord(
                     stats,
@@ -194,6 +222,7 @@ class Sweeper:
                     closing.cpu_ns,
                     closing.drained,
                     closing.shares,
+                    closing.parts,
                 )
                 before = after
                 result.windows.append(record)
@@ -350,24 +379,30 @@ class Sweeper:
 
     @staticmethod
     def _foreign_load(result: LevelResult) -> None:
-        """Warn when the server counted more successes than we completed: someone else is loading it."""
-        windows = [w for w in result.reported if result.target_model in w.server]
-        if not windows:
-            return
-        server = sum(w.server[result.target_model].success_count for w in windows)
-        # a request we gave up on (TIMEOUT) may still have succeeded on the server, in this window or the next
-        timeouts = sum(w.stats.errors.get(TIMEOUT, 0) for w in windows)
-        ours = sum(w.stats.completed + w.stats.resent for w in windows) + timeouts
-        in_flight_bound = result.level if result.load_kind == "concurrency" else 0.0
-        slack = in_flight_bound if timeouts else 0.0
-        if not all(w.drained for w in windows):
-            # undrained boundaries: the requests in flight at the first one may be counted on either side
-            merged = merge_stats([w.stats for w in windows])
-            in_flight = merged.throughput() * merged.latency.mean_us / 1e6
-            slack = max(in_flight, in_flight_bound) + 1
-        excess = server - ours
-        if excess > slack:
-            result.warnings.append(
-                f"the server counted {excess} more successful requests than perfprobe completed: another "
-                "client is loading this model, so the server-side figures include its requests"
-            )
+        if not result.model_names():  # several models: each model's part says it (LevelResult.for_model)
+            result.warnings += _foreign_load_warning(result)
+
+
+def _foreign_load_warning(result: LevelResult) -> list[str]:
+    """A warning when the server counted more successes than we completed: someone else is loading it."""
+    windows = [w for w in result.reported if result.target_model in w.server]
+    if not windows:
+        return []
+    server = sum(w.server[result.target_model].success_count for w in windows)
+    # a request we gave up on (TIMEOUT) may still have succeeded on the server, in this window or the next
+    timeouts = sum(w.stats.errors.get(TIMEOUT, 0) for w in windows)
+    ours = sum(w.stats.completed + w.stats.resent for w in windows) + timeouts
+    in_flight_bound = result.level if result.load_kind == "concurrency" else 0.0
+    slack = in_flight_bound if timeouts else 0.0
+    if not all(w.drained for w in windows):
+        # undrained boundaries: the requests in flight at the first one may be counted on either side
+        merged = merge_stats([w.stats for w in windows])
+        in_flight = merged.throughput() * merged.latency.mean_us / 1e6
+        slack = max(in_flight, in_flight_bound) + 1
+    excess = server - ours
+    if excess <= slack:
+        return []
+    return [
+        f"the server counted {excess} more successful requests than perfprobe completed: another "
+        "client is loading this model, so the server-side figures include its requests"
+    ]

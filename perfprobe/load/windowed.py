@@ -74,6 +74,7 @@ class ClosedWindow:
     cpu_ns: int
     drained: bool
     shares: list[ProcessShare] = field(default_factory=list)
+    parts: dict[str, WindowStats] = field(default_factory=dict)  # several models at once: each model's own
 
 
 @dataclass

@@ -49,12 +49,18 @@ _CAPTIONS = {
     "latency_breakdown": "Mean latency by component at each level, throughput on the right axis",
     "percentile_spectrum": "Latency by percentile (HdrHistogram nines scale), one line per level",
     "levels": "Throughput and p99 latency by load level",
+    "models": "Each model's throughput and p99 latency by the sweep's load level (several models at once)",
     "compare": "Peak throughput by tensor size per transport, and speed-up over the wire",
 }
 
 
 def _captions(report: Report) -> list[tuple[Path, str]]:
-    return [(path, _CAPTIONS[path.stem]) for path in report.files if path.suffix == ".png"]
+    return [(path, _caption(path.stem)) for path in report.files if path.suffix == ".png"]
+
+
+def _caption(stem: str) -> str:
+    chart, _, model = stem.partition("--")  # a chart of one model of several: latency_breakdown--simple
+    return f"{_CAPTIONS[chart]} — {model}" if model else _CAPTIONS[chart]
 
 
 def _add(report: Report, chart_dir: Path, stem: str, figure: object, dpi: int) -> None:
@@ -66,12 +72,19 @@ def _sweep_charts(run: SweepRun, chart_dir: Path, report: Report, dpi: int) -> N
     if not run.levels:
         return
     _add(report, chart_dir, "throughput_vs_p99", charts.throughput_vs_latency(run), dpi)
-    _add(report, chart_dir, "latency_breakdown", charts.latency_breakdown(run), dpi)
+    models = [run.for_model(name) for name in run.model_names]
+    if not models:  # with several models the server's breakdown is each model's own
+        _add(report, chart_dir, "latency_breakdown", charts.latency_breakdown(run), dpi)
     spectrum = charts.percentile_spectrum(
         [(level.label, level) for level in run.levels], f"Latency by percentile — {run.title}"
     )
     _add(report, chart_dir, "percentile_spectrum", spectrum, dpi)
     _add(report, chart_dir, "levels", charts.level_curves([run]), dpi)
+    if models:
+        _add(report, chart_dir, "models", charts.level_curves(models, title=f"Each model — {run.title}"), dpi)
+        for part in models:
+            if part.levels:
+                _add(report, chart_dir, f"latency_breakdown--{part.name}", charts.latency_breakdown(part), dpi)
 
 
 def _compare_charts(run: CompareRun, chart_dir: Path, report: Report, dpi: int) -> None:

@@ -166,7 +166,7 @@ def percentile_spectrum(series: list[tuple[str, Level]], title: str, dashed_from
     return figure
 
 
-def level_curves(runs: list[SweepRun], column: str = "p99 latency") -> Figure:
+def level_curves(runs: list[SweepRun], column: str = "p99 latency", title: str | None = None) -> Figure:
     """Throughput (left) and a latency percentile (right) against the load level, one line per run."""
     figure, (left, right) = _new(12.0, 5.0, columns=2)
     all_levels = sorted({level.level for run in runs for level in run.levels})
@@ -185,7 +185,7 @@ def level_curves(runs: list[SweepRun], column: str = "p99 latency") -> Figure:
     right.set_ylabel(f"{column.split()[0]} latency ({unit})")
     right.set_title(f"{column.split()[0]} latency by load level")
     names = " vs ".join(f"{letter}: {run.name}" for letter, run in zip("AB", runs, strict=False))
-    figure.suptitle(runs[0].title if len(runs) == 1 else f"{names} — {runs[-1].title}")
+    figure.suptitle(title or (runs[0].title if len(runs) == 1 else f"{names} — {runs[-1].title}"))
     return figure
 
 

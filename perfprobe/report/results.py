@@ -134,9 +134,37 @@ def level_row(result: LevelResult, batch_size: int, composing: list[str] | None 
     }
 
 
-def write_csv(path: Path, load_kind: str, rows: list[dict[str, Any]]) -> None:
+# a combined row of several models has no one server-side breakdown: each model's row has its own
+_PER_MODEL_ONLY = (
+    "Network+Server Send/Recv",
+    "Server Queue",
+    "Server Compute Input",
+    "Server Compute Infer",
+    "Server Compute Output",
+    "Avg Batch Size",
+)
+
+
+def model_row(result: LevelResult, batch_size: int) -> dict[str, Any]:
+    """One model's row of a run with several: its own figures, no client CPU (the models share a process)."""
+    row = {"Model": result.target_model, **level_row(result, batch_size)}
+    row["Client CPU us/req"] = ""
+    return row
+
+
+def combined_row(row: dict[str, Any], model_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The level's row over every model: throughput and latency of all, server counts summed."""
+    combined = dict(row)
+    for column in _PER_MODEL_ONLY:
+        combined[column] = ""
+    counts = [r["Server Success"] for r in model_rows]
+    combined["Server Success"] = sum(counts) if all(c != "" for c in counts) else ""
+    return combined
+
+
+def write_csv(path: Path, load_kind: str, rows: list[dict[str, Any]], by_model: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns(load_kind))
+        writer = csv.DictWriter(handle, fieldnames=(["Model"] if by_model else []) + columns(load_kind))
         writer.writeheader()
         writer.writerows(rows)

@@ -40,6 +40,7 @@ class Level:
     reported_indexes: list[int]
     stable: bool
     warnings: list[str] = field(default_factory=list)
+    models: dict[str, dict[str, Any]] = field(default_factory=dict)  # several models: each one's entry
 
     @property
     def has_latency(self) -> bool:
@@ -81,6 +82,33 @@ class SweepRun:
     document: dict[str, Any]
     table: pd.DataFrame
     levels: list[Level]
+    part_of: str | None = None  # one model's part of a run with several: that model's name
+
+    @property
+    def model_names(self) -> list[str]:
+        """With several models loaded at once, their names (first the swept one); else empty."""
+        models = self.settings.get("models") or []
+        return [str(part["name"]) for part in models] if self.part_of is None else []
+
+    def for_model(self, name: str) -> SweepRun:
+        """One model's part of a run with several, read as a run of its own.
+
+        Its levels keep the sweep's level (``c=8`` is where the sweep was, whatever this model's own
+        fixed load), so a gate ``p99@model=A@c=8`` means "A, while the sweep ran at c=8".
+        """
+        if name not in self.model_names:
+            known = ", ".join(self.model_names) or "none: this run loaded one model"
+            raise KeyError(f"model {name!r} was not loaded in this run ({known})")
+        levels, rows = [], []
+        for level in self.levels:
+            entry = level.models.get(name)
+            if entry is None:
+                break
+            rows.append(entry["row"])
+            levels.append(_level(entry, level.load_kind, level.level, entry["row"]))
+        document = {**self.document, "model": {"name": name}}
+        table = pd.DataFrame(rows)
+        return SweepRun(self.path, document, table, levels, part_of=name)
 
     @property
     def load_kind(self) -> str:
@@ -104,7 +132,11 @@ class SweepRun:
     def title(self) -> str:
         """What was run, for chart titles: model, protocol, mode, tensors' transport."""
         settings = self.settings
-        parts = [self.model, f"over {settings.get('protocol', '?')}", f"{settings.get('mode', '?')} mode"]
+        parts = [
+            " + ".join(self.model_names) or self.model,
+            f"over {settings.get('protocol', '?')}",
+            f"{settings.get('mode', '?')} mode",
+        ]
         if settings.get("shared_memory") not in (None, "none"):
             parts.append(f"{settings['shared_memory']} shm")
         if settings.get("batch_size", 1) != 1:
@@ -113,7 +145,7 @@ class SweepRun:
 
     @property
     def name(self) -> str:
-        return self.path.name
+        return self.part_of or self.path.name
 
     @property
     def protocol(self) -> str:
@@ -174,18 +206,21 @@ def load_sweep(path: str | Path) -> SweepRun:
         if position >= len(table):
             break  # interrupted between the JSON and the CSV write: keep what both have
         row = table.iloc[position].to_dict()
-        levels.append(
-            Level(
-                load_kind=entry["load_kind"],
-                level=float(entry["level"]),
-                row=row,
-                windows=entry.get("windows", []),
-                reported_indexes=entry.get("reported_windows", []),
-                stable=bool(entry.get("stable")),
-                warnings=list(entry.get("warnings", [])),
-            )
-        )
+        levels.append(_level(entry, entry["load_kind"], float(entry["level"]), row))
     return SweepRun(directory, document, table.iloc[: len(levels)], levels)
+
+
+def _level(entry: dict[str, Any], load_kind: str, value: float, row: dict[str, Any]) -> Level:
+    return Level(
+        load_kind=load_kind,
+        level=value,
+        row=row,
+        windows=entry.get("windows", []),
+        reported_indexes=entry.get("reported_windows", []),
+        stable=bool(entry.get("stable")),
+        warnings=list(entry.get("warnings", [])),
+        models=entry.get("models", {}),
+    )
 
 
 def load_compare(path: Path) -> CompareRun:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from perfprobe.report import level_metrics
 from perfprobe.report.render import Block, Facts, Heading, Image, Paragraph, Table
-from perfprobe.report.rundata import CompareRun, Level, SweepRun
+from perfprobe.report.rundata import SHORT_KIND, CompareRun, Level, SweepRun
 from perfprobe.units import format_us, human
 
 SETTING_KEYS = (
@@ -95,6 +95,9 @@ def sweep_blocks(run: SweepRun, charts: list[tuple[Path, str]], budget: LatencyB
     blocks += [Heading("Findings"), Facts(_findings(run, budget))]
     blocks += [Heading("Settings"), Facts(_settings(settings))]
     blocks += [Heading("Levels"), _level_table(run)]
+    for part in settings.get("models") or []:  # several models at once: each one's own table and server figures
+        held = f" (held at {SHORT_KIND[run.load_kind]}={part['level']:g} throughout)" if part.get("level") else ""
+        blocks += [Heading(f"Model {part['name']}{held}", 3), _level_table(run.for_model(part["name"]))]
     blocks.append(Heading("Charts"))
     blocks += [Image(path, caption) for path, caption in charts]
     return blocks
@@ -155,8 +158,11 @@ def _level_table(run: SweepRun) -> Table:
                 f"{float(row['Inferences/Second']):,.1f}",
                 *(format_us(float(row[c])) for c in ("p50 latency", "p90 latency", "p99 latency", "p99.9 latency")),
                 format_us(float(row["Avg latency"])),
-                format_us(float(row["Server Queue"])),
-                format_us(compute),
+                *(
+                    ["–", "–"]
+                    if row["Server Queue"] == ""
+                    else [format_us(float(row["Server Queue"])), format_us(compute)]
+                ),
                 str(row["Errors"]),
                 "yes" if level.stable else "no",
             ]

@@ -111,6 +111,8 @@ def compare(
     size_list = [parse_size(s) for s in (sizes.split(",") if isinstance(sizes, str) else sizes) if str(s).strip()]
     base = SweepOptions.from_keywords({"model": model, **options})
     base_plan = plan(base)  # every option checked before the server starts
+    if base_plan.several:
+        raise UsageError("compare measures one model's transports: give -m once")
     out_dir = base_plan.output_dir
     if out_dir is not None:
         check_writable(out_dir)

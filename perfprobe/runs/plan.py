@@ -20,6 +20,7 @@ from perfprobe.load.sequences import SequenceSettings
 from perfprobe.load.sweeper import MeasureSettings
 from perfprobe.load.trace import RequestTrace, read_trace
 from perfprobe.measure.stability import StabilityRule
+from perfprobe.runs.models import ModelPart, model_names, parse_parts
 from perfprobe.runs.options import SweepOptions, parse_headers
 from perfprobe.runs.target import Target
 from perfprobe.spread.runtime_env import parse_runtime_env
@@ -33,7 +34,8 @@ PERCENTILES = (50, 90, 95, 99, 99.9)
 class SweepPlan:
     """A validated sweep: what to load, how, how to measure it and where results go."""
 
-    model: str
+    model: str  # the first model (the only one, unless parts names several)
+    parts: list[ModelPart]  # every model loaded, the first included
     protocol: str
     url: str
     serve: bool
@@ -71,6 +73,11 @@ class SweepPlan:
     trace_speedup: float = 1.0
     trace_loop: bool = False
     sequence_length_given: bool = False
+
+    @property
+    def several(self) -> bool:
+        """Whether several models are loaded at once (``-m A -m B``)."""
+        return len(self.parts) > 1
 
     @property
     def spread(self) -> bool:
@@ -113,6 +120,7 @@ class SweepPlan:
         stability = self.measure.stability
         return {
             "model": self.model,
+            "models": [part.recorded() for part in self.parts] if self.several else None,
             "url": None if target.embedded else target.url,
             "embedded_server": target.embedded,
             "protocol": self.protocol,
@@ -183,8 +191,10 @@ class SweepPlan:
         }
 
 
-def default_output_dir(model: str, label: str = "") -> Path:
+def default_output_dir(model: str | list[str], label: str = "") -> Path:
     """``reports/<timestamp>-[label-]<model>``: where the command line writes a run by default."""
+    if not isinstance(model, str):  # several models: A+B, without their @settings
+        model = "+".join(name.partition("@")[0] for name in model)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Path("reports") / f"{stamp}-{label + '-' if label else ''}{model}"
 
@@ -271,20 +281,43 @@ def _check_choices(options: SweepOptions) -> None:
         raise UsageError("--trace-speedup must be more than 0")
 
 
+def _check_several(options: SweepOptions, parts: list[ModelPart]) -> None:
+    """What several models at once cannot be combined with (yet), each refused by name."""
+    for part in parts:
+        if part.input_data and part.input_data not in synthetic.DATA_KINDS and not Path(part.input_data).exists():
+            raise UsageError(f"-m {part.name}@data={part.input_data}: not zero, random, or an existing file or folder")
+    if len(parts) == 1:
+        return
+    if parts[0].level is not None:
+        raise UsageError(f"-m {parts[0].name}: the first model follows the sweep's levels (give others fixed ones)")
+    refused = [
+        ("--processes", _processes(options) != 1),
+        ("--cluster", bool(options.cluster)),
+        ("--request-trace", bool(options.request_trace)),
+        ("--request-intervals", bool(options.request_intervals)),
+    ]
+    for flag, given in refused:
+        if given:
+            raise UsageError(f"several models (-m twice) do not combine with {flag} yet: one model per run there")
+
+
 def plan(options: SweepOptions) -> SweepPlan:
     """Validate the options; every mistake is one UsageError naming the option."""
-    if not options.model:
+    names = model_names(options.model)
+    if not names:
         raise UsageError("the following arguments are required: -m/--model")
     _check_choices(options)
     if options.protocol == "http" and options.mode == "stream":
         raise UsageError("--mode stream needs gRPC (bidirectional streams): add -i grpc")
     intervals = read_intervals(options.request_intervals) if options.request_intervals else None
-    trace = read_trace(options.request_trace, options.model) if options.request_trace else None
+    trace = read_trace(options.request_trace, names[0].partition("@")[0]) if options.request_trace else None
     if trace is not None and trace.sequence_ids and (_processes(options) != 1 or options.cluster):
         raise UsageError(
             "a trace that names its sequences runs in one load process: each sequence's steps stay in order"
         )
     load_kind, level_spec, levels = _levels(options, intervals, trace)
+    parts = parse_parts(names, load_kind)
+    _check_several(options, parts)
     if options.latency_budget:
         from perfprobe.report.summary import parse_budget
 
@@ -304,7 +337,8 @@ def plan(options: SweepOptions) -> SweepPlan:
     from perfprobe.client.factory import DEFAULT_URLS
 
     return SweepPlan(
-        model=options.model,
+        model=parts[0].name,
+        parts=parts,
         protocol=options.protocol,
         url=options.url or DEFAULT_URLS[options.protocol],
         serve=options.serve,

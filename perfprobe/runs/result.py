@@ -13,7 +13,8 @@ from perfprobe.load.sweeper import LevelResult
 from perfprobe.measure.histogram import LatencyHistogram
 from perfprobe.measure.server_stats import ServerDelta
 from perfprobe.report import runfile
-from perfprobe.report.results import columns, level_row, write_csv
+from perfprobe.report.results import columns, combined_row, level_row, model_row, write_csv
+from perfprobe.runs.models import ModelPart
 
 
 @dataclass
@@ -33,6 +34,8 @@ class SweepResult:
     output_dir: Path | None = None
     interrupted: bool = False
     report_written: bool = False
+    parts: list[ModelPart] = field(default_factory=list)  # several models at once: each with its level
+    model_rows: list[dict[str, Any]] = field(default_factory=list)  # their rows (results-by-model.csv)
 
     @property
     def composing_models(self) -> list[str]:
@@ -40,8 +43,24 @@ class SweepResult:
 
     def add(self, level: LevelResult) -> None:
         self.level_results.append(level)
-        self.rows.append(level_row(level, self.batch_size, self.composing_models or None))
-        self.document["levels"].append(runfile.level_entry(level, self.batch_size))
+        row = level_row(level, self.batch_size, self.composing_models or None)
+        entry = runfile.level_entry(level, self.batch_size)
+        if self.parts:
+            rows = []
+            entry["models"] = {}
+            for part in self.parts:
+                own = level.for_model(part.name, part.level_at(level.level))
+                rows.append(model_row(own, self.batch_size))
+                entry["models"][part.name] = {"row": rows[-1], **runfile.level_entry(own, self.batch_size)}
+            self.model_rows += rows
+            row = combined_row(row, rows)
+        self.rows.append(row)
+        self.document["levels"].append(entry)
+
+    @property
+    def levels_by_model(self) -> pd.DataFrame:
+        """With several models: one row per model and level (``results-by-model.csv``)."""
+        return pd.DataFrame(self.model_rows, columns=["Model", *columns(self.load_kind)])
 
     @property
     def levels(self) -> pd.DataFrame:
@@ -71,6 +90,8 @@ class SweepResult:
         """
         path = Path(directory)
         write_csv(path / "results.csv", self.load_kind, self.rows)
+        if self.parts:
+            write_csv(path / "results-by-model.csv", self.load_kind, self.model_rows, by_model=True)
         runfile.write(path / "results.json", self.document)
         if csv_copy:
             write_csv(Path(csv_copy), self.load_kind, self.rows)

@@ -25,6 +25,7 @@ from perfprobe.load.sendpath import check_combination
 from perfprobe.load.sweeper import LevelResult, Sweeper
 from perfprobe.load.windowed import WindowedLoad
 from perfprobe.report import runfile
+from perfprobe.runs.models import ModelPart
 from perfprobe.runs.observer import RunObserver, SweepStart
 from perfprobe.runs.options import SweepOptions
 from perfprobe.runs.plan import SweepPlan, plan
@@ -89,20 +90,40 @@ def measure_sweep(
     sweep_plan: SweepPlan, target: Target, control: InferenceClient, observer: RunObserver
 ) -> SweepResult:
     """One sweep on a server that is already there (a compare runs several on one server)."""
-    model = control.describe_model(sweep_plan.model)
-    check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled)
-    items, spec = _data_and_spec(sweep_plan, model, sweep_plan.load_spec(target))
-    with _load_source(sweep_plan, spec, control, model, items, observer) as source:
-        composing = [step.model_name for step in model.ensemble_steps]
+    models = [control.describe_model(part.name) for part in sweep_plan.parts]
+    for model in models:
+        check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled)
+    model = models[0]
+    if sweep_plan.several:
+        specs = [
+            _data_and_spec(_plan_for(sweep_plan, part), described, sweep_plan.load_spec(target))
+            for part, described in zip(sweep_plan.parts, models, strict=True)
+        ]
+        source_context = _several_loads(sweep_plan, specs, control, models, observer)
+        spec = specs[0][1]
+    else:
+        items, spec = _data_and_spec(sweep_plan, model, sweep_plan.load_spec(target))
+        source_context = _load_source(sweep_plan, spec, control, model, items, observer)
+    with source_context as source:
+        names = [
+            name for described in models for name in (described.name, *(s.model_name for s in described.ensemble_steps))
+        ]
         sweeper = Sweeper(
             source.make_load,
             control,
-            [model.name, *composing],
+            list(dict.fromkeys(names)),
             sweep_plan.measure,
             target.metrics_url,
             on_window=observer.window,
         )
-        return _measure_levels(sweep_plan, target, control, model, sweeper, source, observer, spec)
+        return _measure_levels(sweep_plan, target, control, models, sweeper, source, observer, spec)
+
+
+def _plan_for(sweep_plan: SweepPlan, part: ModelPart) -> SweepPlan:
+    """The plan as one model of several sees it: its own input data, when it names some."""
+    if part.input_data is None:
+        return sweep_plan
+    return replace(sweep_plan, data=replace(sweep_plan.data, source=part.input_data))
 
 
 def _data_and_spec(sweep_plan: SweepPlan, model: ModelDescription, spec: LoadSpec) -> tuple[list[Any], LoadSpec]:
@@ -185,6 +206,36 @@ def _load_source(
         yield LoadSource(group.make_load, group.worker_kind, group.notes, len(group.members), group.hosts, group.nodes)
 
 
+@contextlib.contextmanager
+def _several_loads(
+    sweep_plan: SweepPlan,
+    specs: list[tuple[list[Any], LoadSpec]],
+    control: InferenceClient,
+    models: list[ModelDescription],
+    observer: RunObserver,
+) -> Iterator[LoadSource]:
+    """One prepared load per model in this process, combined so windows open and close together."""
+    from perfprobe.load.combined import CombinedLoad, ModelLoad
+
+    with contextlib.ExitStack() as stack:
+        prepared = [
+            stack.enter_context(prepared_load(spec, control, model, items, observer.note))
+            for (items, spec), model in zip(specs, models, strict=True)
+        ]
+
+        def make_load() -> CombinedLoad:
+            return CombinedLoad(
+                [
+                    ModelLoad(part.name, ready.make_load(), part.level)
+                    for part, ready in zip(sweep_plan.parts, prepared, strict=True)
+                ]
+            )
+
+        runtime = prepared[0].send_path.runtime
+        notes = list(dict.fromkeys(note for ready in prepared for note in ready.send_path.notes))
+        yield LoadSource(make_load, runtime.kind, notes, 1, [], [])
+
+
 def _measure_level(sweep_plan: SweepPlan, sweeper: Sweeper, level: float) -> LevelResult:
     from perfprobe.load.schedule import ScheduleSpec
 
@@ -203,21 +254,17 @@ def _measure_levels(
     sweep_plan: SweepPlan,
     target: Target,
     control: InferenceClient,
-    model: ModelDescription,
+    models: list[ModelDescription],
     sweeper: Sweeper,
     source: LoadSource,
     observer: RunObserver,
     spec: LoadSpec,
 ) -> SweepResult:
     server_meta = control.server_metadata()
-    model_facts = {
-        "name": model.name,
-        "config_digest": model.config_digest,
-        "max_batch_size": model.max_batch_size,
-        "decoupled": model.decoupled,
-        "sequence_batching": model.sequence_batching,
-        "composing_models": [step.model_name for step in model.ensemble_steps],
-    }
+    model = models[0]
+    model_facts = _model_facts(model)
+    if sweep_plan.several:
+        model_facts["together_with"] = [_model_facts(other) for other in models[1:]]
     settings = sweep_plan.recorded(target)
     if spec.sequences is not None:
         settings["sequences"] = sweep_plan.recorded_sequences(spec.sequences)
@@ -233,12 +280,13 @@ def _measure_levels(
         batch_size=sweep_plan.data.batch_size,
         document=runfile.new_document(settings, server_meta, model_facts),
         output_dir=sweep_plan.output_dir,
+        parts=sweep_plan.parts if sweep_plan.several else [],
     )
     for text in source.notes:
         observer.note(text)
     observer.started(
         SweepStart(
-            model.name,
+            " + ".join(described.name for described in models),
             sweep_plan.protocol,
             target.url,
             sweep_plan.mode,
@@ -280,6 +328,17 @@ def _measure_levels(
     if result.rows and all(row["Completed"] == 0 for row in result.rows):
         raise AllRequestsFailed("every request failed: " + (result.rows[-1]["Warnings"] or "see the JSON"), result)
     return result
+
+
+def _model_facts(model: ModelDescription) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "config_digest": model.config_digest,
+        "max_batch_size": model.max_batch_size,
+        "decoupled": model.decoupled,
+        "sequence_batching": model.sequence_batching,
+        "composing_models": [step.model_name for step in model.ensemble_steps],
+    }
 
 
 def _write(result: SweepResult, sweep_plan: SweepPlan) -> None:

@@ -1,0 +1,92 @@
+"""Several models' loads as one: windows open and close for all of them together.
+
+Each model has its own engine, recorder and requests in this process; the sweeper drives the
+combination as it drives one load, and each closed window carries every model's own figures
+(``ClosedWindow.parts``) beside the combined ones, so per-model results come from the same
+windows and the same server snapshots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from perfprobe.load.schedule import ScheduleSpec
+from perfprobe.load.windowed import ClosedWindow, LoadHealth, LocalLoad
+from perfprobe.measure.window import merge_concurrent
+
+
+@dataclass
+class ModelLoad:
+    """One model's load in the combination, and the fixed level it keeps (None: the sweep's level)."""
+
+    name: str
+    load: LocalLoad
+    level: float | None = None
+
+
+class CombinedLoad:
+    """A ``WindowedLoad`` over several models' loads in this process."""
+
+    poll_s = LocalLoad.poll_s
+
+    def __init__(self, parts: list[ModelLoad]) -> None:
+        if not parts:
+            raise ValueError("a combined load needs at least one model")
+        self.parts = parts
+
+    def start_closed(self, concurrency: int) -> None:
+        for part in self.parts:
+            part.load.start_closed(int(part.level) if part.level is not None else concurrency)
+
+    def start_open(self, schedule: ScheduleSpec, max_inflight: int) -> None:
+        for offset, part in enumerate(self.parts):
+            rate = part.level if part.level is not None else schedule.rate
+            # independent arrivals per model: the same seed would send every model's requests in step
+            own = dataclasses.replace(schedule, rate=rate, seed=schedule.seed + offset)
+            part.load.start_open(own, max_inflight)
+
+    def open_window(self, resume: bool) -> None:
+        for part in self.parts:
+            part.load.open_window(resume)
+
+    def close_window(self, drain: bool, timeout_s: float, give_up: Callable[[], bool]) -> ClosedWindow:
+        closed = [part.load.close_window(drain, timeout_s, give_up) for part in self.parts]
+        stats = {part.name: window.stats for part, window in zip(self.parts, closed, strict=True)}
+        return ClosedWindow(
+            merge_concurrent(list(stats.values())),
+            max(window.cpu_ns for window in closed),  # one process: each part measured the same CPU clock
+            all(window.drained for window in closed),
+            parts=stats,
+        )
+
+    def window_started_ns(self) -> int:
+        return min(part.load.window_started_ns() for part in self.parts)
+
+    def finished_in_window(self) -> int:
+        return sum(part.load.finished_in_window() for part in self.parts)
+
+    def health(self) -> LoadHealth:
+        each = [part.load.health() for part in self.parts]
+        return LoadHealth(
+            interrupted=any(h.interrupted for h in each),
+            connection_failures=sum(h.connection_failures for h in each),
+            worker_failures=[failure for h in each for failure in h.worker_failures],
+            sends_made=sum(h.sends_made for h in each),
+            replayed=all(h.replayed for h in each),
+        )
+
+    def sleep(self, seconds: float) -> None:
+        self.parts[0].load.sleep(seconds)
+
+    def stop(self, finish_within_s: float | None = None) -> bool:
+        stopped = True
+        for part in self.parts:  # every part is stopped, whatever another one raised
+            try:
+                stopped = part.load.stop(finish_within_s) and stopped
+            except BaseException:
+                for rest in self.parts[self.parts.index(part) + 1 :]:
+                    rest.load.stop(None)
+                raise
+        return stopped

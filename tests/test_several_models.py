@@ -1,0 +1,117 @@
+"""Several models at once (``-m A -m B@c=1``) against the real server: per-model figures from the same windows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import run_perfprobe
+
+import perfprobe
+from perfprobe import exitcodes
+
+
+@pytest.fixture(scope="module")
+def two_models(server, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """simple swept over c=1,2 while identity is held at c=1, with the report."""
+    out = tmp_path_factory.mktemp("two-models")
+    done = run_perfprobe(
+        "sweep", "-u", server.http_url, "-m", "simple", "-m", "identity@c=1", "--shape", "INPUT0:16",
+        "--concurrency", "1:2", "--measurement-interval", "300", "--max-trials", "3", "--output-dir", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_each_model_has_rows_and_the_server_agrees_per_window(two_models: Path) -> None:
+    combined, by_model = _rows(two_models / "results.csv"), _rows(two_models / "results-by-model.csv")
+    assert len(combined) == 2
+    assert [(r["Model"], r["Concurrency"]) for r in by_model] == [
+        ("simple", "1"),
+        ("identity", "1"),
+        ("simple", "2"),
+        ("identity", "1"),  # held at its own level while the sweep moved
+    ]
+    for index, row in enumerate(combined):
+        mine = by_model[2 * index : 2 * index + 2]
+        assert all(int(r["Completed"]) > 0 and r["Errors"] == "0" for r in mine)
+        assert int(row["Completed"]) == sum(int(r["Completed"]) for r in mine)
+        assert int(row["Server Success"]) == sum(int(r["Server Success"]) for r in mine)
+        assert all(r["Server Success"] == r["Completed"] for r in mine)  # drained windows: exact, per model
+        assert row["Server Queue"] == "" and all(r["Server Queue"] != "" for r in mine)
+        total = sum(float(r["Inferences/Second"]) for r in mine)
+        assert float(row["Inferences/Second"]) == pytest.approx(total, rel=0.05)
+    document = json.loads((two_models / "results.json").read_text())
+    assert [m["name"] for m in document["settings"]["models"]] == ["simple", "identity"]
+    for level in document["levels"]:
+        for window_index, window in enumerate(level["windows"]):
+            parts = {name: entry["windows"][window_index] for name, entry in level["models"].items()}
+            assert window["completed"] == sum(part["completed"] for part in parts.values())
+            for name, part in parts.items():
+                assert set(part["server"]) == {name}
+                assert part["server"][name]["counts"]["success"] == part["completed"], (name, window_index)
+
+
+def test_gate_scoped_to_one_model(two_models: Path) -> None:
+    passing = run_perfprobe("gate", str(two_models), "--threshold", "throughput@model=identity>1")
+    assert passing.returncode == exitcodes.OK, passing.stdout + passing.stderr
+    assert passing.stdout.count("PASSED") == 2  # identity at both of the sweep's levels
+    failing = run_perfprobe("gate", str(two_models), "--threshold", "p99@model=simple@c=2<1us")
+    assert failing.returncode == exitcodes.GATE_FAILED
+    assert "FAILED  p99@model=simple@c=2<1us at c=2" in failing.stdout
+    unknown = run_perfprobe("gate", str(two_models), "--threshold", "p99@model=resnet50<5ms")
+    assert unknown.returncode == exitcodes.GATE_FAILED
+    assert "model 'resnet50' was not loaded in this run (simple, identity)" in unknown.stdout
+
+
+def test_report_has_each_models_table_and_charts(two_models: Path) -> None:
+    summary = (two_models / "summary.md").read_text()
+    assert "### Model simple\n" in summary and "### Model identity (held at c=1 throughout)" in summary
+    charts = {path.name for path in (two_models / "charts").glob("*.png")}
+    assert {"models.png", "latency_breakdown--simple.png", "latency_breakdown--identity.png"} <= charts
+    assert "latency_breakdown.png" not in charts  # the combined level has no one server breakdown
+
+
+def test_library_open_loop_holds_each_models_rate(server) -> None:
+    result = perfprobe.sweep(
+        ["simple", "identity@rate=40"],
+        url=server.http_url,
+        request_rate="80",
+        shape=["INPUT0:16"],
+        measurement_interval=500,
+        max_trials=2,
+    )
+    rows = result.levels_by_model.set_index("Model")
+    assert rows.loc["simple", "Inferences/Second"] == pytest.approx(80, rel=0.15)
+    assert rows.loc["identity", "Inferences/Second"] == pytest.approx(40, rel=0.15)
+    assert rows.loc["identity", "Request Rate"] == 40
+    assert result.levels["Inferences/Second"][0] == pytest.approx(120, rel=0.15)
+
+
+@pytest.mark.parametrize(
+    ("models", "extra", "message"),
+    [
+        (["simple", "identity@rate=5"], {}, "a request rate for one model needs a sweep of that kind"),
+        (["simple", "simple@c=2"], {}, "named twice"),
+        (["simple@c=2", "identity"], {}, "the first model follows the sweep's levels"),
+        (["simple", "identity"], {"processes": 2}, "do not combine with --processes"),
+        (["simple", "identity@c=0"], {}, "the level must be a whole number above 0"),
+        (["simple", "identity@speed=2"], {}, "is not c=N, rate=R or data=FILE"),
+        (["simple", "identity@data=/no/such/file"], {}, "not zero, random, or an existing file"),
+    ],
+)
+def test_refused_before_any_load(models: list[str], extra: dict[str, object], message: str) -> None:
+    from perfprobe.errors import UsageError
+    from perfprobe.runs.options import SweepOptions
+    from perfprobe.runs.plan import plan
+
+    with pytest.raises(UsageError, match=re.escape(message)):
+        plan(SweepOptions(model=models, concurrency="1", **extra))  # type: ignore[arg-type]
