@@ -70,6 +70,12 @@ def test_gate_scoped_to_one_model(two_models: Path) -> None:
     unknown = run_perfprobe("gate", str(two_models), "--threshold", "p99@model=resnet50<5ms")
     assert unknown.returncode == exitcodes.GATE_FAILED
     assert "model 'resnet50' was not loaded in this run (simple, identity)" in unknown.stdout
+    # the combined rows have no server breakdown: a gate on it fails as not measured, never passes on a blank
+    combined = run_perfprobe("gate", str(two_models), "--threshold", "server_queue<1s")
+    assert combined.returncode == exitcodes.GATE_FAILED
+    assert "not measured" in combined.stdout and "scope it with @model=NAME" in combined.stdout
+    scoped = run_perfprobe("gate", str(two_models), "--threshold", "server_queue@model=simple<1s")
+    assert scoped.returncode == exitcodes.OK, scoped.stdout
 
 
 def test_report_has_each_models_table_and_charts(two_models: Path) -> None:

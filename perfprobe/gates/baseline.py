@@ -108,6 +108,10 @@ def _one(limit: Limit, level: Level, base: Level) -> Outcome:
         side = "run" if not level.has_latency else "baseline"
         why = f"the {side} has no successful request at this level, so no latency to compare"
         return Outcome(limit.text, "baseline", level.label, FAILED, "no latency", expected, why)
+    if level_metrics.absent(now) or level_metrics.absent(then):
+        side = "run" if level_metrics.absent(now) else "baseline"
+        why = f"the {side} has no {metric.name} at this level, so nothing to compare"
+        return Outcome(limit.text, "baseline", level.label, FAILED, "not measured", expected, why)
     if then <= 0:
         if not metric.higher_is_better and now_low > then_high:
             why = f"regression: {show_value(metric, then)} → {show_value(metric, now)} (from zero)"

@@ -128,6 +128,12 @@ def check(run: SweepRun, threshold: Threshold) -> list[Outcome]:
             outcomes.append(Outcome(threshold.text, "threshold", level.label, FAILED, "no latency", wanted, why))
             continue
         value = threshold.metric.value(level)
+        if level_metrics.absent(value):
+            why = f"the run has no {threshold.metric.name} at this level" + (
+                " (several models: scope it with @model=NAME)" if run.model_names else ""
+            )
+            outcomes.append(Outcome(threshold.text, "threshold", level.label, FAILED, "not measured", wanted, why))
+            continue
         status = PASSED if threshold.passes(value) else FAILED
         outcomes.append(Outcome(threshold.text, "threshold", level.label, status, threshold.show(value), wanted))
     return outcomes

@@ -21,6 +21,8 @@ def level_changes(run_a: SweepRun, run_b: SweepRun, metrics: tuple[str, ...] = D
         for name in metrics:
             metric = level_metrics.metric(name)
             a, b = metric.value(level_a), metric.value(level_b)
+            if level_metrics.absent(a) or level_metrics.absent(b):
+                continue  # not measured in one of them (a combined row of several models has no server breakdown)
             rows.append(
                 {
                     "Level": level_a.label,

@@ -46,10 +46,19 @@ class Metric:
 
 
 def _number(value: object) -> float:
+    """A CSV cell as a number; an empty cell is NaN: the figure is absent there, not zero.
+
+    (The combined row of several models has no server breakdown; a stateless model no sequence rate.)
+    """
     try:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return 0.0
+        return math.nan
+
+
+def absent(value: float) -> bool:
+    """Whether a level lacks the figure (see ``_number``): gates fail on it, diffs leave it out."""
+    return math.isnan(value)
 
 
 def _column(name: str) -> Callable[[Level], float]:
