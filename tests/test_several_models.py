@@ -121,3 +121,31 @@ def test_refused_before_any_load(models: list[str], extra: dict[str, object], me
 
     with pytest.raises(UsageError, match=re.escape(message)):
         plan(SweepOptions(model=models, concurrency="1", **extra))  # type: ignore[arg-type]
+
+
+def test_an_ensembles_composing_models_figures_are_kept(server, tmp_path: Path) -> None:
+    """Alone and as one of several models, an ensemble's server figures come from its composing model."""
+    alone = perfprobe.sweep(
+        "echo_ensemble",
+        url=server.http_url,
+        concurrency="1",
+        shape=["INPUT0:4"],
+        measurement_interval=300,
+        max_trials=2,
+    )
+    assert alone.document["model"]["composing_models"] == ["request_echo"]
+    assert float(alone.rows[0]["Server Compute Infer"]) > 0
+    for window in alone.level_results[0].windows:
+        assert window.server["request_echo"].success_count == window.stats.completed > 0
+    done = run_perfprobe(
+        "sweep", "-u", server.http_url, "-m", "echo_ensemble", "-m", "simple", "--shape", "INPUT0:16",
+        "--concurrency", "1", "--measurement-interval", "300", "--max-trials", "2", "--no-report",
+        "--output-dir", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    level = json.loads((tmp_path / "results.json").read_text())["levels"][0]
+    ensemble = level["models"]["echo_ensemble"]
+    assert float(ensemble["row"]["Server Compute Infer"]) > 0
+    for window in ensemble["windows"]:
+        assert set(window["server"]) == {"echo_ensemble", "request_echo"}
+        assert window["server"]["request_echo"]["counts"]["success"] == window["completed"] > 0

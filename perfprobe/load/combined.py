@@ -81,12 +81,14 @@ class CombinedLoad:
         self.parts[0].load.sleep(seconds)
 
     def stop(self, finish_within_s: float | None = None) -> bool:
-        stopped = True
-        for part in self.parts:  # every part is stopped, whatever another one raised
+        """Stop every model's load; one that raises (a second Ctrl-C) does not spare the others."""
+        stopped, raised = [], None
+        for part in self.parts:
             try:
-                stopped = part.load.stop(finish_within_s) and stopped
-            except BaseException:
-                for rest in self.parts[self.parts.index(part) + 1 :]:
-                    rest.load.stop(None)
-                raise
-        return stopped
+                stopped.append(part.load.stop(finish_within_s))
+            except BaseException as exc:  # the rest are stopped without finishing, then it goes on up
+                raised, finish_within_s = raised or exc, None
+                stopped.append(False)
+        if raised is not None:
+            raise raised
+        return all(stopped)

@@ -107,11 +107,12 @@ class LevelResult:
         """The models loaded together at this level (empty for a run of one model)."""
         return list(self.windows[0].parts) if self.windows else []
 
-    def for_model(self, name: str, level: float) -> LevelResult:
+    def for_model(self, name: str, level: float, composing: tuple[str, ...] = ()) -> LevelResult:
         """One model's part of this level, from the same windows and server snapshots.
 
-        Its windows carry no client CPU: the models share one process, so the CPU is not theirs
-        alone (the combined level has it).
+        The server figures kept are the model's and (an ensemble) its composing models'. Its windows
+        carry no client CPU: the models share one process, so the CPU is not theirs alone (the
+        combined level has it).
         """
         part = LevelResult(
             self.load_kind,
@@ -121,7 +122,7 @@ class LevelResult:
             stability_windows=self.stability_windows,
         )
         for window in self.windows:
-            server = {model: delta for model, delta in window.server.items() if model == name}
+            server = {model: delta for model, delta in window.server.items() if model in (name, *composing)}
             part.windows.append(WindowRecord(window.parts[name], server, None, 0, window.drained))
         part.warnings = _foreign_load_warning(part)
         return part

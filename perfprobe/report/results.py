@@ -145,9 +145,9 @@ _PER_MODEL_ONLY = (
 )
 
 
-def model_row(result: LevelResult, batch_size: int) -> dict[str, Any]:
+def model_row(result: LevelResult, batch_size: int, composing: list[str] | None = None) -> dict[str, Any]:
     """One model's row of a run with several: its own figures, no client CPU (the models share a process)."""
-    row = {"Model": result.target_model, **level_row(result, batch_size)}
+    row = {"Model": result.target_model, **level_row(result, batch_size, composing)}
     row["Client CPU us/req"] = ""
     return row
 

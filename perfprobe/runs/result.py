@@ -35,6 +35,7 @@ class SweepResult:
     interrupted: bool = False
     report_written: bool = False
     parts: list[ModelPart] = field(default_factory=list)  # several models at once: each with its level
+    part_composing: dict[str, list[str]] = field(default_factory=dict)  # and each one's composing models
     model_rows: list[dict[str, Any]] = field(default_factory=list)  # their rows (results-by-model.csv)
 
     @property
@@ -49,8 +50,9 @@ class SweepResult:
             rows = []
             entry["models"] = {}
             for part in self.parts:
-                own = level.for_model(part.name, part.level_at(level.level))
-                rows.append(model_row(own, self.batch_size))
+                composing = self.part_composing.get(part.name) or []
+                own = level.for_model(part.name, part.level_at(level.level), tuple(composing))
+                rows.append(model_row(own, self.batch_size, composing or None))
                 entry["models"][part.name] = {"row": rows[-1], **runfile.level_entry(own, self.batch_size)}
             self.model_rows += rows
             row = combined_row(row, rows)

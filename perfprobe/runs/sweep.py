@@ -281,6 +281,7 @@ def _measure_levels(
         document=runfile.new_document(settings, server_meta, model_facts),
         output_dir=sweep_plan.output_dir,
         parts=sweep_plan.parts if sweep_plan.several else [],
+        part_composing={m.name: [step.model_name for step in m.ensemble_steps] for m in models},
     )
     for text in source.notes:
         observer.note(text)
