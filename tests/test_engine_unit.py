@@ -157,6 +157,41 @@ def test_stop_with_requests_in_flight_aborts_them() -> None:
     assert time.monotonic() - started < 2  # aborted, not waited out
 
 
+class FakeCancellableSender(Sender):
+    """Fake: a 20 ms request that counts the times it was abandoned (cancelled) before its answer."""
+
+    cancelled = 0
+    answered = 0
+    lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self._aborted = threading.Event()
+
+    def call(self, request: object) -> Outcome:
+        if self._aborted.wait(0.02):
+            with self.lock:
+                FakeCancellableSender.cancelled += 1
+            return Outcome(error="STOPPED")
+        with self.lock:
+            FakeCancellableSender.answered += 1
+        return Outcome()
+
+    def abort(self) -> None:
+        self._aborted.set()
+
+
+@pytest.mark.parametrize(("finish_within_s", "cancels"), [(2.0, False), (None, True)])
+def test_a_level_that_ends_normally_cancels_nothing_in_flight(finish_within_s: float | None, cancels: bool) -> None:
+    """Triton 2.51 can crash on a cancelled unary gRPC request: with the server up, stop waits for answers."""
+    FakeCancellableSender.cancelled = FakeCancellableSender.answered = 0
+    load = LocalLoad.build(ThreadRuntime(), FakeCancellableSender, [b"r"])
+    load.start_closed(4)
+    time.sleep(0.1)
+    assert load.stop(finish_within_s)
+    assert (FakeCancellableSender.cancelled > 0) is cancels
+    assert FakeCancellableSender.answered > 0
+
+
 def test_stop_reports_workers_that_would_not_finish() -> None:
     settings = EngineSettings(stop_timeout_s=0.2)
     engine = LoadEngine(ThreadRuntime(), FakeDeafSender, [b"r"], Recorder(), settings)

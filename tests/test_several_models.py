@@ -149,3 +149,18 @@ def test_an_ensembles_composing_models_figures_are_kept(server, tmp_path: Path) 
     for window in ensemble["windows"]:
         assert set(window["server"]) == {"echo_ensemble", "request_echo"}
         assert window["server"]["request_echo"]["counts"]["success"] == window["completed"] > 0
+
+
+def test_a_yaml_list_names_the_models(tmp_path: Path) -> None:
+    from perfprobe.cli import build_parser
+    from perfprobe.commands.config_file import apply_config
+    from perfprobe.runs.options import SweepOptions
+    from perfprobe.runs.plan import plan
+
+    config = tmp_path / "several.yaml"
+    config.write_text("model: [simple, 'identity@c=2,data=zero']\nconcurrency: '1:4'\n")
+    argv = ["sweep", "--config", str(config)]
+    parser = build_parser()
+    args = apply_config(parser, parser.parse_args(argv), argv)
+    parts = plan(SweepOptions.from_namespace(args)).parts
+    assert [(p.name, p.level, p.input_data) for p in parts] == [("simple", None, None), ("identity", 2.0, "zero")]
