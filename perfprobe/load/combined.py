@@ -52,6 +52,9 @@ class CombinedLoad:
             part.load.open_window(resume)
 
     def close_window(self, drain: bool, timeout_s: float, give_up: Callable[[], bool]) -> ClosedWindow:
+        if drain:  # every model stops sending at the same moment; then each one's requests in flight come back
+            for part in self.parts:
+                part.load.pause()
         closed = [part.load.close_window(drain, timeout_s, give_up) for part in self.parts]
         stats = {part.name: window.stats for part, window in zip(self.parts, closed, strict=True)}
         return ClosedWindow(

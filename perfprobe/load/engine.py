@@ -518,12 +518,16 @@ class LoadEngine:
         schedule = self._schedule
         return (schedule.answered, schedule.replayed) if schedule is not None else (0, False)
 
+    def pause(self) -> None:
+        """Stop issuing new requests (until ``resume``)."""
+        self._in_flight.pause()
+
     def pause_and_drain(self, timeout_s: float, give_up: Callable[[], bool] = lambda: False) -> bool:
         """Stop issuing new requests and wait for those in flight; False if some never came back.
 
         ``give_up`` is asked now and then: True ends the wait at once (the server is gone).
         """
-        self._in_flight.pause()
+        self.pause()
         deadline = time.monotonic() + timeout_s
         while self.in_flight() and time.monotonic() < deadline and not give_up():
             self.runtime.sleep(self.settings.idle_poll_s)

@@ -8,13 +8,14 @@ unstable level is reported as such rather than dropped.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from perfprobe.client import InferenceClient
 from perfprobe.client.errors import TIMEOUT
-from perfprobe.errors import LoadFailed, ServerUnreachable
+from perfprobe.errors import LoadFailed, PerfprobeError, ServerUnreachable
 from perfprobe.load.liveness import ServerWatch
 from perfprobe.load.schedule import ScheduleSpec
 from perfprobe.load.windowed import ClosedWindow, LoadHealth, ProcessShare, WindowedLoad
@@ -249,10 +250,22 @@ class Sweeper:
             finish_within = settings.interrupted_finish_s
             raise
         finally:
+            if finish_within is not None:
+                self._let_answers_come(load, finish_within)
             if not load.stop(finish_within):
                 result.warnings.append("some workers did not stop in time (requests still outstanding)")
         self._diagnose(result, load_kind == "rate", schedule_rate=level if trace is None else None)
         return result
+
+    def _let_answers_come(self, load: WindowedLoad, timeout_s: float) -> None:
+        """Before the workers stop, with the server still there: let the requests in flight come back.
+
+        Stopping abandons a request in flight, which cancels it on the wire, and Triton before 24.12
+        (2.51 included) can crash on a unary gRPC request cancelled as it completes
+        (triton-inference-server/server #7368). Unrecorded: the level's windows are closed already.
+        """
+        with contextlib.suppress(PerfprobeError):  # a load process lost meanwhile: stopping says what is left
+            load.close_window(True, timeout_s, lambda: self._cut_short(load))
 
     @staticmethod
     def _trace_progress(result: LevelResult, offsets: tuple[int, ...], health: LoadHealth, once: bool) -> None:

@@ -174,19 +174,13 @@ class LocalLoad:
         self.engine.runtime.sleep(seconds)
 
     def stop(self, finish_within_s: float | None = None) -> bool:
-        """Stop the workers; with the server still there, first let every request in flight come back.
-
-        Abandoning a request cancels it on the wire, and Triton before 24.12 (2.51 included) can
-        crash on a unary gRPC request cancelled as it completes (triton-inference-server/server
-        #7368): perfprobe never cancels one while the server is up, unless it outlives the bound.
-        """
         finished = False
         try:  # a signal while finishing still stops every worker
-            if finish_within_s is None:
-                finished = True
-            else:
-                finished = self.engine.finish_sequences(finish_within_s)
-                finished = self.engine.pause_and_drain(finish_within_s) and finished
+            finished = self.engine.finish_sequences(finish_within_s) if finish_within_s is not None else True
         finally:
             stopped = self.engine.stop()
         return stopped and finished
+
+    def pause(self) -> None:
+        """No new request from now on (until the next window opens); those in flight go on."""
+        self.engine.pause()

@@ -95,9 +95,9 @@ def measure_sweep(
         check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled)
     model = models[0]
     if sweep_plan.several:
+        plans = [_plan_for(sweep_plan, part) for part in sweep_plan.parts]
         specs = [
-            _data_and_spec(_plan_for(sweep_plan, part), described, sweep_plan.load_spec(target))
-            for part, described in zip(sweep_plan.parts, models, strict=True)
+            _data_and_spec(own, described, own.load_spec(target)) for own, described in zip(plans, models, strict=True)
         ]
         source_context = _several_loads(sweep_plan, specs, control, models, observer)
         spec = specs[0][1]
@@ -120,10 +120,16 @@ def measure_sweep(
 
 
 def _plan_for(sweep_plan: SweepPlan, part: ModelPart) -> SweepPlan:
-    """The plan as one model of several sees it: its own input data, when it names some."""
-    if part.input_data is None:
-        return sweep_plan
-    return replace(sweep_plan, data=replace(sweep_plan.data, source=part.input_data))
+    """The plan as one model of several sees it: its own data, and room for its own fixed concurrency.
+
+    Its connections and shared-memory regions are sized by ``max_inflight``: a model held at
+    c=16 in a sweep up to c=4 needs 16 of them, or its workers would wait for one another.
+    """
+    if part.input_data is not None:
+        sweep_plan = replace(sweep_plan, data=replace(sweep_plan.data, source=part.input_data))
+    if part.level is not None and sweep_plan.load_kind == "concurrency":
+        sweep_plan = replace(sweep_plan, max_inflight=max(sweep_plan.max_inflight, int(part.level)))
+    return sweep_plan
 
 
 def _data_and_spec(sweep_plan: SweepPlan, model: ModelDescription, spec: LoadSpec) -> tuple[list[Any], LoadSpec]:
