@@ -281,11 +281,17 @@ def _check_choices(options: SweepOptions) -> None:
         raise UsageError("--trace-speedup must be more than 0")
 
 
+def _check_data_source(source: str, named: str) -> None:
+    """Generated data (zero, random) or a file or folder that exists; ``named`` says where it was given."""
+    if source not in synthetic.DATA_KINDS and not Path(source).exists():
+        raise UsageError(f"{named}: not zero, random, or an existing file or folder")
+
+
 def _check_several(options: SweepOptions, parts: list[ModelPart]) -> None:
     """What several models at once cannot be combined with (yet), each refused by name."""
     for part in parts:
-        if part.input_data and part.input_data not in synthetic.DATA_KINDS and not Path(part.input_data).exists():
-            raise UsageError(f"-m {part.name}@data={part.input_data}: not zero, random, or an existing file or folder")
+        if part.input_data:
+            _check_data_source(part.input_data, f"-m {part.name}@data={part.input_data}")
     if len(parts) == 1:
         return
     if parts[0].level is not None:
@@ -330,8 +336,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         if options.percentile not in PERCENTILES:
             raise UsageError("--percentile must be one of 50, 90, 95, 99, 99.9")
         latency_key = f"p{options.percentile:g}"
-    if options.input_data not in synthetic.DATA_KINDS and not Path(options.input_data).exists():
-        raise UsageError(f"--input-data {options.input_data!r}: not zero, random, or an existing file or folder")
+    _check_data_source(options.input_data, f"--input-data {options.input_data!r}")
     closed = load_kind == "concurrency"
     max_inflight = int(max(levels)) if closed else (options.max_inflight or DEFAULT_MAX_INFLIGHT)
     from perfprobe.client.factory import DEFAULT_URLS
