@@ -107,6 +107,11 @@ def test_open_loop_never_sends_a_step_behind_an_unanswered_start_or_an_end_befor
     feed.settle(middle, None, 2, 3)
     end = feed.take(2)
     assert isinstance(end, Ticket) and end.end
+    assert feed.take(3) is None  # the slot's next START could overtake the END on another connection
+    feed.settle(end, None, 4, 5)
+    following = feed.take(3)
+    assert isinstance(following, Ticket) and following.start
+    assert following.parameters["sequence_id"] != end.parameters["sequence_id"]
 
 
 def test_serial_sequences_keep_one_request_in_flight_per_sequence() -> None:

@@ -7,9 +7,10 @@ new one starts when it ends); open loop, a pool of ``live`` sequences taken in t
 
 Ordering rules keep the server's view of a sequence whole even when its steps overlap (open loop
 without ``serial``): no step follows a START still in flight, and END waits until no other step
-of its sequence is in flight. A step that fails leaves its sequence broken: the next step sent
-for it is its END, so the server frees whatever it holds for it. At a stop, ``finishing`` makes
-every started sequence send its END.
+of its sequence is in flight; a slot's next sequence starts once its END is answered, so the
+server never holds more than ``live`` sequences. A step that fails leaves its sequence broken:
+the next step sent for it is its END, so the server frees whatever it holds for it. At a stop,
+``finishing`` makes every started sequence send its END.
 """
 
 from __future__ import annotations
@@ -267,8 +268,10 @@ class SequenceFeed(_Feed):
             slot = (self._turn + offset) % count
             sequence = self._slots[slot]
             if sequence is None or sequence.end_sent:
+                if sequence is not None and sequence.in_flight > 0:
+                    waiting = True  # its END is unanswered: a new START could overtake it on another connection
+                    continue
                 if self.finishing:
-                    waiting = waiting or (sequence is not None and sequence.in_flight > 0)
                     continue
                 sequence = self._slots[slot] = self._new_sequence()
             elif self.finishing and not sequence.started:
