@@ -95,8 +95,9 @@ def main() -> int:
     parser.add_argument("--protocols", default="http,grpc")
     parser.add_argument(
         "--grpc-modes",
-        default="sync,stream,sync/asyncio,stream/asyncio",
-        help="perfprobe gRPC runs to compare: MODE or MODE/WORKERS (perf_analyzer streams for stream modes)",
+        default="sync,sync+grpcio,stream,sync/asyncio",
+        help="perfprobe gRPC runs to compare: MODE[/WORKERS][+TRANSPORT], e.g. sync+grpcio (unary calls through "
+        "grpcio instead of perfprobe's HTTP/2 connection); perf_analyzer streams for stream modes",
     )
     parser.add_argument("--http-modes", default="sync", help="perfprobe HTTP runs: MODE or MODE/WORKERS")
     parser.add_argument("--window-ms", type=int, default=3000)
@@ -127,12 +128,13 @@ def main() -> int:
         for protocol in args.protocols.split(","):
             runs_asked = (args.grpc_modes if protocol == "grpc" else args.http_modes).split(",")
             for asked in runs_asked:
-                mode, _, workers = asked.partition("/")
+                kind, _, transport = asked.partition("+")
+                mode, _, workers = kind.partition("/")
                 label = asked
                 for index, level in enumerate(levels):
                     pa_csv, pp_dir = (
                         Path(work) / f"pa-{protocol}-{mode}-{level}.csv",
-                        Path(work) / f"pp-{protocol}-{label.replace('/', '-')}-{level}",
+                        Path(work) / f"pp-{protocol}-{label.replace('/', '-').replace('+', '-')}-{level}",
                     )
                     # both tools take these flags with the same names and meanings
                     target = ["-m", args.model, "-u", server.url(protocol), "-i", protocol]
@@ -170,6 +172,7 @@ def main() -> int:
                         str(pp_dir),
                         "--no-report",
                         *(["--workers", workers] if workers else []),
+                        *(["--grpc-transport", transport] if transport else []),
                     ]
                     runs = [("pa", pa_cmd, pa_env), ("pp", pp_cmd, dict(os.environ))]
                     if index % 2:

@@ -196,6 +196,10 @@ class InferenceClient(ABC):
     def dedicated(self, blocking: bool = False) -> LoadConnection:
         """A connection one worker keeps; ``blocking``: a plain socket for a native thread's own use."""
 
+    def wire_connection(self, cooperative: bool = False) -> LoadConnection | None:
+        """A worker's own connection that bypasses the client's library (None: there is none)."""
+        return None
+
     def send_raw_future(self, request: Any) -> Any:
         """A future (``add_done_callback``, ``result``, ``cancel``) of the undecoded response."""
         raise NotImplementedError(f"{self.protocol} has no futures for raw requests")

@@ -24,6 +24,7 @@ from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, Requ
 
 if TYPE_CHECKING:
     from perfprobe.client.grpc_aio import AioGrpcConnection
+    from perfprobe.client.grpc_wire import GrpcWireConnection
 
 INT32_MAX = 2**31 - 1
 _SERVICE = "/inference.GRPCInferenceService/"
@@ -249,6 +250,7 @@ class GrpcClient(InferenceClient):
         else:
             self._channel = grpc.insecure_channel(self.url, options=options)
         self._channel_options = options
+        self._plain = not ssl and request_compression is None  # what a wire connection can carry
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
         self._metadata = list((headers or {}).items())
         self._compression = _COMPRESSION[request_compression]
@@ -437,6 +439,25 @@ class GrpcClient(InferenceClient):
     def dedicated(self, blocking: bool = False) -> GrpcConnection:
         """The shared channel, seen as one worker's connection (gRPC multiplexes one channel)."""
         return GrpcConnection(self)
+
+    def wire_connection(self, cooperative: bool = False) -> GrpcWireConnection | None:
+        """A worker's own HTTP/2 connection for ``ModelInfer`` without grpcio (``grpc_wire``).
+
+        None where this client's settings need grpcio: TLS, request compression.
+        """
+        if not self._plain:
+            return None
+        from perfprobe.client.grpc_wire import GrpcWireConnection
+
+        host, _, port = self.url.rpartition(":")
+        return GrpcWireConnection(
+            (host.strip("[]"), int(port)),
+            _SERVICE + "ModelInfer",
+            self._metadata,
+            self._timeout_s,
+            self.decode_raw,
+            cooperative=cooperative,
+        )
 
     def send_async(self, request: GrpcRequest, callback: ResultCallback) -> grpc.Future:
         """Send through a gRPC future; ``callback`` runs on grpc's thread when it completes."""

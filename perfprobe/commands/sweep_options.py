@@ -11,7 +11,7 @@ import argparse
 from perfprobe.commands.common import add_shared_memory_options
 from perfprobe.load.runtime import WORKER_KINDS
 from perfprobe.load.schedule import DISTRIBUTIONS
-from perfprobe.load.sendpath import MODES
+from perfprobe.load.sendpath import GRPC_TRANSPORTS, MODES
 from perfprobe.runs.options import default
 
 
@@ -55,6 +55,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--workers",
         choices=WORKER_KINDS,
         help="worker kind (default: greenlet for HTTP; for gRPC asyncio with --mode stream, else thread)",
+    )
+    load.add_argument(
+        "--grpc-transport",
+        choices=GRPC_TRANSPORTS,
+        default=default("grpc_transport"),
+        help="unary gRPC calls on thread and greenlet workers: perfprobe's own HTTP/2 connection per worker "
+        "(h2, the default; TLS and compression use grpcio) or grpcio's channel",
     )
     load.add_argument(
         "--processes",

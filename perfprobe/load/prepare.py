@@ -33,6 +33,7 @@ class LoadSpec:
     request_timeout_s: float
     mode: str
     worker_kind: str
+    grpc_transport: str
     decode_outputs: bool
     shared_memory: str  # none | system | cuda
     output_shm_size: int | None
@@ -91,7 +92,7 @@ def prepared_load(
     send_path: SendPath | None = None
     try:
         send_path = build_send_path(
-            load_client, spec.mode, spec.worker_kind, spec.request_timeout_s, spec.decode_outputs
+            load_client, spec.mode, spec.worker_kind, spec.request_timeout_s, spec.decode_outputs, spec.grpc_transport
         )
         with _regions(spec, on_problem, region_token) as regions:
             if regions is not None:

@@ -4,9 +4,10 @@ Defaults, and why (``docs/benchmarks.md`` holds the figures): HTTP runs on green
 (geventhttpclient is built for gevent, and one thread with an event loop beats many GIL-bound
 threads for a Python client). gRPC streams run as coroutines on one asyncio event loop
 (``grpc.aio``: no reader thread per stream, no hand-off per response; 25-40% more throughput
-than thread workers). gRPC unary calls run on threads (grpcio's blocking calls release the GIL;
-``grpc.aio`` unary calls measured level with them at 4-8 in flight and behind at 1-2, and
-greenlets must go through futures and a cross-thread wake-up for every request).
+than thread workers). gRPC unary calls run on threads, each on an HTTP/2 connection of its own
+(``grpc_wire``: a third of grpcio's client CPU per call and no cross-thread hand-off, which is
+what decides the round trip at one or two requests in flight); ``--grpc-transport grpcio``
+sends them through grpcio instead, as TLS and compression always do.
 
 The choice reads the client's declared abilities (``cooperative``, ``supports_streams``), not
 its protocol's name.
@@ -23,6 +24,7 @@ from perfprobe.load.runtime import Runtime, make_runtime
 from perfprobe.load.senders import BlockingSender, FutureSender, Sender, StreamSender
 
 MODES = ("sync", "async", "stream")
+GRPC_TRANSPORTS = ("h2", "grpcio")
 
 
 @dataclass
@@ -45,7 +47,12 @@ def check_combination(protocol: str, mode: str, decoupled: bool) -> None:
 
 
 def build_send_path(
-    client: InferenceClient, mode: str, worker_kind: str, request_timeout_s: float, decode_outputs: bool = False
+    client: InferenceClient,
+    mode: str,
+    worker_kind: str,
+    request_timeout_s: float,
+    decode_outputs: bool = False,
+    grpc_transport: str = "h2",
 ) -> SendPath:
     """The runtime and senders for ``mode`` on ``client`` (whose pool must fit the workers)."""
     if worker_kind == "asyncio":
@@ -67,6 +74,17 @@ def build_send_path(
             lambda: BlockingSender(client.dedicated(blocking=blocking), decode=decode_outputs),
             notes,
         )
+    if grpc_transport == "h2":
+        cooperative = runtime.kind == "greenlet"
+
+        def wire_sender() -> Sender:
+            connection = client.wire_connection(cooperative)
+            assert connection is not None
+            return BlockingSender(connection, decode=decode_outputs)
+
+        if client.wire_connection(cooperative) is not None:  # each worker waits on its own socket
+            return SendPath(runtime, wire_sender, notes)
+        notes.append("unary gRPC goes through grpcio: perfprobe's own HTTP/2 connection carries no TLS or compression")
     if mode == "async" or runtime.kind == "greenlet":  # a blocking call would stall every greenlet
         return SendPath(runtime, lambda: FutureSender(client, runtime, request_timeout_s, decode_outputs), notes)
     return SendPath(runtime, lambda: BlockingSender(client.dedicated(blocking=True), decode=decode_outputs))

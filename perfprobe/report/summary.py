@@ -14,6 +14,7 @@ SETTING_KEYS = (
     ("protocol", "protocol"),
     ("mode", "mode"),
     ("worker_kind", "worker kind"),
+    ("grpc_transport", "gRPC transport"),
     ("processes", "load processes"),
     ("cluster", "Ray cluster"),
     ("hosts", "load hosts"),

@@ -15,7 +15,7 @@ from perfprobe.load.prepare import LoadSpec
 from perfprobe.load.ranges import parse_range
 from perfprobe.load.runtime import default_worker_kind
 from perfprobe.load.schedule import TraceTimes, read_intervals
-from perfprobe.load.sendpath import MODES
+from perfprobe.load.sendpath import GRPC_TRANSPORTS, MODES
 from perfprobe.load.sequences import SequenceSettings
 from perfprobe.load.sweeper import MeasureSettings
 from perfprobe.load.trace import RequestTrace, read_trace
@@ -49,6 +49,7 @@ class SweepPlan:
     max_inflight: int  # requests in flight at most: the concurrency's top, or --max-inflight open loop
     mode: str
     worker_kind: str  # "greenlet" or "thread"
+    grpc_transport: str  # "h2" or "grpcio" (unary gRPC on thread and greenlet workers)
     request_timeout_s: float
     decode_outputs: bool
     shared_memory: str
@@ -93,6 +94,7 @@ class SweepPlan:
             request_timeout_s=self.request_timeout_s,
             mode=self.mode,
             worker_kind=self.worker_kind,
+            grpc_transport=self.grpc_transport,
             decode_outputs=self.decode_outputs,
             shared_memory=self.shared_memory,
             output_shm_size=self.output_shm_size,
@@ -101,6 +103,14 @@ class SweepPlan:
             max_inflight=self.max_inflight,
             engine=self.engine,
         )
+
+    def _unary_grpc_transport(self, url: str) -> str | None:
+        """What carries unary gRPC calls (None where it does not apply: HTTP, streams, asyncio)."""
+        unary_grpc = self.protocol == "grpc" and self.mode != "stream" and self.worker_kind != "asyncio"
+        if not unary_grpc:
+            return None
+        tls = url.partition("://")[0] in ("grpcs", "https")  # the load client's only grpcio-only setting
+        return "grpcio" if tls else self.grpc_transport
 
     def describe_levels(self) -> str:
         if self.trace is not None:
@@ -126,6 +136,7 @@ class SweepPlan:
             "protocol": self.protocol,
             "mode": self.mode,
             "worker_kind": self.worker_kind,
+            "grpc_transport": self._unary_grpc_transport(target.url),
             "load_kind": self.load_kind,
             "level_spec": self.level_spec,
             "levels": self.levels,
@@ -260,6 +271,7 @@ def _check_choices(options: SweepOptions) -> None:
     choices = {
         "protocol": PROTOCOLS,
         "mode": MODES,
+        "grpc_transport": GRPC_TRANSPORTS,
         "distribution": DISTRIBUTIONS,
         "shared_memory": ("none", "system", "cuda"),
         "measurement_mode": ("time_windows", "count_windows"),
@@ -357,6 +369,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         max_inflight=max_inflight,
         mode=options.mode,
         worker_kind=options.workers or default_worker_kind(options.protocol, options.mode),
+        grpc_transport=options.grpc_transport,
         request_timeout_s=options.request_timeout,
         decode_outputs=options.decode_outputs,
         shared_memory=options.shared_memory,
