@@ -54,7 +54,7 @@ def _wants_greenlets(args: argparse.Namespace) -> bool:
         return False  # the load runs in load processes, each patching for itself; this one only coordinates
     from perfprobe.load.runtime import needs_greenlets
 
-    return needs_greenlets(args.protocol, args.mode, args.workers)
+    return needs_greenlets(args.protocol, args.mode, args.workers, getattr(args, "grpc_transport", "h2"))
 
 
 def _fail(code: int, message: str) -> int:

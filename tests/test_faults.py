@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TEST_MODELS, perfprobe_command, run_perfprobe
-from test_sweep import COMBINATIONS, run_sweep
+from test_sweep import COMBINATIONS, run_sweep, worker_options
 
 from perfprobe import exitcodes
 from perfprobe.server import EmbeddedServer
@@ -33,7 +33,7 @@ def test_timeouts_are_counted_once_and_never_complete_another_request(
 ) -> None:
     result, rows, document = run_sweep(
         server, protocol, tmp_path, "-m", "slow_stall", "--shape", "INPUT0:16", "--concurrency", "1",
-        "--mode", mode, "--workers", workers, "--request-timeout", TIMEOUT_S,
+        "--mode", mode, *worker_options(workers), "--request-timeout", TIMEOUT_S,
         "--measurement-interval", "700", "--stability-windows", "2", "--max-trials", "3", "--no-report",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -83,6 +83,7 @@ def _kill_after_first_level(server: EmbeddedServer, out: Path, args: list[str]) 
         ("grpc", "stream", "asyncio", "1"),
         ("http", "sync", "greenlet", "2"),
         ("grpc", "sync", "thread", "2"),
+        ("grpc", "sync", "greenlet", "1"),  # perfprobe's own HTTP/2 connections
     ],
 )
 def test_server_killed_mid_sweep_stops_with_exit_3_and_keeps_finished_levels(

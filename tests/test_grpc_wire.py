@@ -17,9 +17,9 @@ import hpack
 import numpy as np
 import pytest
 
-from perfprobe.client import InferenceServerError, InferInput, make_client
+from perfprobe.client import InferenceServerError, InferInput, grpc_wire, make_client
 from perfprobe.client.grpc_client import GrpcRequest
-from perfprobe.client.grpc_wire import GrpcWireConnection, grpc_timeout, header_block
+from perfprobe.client.grpc_wire import GrpcWireConnection, GrpcWireStream, grpc_timeout, header_block
 
 PATH = "/inference.GRPCInferenceService/ModelInfer"
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -418,3 +418,122 @@ def test_a_connection_closed_mid_call_or_refused_is_unreachable(stand_in) -> Non
     with pytest.raises(InferenceServerError) as refused:
         connection.send_raw(_request(b"x"))
     assert refused.value.unreachable
+
+
+# ---- streams ----------------------------------------------------------------------------------
+
+STREAM_PATH = "/inference.GRPCInferenceService/ModelStreamInfer"
+
+
+def _stream(peer_server: StandIn) -> GrpcWireStream:
+    return GrpcWireStream(peer_server.address, STREAM_PATH, [])
+
+
+def _prefixed(message: bytes) -> bytes:
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+def _next_message(peer: Peer) -> tuple[int, bytes]:
+    """The next request message on any stream (the stream stays open)."""
+    while True:
+        kind, _, stream_id, payload = peer.frame()
+        if kind == DATA:
+            return stream_id, payload[5:]
+
+
+def test_a_stream_carries_many_messages_each_way_and_reopens_after_the_server_ends_it(stand_in) -> None:
+    def script(peer: Peer) -> None:
+        stream_id, first = _next_message(peer)
+        assert first == b"one"
+        peer.headers(stream_id, [(":status", "200"), ("content-type", "application/grpc")])
+        both = _prefixed(b"a") + _prefixed(b"bb")  # two messages in one frame, then one split in two
+        peer.send(DATA, 0, stream_id, both + _prefixed(b"ccc")[:4])
+        peer.send(DATA, 0, stream_id, _prefixed(b"ccc")[4:])
+        assert _next_message(peer) == (stream_id, b"two")  # the same stream
+        peer.headers(stream_id, [("grpc-status", "0")], end=True)
+        reopened, third = _next_message(peer)
+        assert (reopened, third) == (stream_id + 2, b"three")  # a new stream on the same connection
+        peer.headers(reopened, [(":status", "200"), ("grpc-status", "13"), ("grpc-message", "gone")], end=True)
+        _linger(peer)
+
+    server = stand_in(script)
+    stream = _stream(server)
+    stream.write(b"one", 5.0)
+    assert [stream.read(), stream.read(), stream.read()] == [b"a", b"bb", b"ccc"]
+    stream.write(b"two", 5.0)
+    assert stream.read() is None  # ended without an error
+    stream.write(b"three", 5.0)
+    with pytest.raises(InferenceServerError) as ended:
+        stream.read()
+    assert (ended.value.grpc_code, ended.value.message) == ("INTERNAL", "gone")
+    stream.close()
+    assert server.connections == 1
+
+
+def test_a_silent_stream_times_out_and_the_next_write_opens_a_fresh_connection(stand_in) -> None:
+    def silent(peer: Peer) -> None:
+        _next_message(peer)
+        _linger(peer)
+
+    def answer(peer: Peer) -> None:
+        stream_id, _ = _next_message(peer)
+        peer.headers(stream_id, [(":status", "200")])
+        peer.send(DATA, 0, stream_id, _prefixed(b"fresh"))
+        _linger(peer)
+
+    server = stand_in(silent, answer)
+    stream = _stream(server)
+    stream.write(b"x", 0.3)
+    with pytest.raises(InferenceServerError) as timed_out:
+        stream.read()
+    assert timed_out.value.status == "TIMEOUT"
+    stream.write(b"y", 5.0)
+    assert stream.read() == b"fresh"
+    stream.close()
+    assert server.connections == 2
+
+
+def test_receive_windows_are_topped_up_for_the_connection_and_a_long_stream(stand_in, monkeypatch) -> None:
+    monkeypatch.setattr(grpc_wire, "_REPLENISH_AT", 1000)
+    updates: list[tuple[int, int]] = []
+
+    def script(peer: Peer) -> None:
+        stream_id, _ = _next_message(peer)
+        peer.headers(stream_id, [(":status", "200")])
+        for _ in range(3):
+            peer.send(DATA, 0, stream_id, _prefixed(b"z" * 595))  # 600 bytes each
+        while len(updates) < 2:
+            kind, _, window_stream, payload = peer.frame()
+            if kind == WINDOW_UPDATE and payload != struct.pack(">I", 2**31 - 1 - 65_535):
+                updates.append((window_stream, int.from_bytes(payload, "big")))
+        _linger(peer)
+
+    server = stand_in(script)
+    stream = _stream(server)
+    stream.write(b"x", 5.0)
+    assert [stream.read() for _ in range(3)] == [b"z" * 595] * 3
+    deadline = time.monotonic() + 5
+    while len(updates) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stream.close()
+    assert sorted(updates) == [(0, 1200), (1, 1200)]  # after the second frame: 1200 >= 1000, both windows
+
+
+def test_a_header_block_that_does_not_decode_is_a_bad_response_and_the_connection_is_replaced(stand_in) -> None:
+    def garbage(peer: Peer) -> None:
+        stream_id, _, _ = peer.request()
+        peer.send(HEADERS, 0x4 | 0x1, stream_id, b"\xff\xff\xff\xff\xff")  # an index far past any table
+        _linger(peer)
+
+    def answer(peer: Peer) -> None:
+        stream_id, _, _ = peer.request()
+        peer.answer(stream_id, b"fresh")
+        _linger(peer)
+
+    server = stand_in(garbage, answer)
+    connection = _connection(server)
+    with pytest.raises(InferenceServerError) as bad:
+        connection.send_raw(_request(b"x"))
+    assert bad.value.status == "BAD_RESPONSE"
+    assert connection.send_raw(_request(b"x")) == b"fresh"
+    connection.close()

@@ -66,7 +66,13 @@ def test_a_third_signal_forces_exit_saying_what_is_left() -> None:
 
 @pytest.mark.parametrize(
     ("sig", "protocol", "workers"),
-    [(signal.SIGINT, "http", "greenlet"), (signal.SIGTERM, "http", "greenlet"), (signal.SIGINT, "grpc", "asyncio")],
+    [
+        (signal.SIGINT, "http", "greenlet"),
+        (signal.SIGTERM, "http", "greenlet"),
+        (signal.SIGINT, "grpc", "asyncio"),
+        (signal.SIGINT, "grpc", "greenlet"),  # perfprobe's own HTTP/2 connections
+        (signal.SIGTERM, "grpc", "thread"),
+    ],
 )
 def test_sweep_interrupted_says_one_line(
     server, tmp_path: Path, sig: signal.Signals, protocol: str, workers: str

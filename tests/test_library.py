@@ -159,10 +159,17 @@ def test_the_readmes_python_example_runs(server, tmp_path: Path) -> None:
     assert (tmp_path / "reports" / "simple" / "report.html").is_file()
 
 
-def test_grpc_streams_default_to_coroutines_and_leave_no_thread_behind(server) -> None:
+@pytest.mark.parametrize(("transport", "default_kind"), [("h2", "greenlet"), ("grpcio", "asyncio")])
+def test_grpc_streams_default_to_the_fastest_kind_and_leave_no_thread_behind(
+    server, transport: str, default_kind: str
+) -> None:
     import threading
 
-    result = perfprobe.sweep("simple", url=server.grpc_url, protocol="grpc", mode="stream", **SETTINGS)
-    assert result.document["settings"]["worker_kind"] == "asyncio"
+    before = set(threading.enumerate())
+    result = perfprobe.sweep(
+        "simple", url=server.grpc_url, protocol="grpc", mode="stream", grpc_transport=transport, **SETTINGS
+    )
+    assert result.document["settings"]["worker_kind"] == default_kind
+    assert result.document["settings"]["grpc_transport"] == (transport if default_kind != "asyncio" else None)
     assert all(row["Completed"] == row["Server Success"] > 0 for row in result.rows)
-    assert not [t for t in threading.enumerate() if t.name == "perfprobe-asyncio"]
+    assert not [t for t in set(threading.enumerate()) - before if t.name.startswith("perfprobe")]

@@ -29,7 +29,16 @@ COMBINATIONS = [
     ("grpc", "stream", "greenlet"),
     ("grpc", "sync", "asyncio"),
     ("grpc", "stream", "asyncio"),
+    ("grpc", "sync", "thread+grpcio"),  # WORKERS+TRANSPORT: through grpcio instead of perfprobe's HTTP/2
+    ("grpc", "async", "greenlet+grpcio"),
+    ("grpc", "stream", "thread+grpcio"),
 ]
+
+
+def worker_options(workers: str) -> list[str]:
+    """``--workers`` (and ``--grpc-transport``) for a COMBINATIONS entry's WORKERS[+TRANSPORT]."""
+    kind, _, transport = workers.partition("+")
+    return ["--workers", kind, *(["--grpc-transport", transport] if transport else [])]
 
 
 def run_sweep(server, protocol: str, out: Path, *args: str, timeout: float = 240):
@@ -47,7 +56,17 @@ def run_sweep(server, protocol: str, out: Path, *args: str, timeout: float = 240
 @pytest.mark.parametrize(("protocol", "mode", "workers"), COMBINATIONS)
 def test_sweep_every_combination(server, tmp_path: Path, protocol: str, mode: str, workers: str) -> None:
     result, rows, document = run_sweep(
-        server, protocol, tmp_path, "-m", "simple", "--concurrency", "1:4", "--mode", mode, "--workers", workers, *FAST
+        server,
+        protocol,
+        tmp_path,
+        "-m",
+        "simple",
+        "--concurrency",
+        "1:4",
+        "--mode",
+        mode,
+        *worker_options(workers),
+        *FAST,
     )
     assert result.returncode == 0, result.stderr
     assert "report not written" not in result.stderr and (tmp_path / "charts" / "percentile_spectrum.png").is_file()
@@ -72,7 +91,10 @@ def test_sweep_every_combination(server, tmp_path: Path, protocol: str, mode: st
     assert document["schema_version"] == 2
     assert document["settings"]["mode"] == mode and document["settings"]["protocol"] == protocol
     http_async = protocol == "http" and mode == "async"  # runs on greenlets, whatever was asked
-    assert document["settings"]["worker_kind"] == ("greenlet" if http_async else workers)
+    kind, _, transport = workers.partition("+")
+    assert document["settings"]["worker_kind"] == ("greenlet" if http_async else kind)
+    if protocol == "grpc" and kind != "asyncio":
+        assert document["settings"]["grpc_transport"] == (transport or "h2")
 
 
 @pytest.mark.parametrize(
@@ -164,8 +186,10 @@ def test_json_data_file_drives_the_inputs(server, tmp_path: Path) -> None:
     assert int(rows[0]["Errors"]) == 0
 
 
-@pytest.mark.parametrize("workers", ["thread", "asyncio"])
-def test_decoupled_model_in_stream_mode(server, tmp_path: Path, workers: str) -> None:
+@pytest.mark.parametrize(
+    ("workers", "transport"), [("thread", "h2"), ("greenlet", "h2"), ("thread", "grpcio"), ("asyncio", "h2")]
+)
+def test_decoupled_model_in_stream_mode(server, tmp_path: Path, workers: str, transport: str) -> None:
     path = tmp_path / "count.json"
     path.write_text(json.dumps({"data": [{"COUNT": [3], "DELAY_MS": [2]}]}))
     result, rows, _ = run_sweep(
@@ -182,6 +206,8 @@ def test_decoupled_model_in_stream_mode(server, tmp_path: Path, workers: str) ->
         "1",
         "--workers",
         workers,
+        "--grpc-transport",
+        transport,
         *FAST,
     )
     assert result.returncode == 0, result.stderr

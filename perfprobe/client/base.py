@@ -200,6 +200,10 @@ class InferenceClient(ABC):
         """A worker's own connection that bypasses the client's library (None: there is none)."""
         return None
 
+    def wire_stream(self, cooperative: bool = False) -> Any:
+        """A worker's own bidirectional stream that bypasses the client's library (None: there is none)."""
+        return None
+
     def send_raw_future(self, request: Any) -> Any:
         """A future (``add_done_callback``, ``result``, ``cancel``) of the undecoded response."""
         raise NotImplementedError(f"{self.protocol} has no futures for raw requests")

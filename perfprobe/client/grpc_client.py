@@ -24,7 +24,7 @@ from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, Requ
 
 if TYPE_CHECKING:
     from perfprobe.client.grpc_aio import AioGrpcConnection
-    from perfprobe.client.grpc_wire import GrpcWireConnection
+    from perfprobe.client.grpc_wire import GrpcWireConnection, GrpcWireStream
 
 INT32_MAX = 2**31 - 1
 _SERVICE = "/inference.GRPCInferenceService/"
@@ -449,15 +449,21 @@ class GrpcClient(InferenceClient):
             return None
         from perfprobe.client.grpc_wire import GrpcWireConnection
 
-        host, _, port = self.url.rpartition(":")
         return GrpcWireConnection(
-            (host.strip("[]"), int(port)),
-            _SERVICE + "ModelInfer",
-            self._metadata,
-            self._timeout_s,
-            self.decode_raw,
-            cooperative=cooperative,
+            self._address(), _SERVICE + "ModelInfer", self._metadata, self._timeout_s, self.decode_raw, cooperative
         )
+
+    def wire_stream(self, cooperative: bool = False) -> GrpcWireStream | None:
+        """A worker's own HTTP/2 connection for one ``ModelStreamInfer`` stream at a time (None: as above)."""
+        if not self._plain:
+            return None
+        from perfprobe.client.grpc_wire import GrpcWireStream
+
+        return GrpcWireStream(self._address(), _SERVICE + "ModelStreamInfer", self._metadata, cooperative)
+
+    def _address(self) -> tuple[str, int]:
+        host, _, port = self.url.rpartition(":")
+        return host.strip("[]"), int(port)
 
     def send_async(self, request: GrpcRequest, callback: ResultCallback) -> grpc.Future:
         """Send through a gRPC future; ``callback`` runs on grpc's thread when it completes."""

@@ -15,7 +15,7 @@ import contextlib
 import socket
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -48,6 +48,7 @@ _MAX_WINDOW = 2**31 - 1
 _REPLENISH_AT = 2**30  # received bytes after which the connection's receive window is topped up again
 _LAST_STREAM_ID = 2**31 - 1
 _READ_SIZE = 262_144
+_NEVER = float("inf")
 
 _GRPC_CODES = {code.value[0]: code.name for code in grpc.StatusCode}
 # what a gRPC client reports for a stream the server reset (gRPC over HTTP2, "Errors")
@@ -109,43 +110,33 @@ def header_block(path: str, authority: str, metadata: list[tuple[str, str]], tim
     return b"".join(_literal(name, value) for name, value in (*pseudo, *fields))
 
 
-class _CallState:
-    """What the server said so far about the one stream in flight."""
+class _Stream:
+    """What the server said so far on the one HTTP/2 stream in flight."""
 
-    __slots__ = ("body", "error", "headers", "ended")
+    __slots__ = ("body", "ended", "error", "headers", "id", "received", "window")
 
-    def __init__(self) -> None:
-        self.body: list[bytes] = []
+    def __init__(self, stream_id: int, window: int) -> None:
+        self.id = stream_id
+        self.body = bytearray()  # DATA not yet taken as messages
         self.headers: dict[str, str] = {}
         self.error: InferenceServerError | None = None
         self.ended = False
+        self.window = window  # how much we may still send on it
+        self.received = 0  # DATA bytes since its receive window was last topped up
 
 
-class GrpcWireConnection:
-    """One worker's HTTP/2 connection for unary calls of one method; one call at a time.
+class _Http2:
+    """One HTTP/2 connection carrying one gRPC call at a time, for one worker.
 
     The connection opens on the first call and again after anything that leaves its state in
-    doubt (a timeout, a broken socket, a GOAWAY): an answer that comes late for a request given
-    up on is never read as the next one's. ``cooperative`` uses gevent's sockets (greenlet
-    workers need them whether or not the process is patched).
+    doubt (a timeout, a broken socket, a reset, a GOAWAY): an answer that comes late for a
+    request given up on is never read as the next one's. ``cooperative`` uses gevent's sockets
+    (greenlet workers need them whether or not the process is patched).
     """
 
-    last_resent = False  # never sent twice: a failure is reported as it is
-
-    def __init__(
-        self,
-        address: tuple[str, int],
-        path: str,
-        metadata: list[tuple[str, str]],
-        timeout_s: float | None,
-        decode: Callable[[bytes], InferResult],
-        cooperative: bool = False,
-        connect_timeout_s: float = 10.0,
-    ) -> None:
+    def __init__(self, address: tuple[str, int], block: bytes, cooperative: bool, connect_timeout_s: float) -> None:
         self._address = address
-        self.decode_raw = decode  # what ``send_raw`` returns, as outputs (timed apart as Client Recv)
-        self._block = header_block(path, f"{address[0]}:{address[1]}", metadata, timeout_s)
-        self._timeout_s = timeout_s
+        self._block = block
         self._connect_timeout_s = connect_timeout_s
         self._cooperative = cooperative
         self._sock: Any = None
@@ -153,79 +144,61 @@ class GrpcWireConnection:
         self._decoder = hpack.Decoder()
         self._next_stream = 1
         self._send_window = _DEFAULT_WINDOW  # the connection's, towards the server
-        self._stream_window = _DEFAULT_WINDOW  # the stream in flight's, towards the server
         self._initial_window = _DEFAULT_WINDOW
         self._max_frame = _DEFAULT_MAX_FRAME
-        self._received = 0  # DATA bytes since the receive window was last topped up
+        self._received = 0  # DATA bytes since the connection's receive window was last topped up
         self._going_away = False
-        self._deadline = 0.0
-        self.last_send_ns = 0
+        self._deadline = float("inf")
+        self._stream: _Stream | None = None
 
-    # ---- the call ---------------------------------------------------------------------------
-
-    def send_raw(self, request: Any) -> bytes:
-        """Send a ``GrpcRequest``; the serialised response message, or ``InferenceServerError``."""
-        self._deadline = time.monotonic() + self._timeout_s if self._timeout_s is not None else float("inf")
+    @contextlib.contextmanager
+    def _failures(self, timeout_s: float | None) -> Iterator[None]:
+        """Any failure as ``InferenceServerError``, the connection closed behind it."""
         try:
-            if self._sock is None or self._going_away or self._next_stream > _LAST_STREAM_ID:
-                self._connect()
-            self._sock.settimeout(self._timeout_s)  # for the writes; each read sets what is left
-            stream_id = self._next_stream
-            self._next_stream += 2
-            state = _CallState()
-            started = time.perf_counter_ns()
-            self._send_request(stream_id, request.payload, state)
-            self.last_send_ns = time.perf_counter_ns() - started
-            while not state.ended:
-                self._handle(*self._read_frame(), stream_id, state)
+            yield
         except InferenceServerError:
             self.close()
             raise
+        except (hpack.HPACKError, ValueError, struct.error) as exc:  # frames or headers that make no sense
+            self.close()
+            raise InferenceServerError(f"not a valid HTTP/2 answer: {exc}", failure=BAD_RESPONSE) from None
         except TimeoutError:
             self.close()
-            raise InferenceServerError(f"no answer within {self._timeout_s:g} s", failure=TIMEOUT) from None
+            raise InferenceServerError(f"no answer within {timeout_s:g} s", failure=TIMEOUT) from None
         except OSError as exc:
             self.close()
-            raise InferenceServerError(
-                f"connection to {self._authority()} failed: {exc}", failure=UNREACHABLE
-            ) from None
-        if state.error is not None:
-            raise state.error
-        return self._message(b"".join(state.body))
+            message = f"connection to {self._authority()} failed: {exc}"
+            raise InferenceServerError(message, failure=UNREACHABLE) from None
 
-    @staticmethod
-    def _message(body: bytes) -> bytes:
-        """The one message of a unary response, without gRPC's 5-byte length prefix."""
-        if len(body) < 5:
-            raise InferenceServerError("the server ended the call without a response message", failure=BAD_RESPONSE)
-        if body[0] != 0:
-            raise InferenceServerError("a compressed response, which was not asked for", failure=BAD_RESPONSE)
-        length = int.from_bytes(body[1:5], "big")
-        if len(body) < 5 + length:
-            raise InferenceServerError("the response message is cut short", failure=BAD_RESPONSE)
-        return body[5 : 5 + length]
+    def _open_stream(self) -> _Stream:
+        if self._sock is None or self._going_away or self._next_stream > _LAST_STREAM_ID:
+            self._connect()
+        stream = self._stream = _Stream(self._next_stream, self._initial_window)
+        self._next_stream += 2
+        return stream
 
-    def _send_request(self, stream_id: int, payload: bytes, state: _CallState) -> None:
-        self._stream_window = self._initial_window
+    def _send_message(self, stream: _Stream, payload: bytes, end_stream: bool, with_headers: bool) -> None:
+        """One length-prefixed message in DATA frames, within the server's windows and frame size."""
+        self._sock.settimeout(max(self._deadline - time.monotonic(), 0.001) if self._deadline != _NEVER else None)
         message = b"\x00" + struct.pack(">I", len(payload)) + payload
-        out = [self._headers_frames(stream_id)]
+        out = [self._headers_frames(stream.id)] if with_headers else []
         offset = 0
         while True:
-            room = min(self._max_frame, self._send_window, self._stream_window)
+            room = min(self._max_frame, self._send_window, stream.window)
             if room <= 0 and offset < len(message):
                 if out:
                     self._sock.sendall(b"".join(out))
                     out = []
-                self._handle(*self._read_frame(), stream_id, state)  # until the server opens its window
-                if state.ended:
+                self._handle(*self._read_frame())  # until the server opens its window
+                if stream.ended:
                     return  # it answered (refused) before taking the whole request
                 continue
             chunk = message[offset : offset + room]
             offset += len(chunk)
             self._send_window -= len(chunk)
-            self._stream_window -= len(chunk)
+            stream.window -= len(chunk)
             last = offset >= len(message)
-            out.append(_frame(_DATA, _END_STREAM if last else 0, stream_id, chunk))
+            out.append(_frame(_DATA, _END_STREAM if last and end_stream else 0, stream.id, chunk))
             if last:
                 break
         self._sock.sendall(b"".join(out))
@@ -240,24 +213,41 @@ class GrpcWireConnection:
         frames.append(_frame(_CONTINUATION, _END_HEADERS, stream_id, pieces[-1]))
         return b"".join(frames)
 
+    @staticmethod
+    def _take_message(stream: _Stream) -> bytes | None:
+        """The next whole message received on ``stream``, without its 5-byte prefix; None: not yet."""
+        body = stream.body
+        if len(body) < 5:
+            return None
+        length = int.from_bytes(body[1:5], "big")
+        if len(body) < 5 + length:
+            return None
+        if body[0] != 0:
+            raise InferenceServerError("a compressed response, which was not asked for", failure=BAD_RESPONSE)
+        message = bytes(body[5 : 5 + length])
+        del body[: 5 + length]
+        return message
+
     # ---- frames from the server ---------------------------------------------------------------
 
-    def _handle(self, kind: int, flags: int, stream_id: int, payload: bytes, current: int, state: _CallState) -> None:
+    def _handle(self, kind: int, flags: int, stream_id: int, payload: bytes) -> None:
+        stream = self._stream
+        current = stream is not None and stream_id == stream.id
         if kind == _DATA:
-            self._account_received(len(payload))
-            if stream_id == current:
-                state.body.append(_unpadded(flags, payload))
+            self._account_received(len(payload), stream if current else None)
+            if current:
+                stream.body += _unpadded(flags, payload)
                 if flags & _END_STREAM:  # without trailers: no gRPC status, so a failed call
-                    state.ended = True
-                    state.error = _call_error(state.headers)
+                    stream.ended = True
+                    stream.error = _call_error(stream.headers)
         elif kind == _HEADERS:
-            block = self._header_block(flags, stream_id, _unpadded(flags, payload, priority=True))
+            block = self._header_block(flags, _unpadded(flags, payload, priority=True))
             fields = self._decoder.decode(block)
-            if stream_id == current:
-                state.headers.update(fields)
+            if current:
+                stream.headers.update(fields)
                 if flags & _END_STREAM:
-                    state.ended = True
-                    state.error = _call_error(state.headers)
+                    stream.ended = True
+                    stream.error = _call_error(stream.headers)
         elif kind == _SETTINGS:
             if not flags & _ACK:
                 self._apply_settings(payload)
@@ -269,27 +259,27 @@ class GrpcWireConnection:
             increment = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
             if stream_id == 0:
                 self._send_window += increment
-            elif stream_id == current:
-                self._stream_window += increment
-        elif kind == _RST_STREAM and stream_id == current:
+            elif current:
+                stream.window += increment
+        elif kind == _RST_STREAM and current:
             code = int.from_bytes(payload[:4], "big")
-            state.ended = True
-            state.error = InferenceServerError(
+            stream.ended = True
+            stream.error = InferenceServerError(
                 f"the server reset the stream (HTTP/2 error {code})", grpc_code=_RST_CODES.get(code, "INTERNAL")
             )
             self._going_away = True  # its state is in doubt: the next call opens a fresh connection
         elif kind == _GOAWAY:
             self._going_away = True
             last_stream = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
-            if current > last_stream:  # never processed: the server said so
-                state.ended = True
-                state.error = InferenceServerError(
-                    "the server is closing the connection (GOAWAY)", grpc_code="UNAVAILABLE"
+            if stream is not None and stream.id > last_stream:  # never processed: the server said so
+                stream.ended = True
+                stream.error = InferenceServerError(
+                    "the server closed the connection (GOAWAY)", grpc_code="UNAVAILABLE"
                 )
         elif kind == _PUSH_PROMISE:
             raise InferenceServerError("the server pushed, which was refused in SETTINGS", failure=BAD_RESPONSE)
 
-    def _header_block(self, flags: int, stream_id: int, fragment: bytes) -> bytes:
+    def _header_block(self, flags: int, fragment: bytes) -> bytes:
         """The whole header block: its fragment, and any CONTINUATION frames that follow."""
         parts = [fragment]
         while not flags & _END_HEADERS:
@@ -303,16 +293,23 @@ class GrpcWireConnection:
         for offset in range(0, len(payload) - 5, 6):
             key, value = struct.unpack_from(">HI", payload, offset)
             if key == _SETTING_INITIAL_WINDOW:
-                self._stream_window += value - self._initial_window
+                if self._stream is not None:
+                    self._stream.window += value - self._initial_window
                 self._initial_window = value
             elif key == _SETTING_MAX_FRAME:
                 self._max_frame = value
 
-    def _account_received(self, length: int) -> None:
+    def _account_received(self, length: int, stream: _Stream | None) -> None:
+        """Top the receive windows up again, the connection's and a long-lived stream's."""
         self._received += length
         if self._received >= _REPLENISH_AT:
             self._sock.sendall(_frame(_WINDOW_UPDATE, 0, 0, struct.pack(">I", self._received)))
             self._received = 0
+        if stream is not None:
+            stream.received += length
+            if stream.received >= _REPLENISH_AT:
+                self._sock.sendall(_frame(_WINDOW_UPDATE, 0, stream.id, struct.pack(">I", stream.received)))
+                stream.received = 0
 
     # ---- the socket ---------------------------------------------------------------------------
 
@@ -331,10 +328,10 @@ class GrpcWireConnection:
         return kind, flags, stream_id, payload
 
     def _fill(self) -> None:
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError
-        if remaining != float("inf"):
+        if self._deadline != _NEVER:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
             self._sock.settimeout(remaining)
         chunk = self._sock.recv(_READ_SIZE)
         if not chunk:
@@ -356,19 +353,109 @@ class GrpcWireConnection:
         self._buffer.clear()
         self._decoder = hpack.Decoder()
         self._next_stream = 1
-        self._send_window = self._initial_window = self._stream_window = _DEFAULT_WINDOW
+        self._send_window = self._initial_window = _DEFAULT_WINDOW
         self._max_frame = _DEFAULT_MAX_FRAME
         self._received = 0
         self._going_away = False
+        self._stream = None
 
     def _authority(self) -> str:
         return f"{self._address[0]}:{self._address[1]}"
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
+        self._stream = None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+class GrpcWireConnection(_Http2):
+    """Unary calls of one method (``ModelInfer``), one at a time: a worker's ``LoadConnection``."""
+
+    last_resent = False  # never sent twice: a failure is reported as it is
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        path: str,
+        metadata: list[tuple[str, str]],
+        timeout_s: float | None,
+        decode: Callable[[bytes], InferResult],
+        cooperative: bool = False,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        block = header_block(path, f"{address[0]}:{address[1]}", metadata, timeout_s)
+        super().__init__(address, block, cooperative, connect_timeout_s)
+        self.decode_raw = decode  # what ``send_raw`` returns, as outputs (timed apart as Client Recv)
+        self._timeout_s = timeout_s
+        self.last_send_ns = 0
+
+    def send_raw(self, request: Any) -> bytes:
+        """Send a ``GrpcRequest``; the serialised response message, or ``InferenceServerError``."""
+        self._deadline = time.monotonic() + self._timeout_s if self._timeout_s is not None else _NEVER
+        with self._failures(self._timeout_s):
+            stream = self._open_stream()
+            started = time.perf_counter_ns()
+            self._send_message(stream, request.payload, end_stream=True, with_headers=True)
+            self.last_send_ns = time.perf_counter_ns() - started
+            while not stream.ended:
+                self._handle(*self._read_frame())
+            self._stream = None
+            message = self._take_message(stream)
+        if stream.error is not None:  # the server's refusal: the connection goes on
+            raise stream.error
+        if message is None:
+            raise InferenceServerError("the server ended the call without a whole response", failure=BAD_RESPONSE)
+        return message
+
+
+class GrpcWireStream(_Http2):
+    """One bidirectional stream of one method (``ModelStreamInfer``): write messages, read messages.
+
+    The stream opens with the first write and lasts until the server ends it or a failure
+    closes the connection; the next write then opens a fresh one.
+    """
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        path: str,
+        metadata: list[tuple[str, str]],
+        cooperative: bool = False,
+        connect_timeout_s: float = 10.0,
+    ) -> None:
+        block = header_block(path, f"{address[0]}:{address[1]}", metadata, None)
+        super().__init__(address, block, cooperative, connect_timeout_s)
+        self._timeout_s: float | None = None
+
+    def write(self, payload: bytes, timeout_s: float) -> None:
+        """Send one message; the timeout covers this write and the reads that follow it."""
+        self._timeout_s = timeout_s
+        self._deadline = time.monotonic() + timeout_s
+        with self._failures(timeout_s):
+            stream = self._stream
+            opening = stream is None or stream.ended
+            if opening:
+                stream = self._open_stream()
+            self._send_message(stream, payload, end_stream=False, with_headers=opening)
+
+    def read(self) -> bytes | None:
+        """The next message; None when the server ended the stream without an error."""
+        stream = self._stream
+        if stream is None:
+            return None
+        with self._failures(self._timeout_s):
+            message = self._take_message(stream)
+            while message is None and not stream.ended:
+                self._handle(*self._read_frame())
+                message = self._take_message(stream)
+        if message is not None:
+            return message
+        self._stream = None  # ended: the next write opens a new stream
+        if stream.error is not None:
+            raise stream.error
+        return None
 
 
 def _unpadded(flags: int, payload: bytes, priority: bool = False) -> bytes:

@@ -54,13 +54,14 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     load.add_argument(
         "--workers",
         choices=WORKER_KINDS,
-        help="worker kind (default: greenlet for HTTP; for gRPC asyncio with --mode stream, else thread)",
+        help="worker kind (default: greenlet; with --grpc-transport grpcio, asyncio for streams and thread for "
+        "unary calls)",
     )
     load.add_argument(
         "--grpc-transport",
         choices=GRPC_TRANSPORTS,
         default=default("grpc_transport"),
-        help="unary gRPC calls on thread and greenlet workers: perfprobe's own HTTP/2 connection per worker "
+        help="gRPC on thread and greenlet workers: perfprobe's own HTTP/2 connection per worker "
         "(h2, the default; TLS and compression use grpcio) or grpcio's channel",
     )
     load.add_argument(

@@ -17,7 +17,7 @@ from typing import Any
 from perfprobe.client import InferenceClient, InferenceServerError
 from perfprobe.client.errors import TIMEOUT, UNREACHABLE
 from perfprobe.client.grpc_client import with_request_id
-from perfprobe.load.senders import STOPPED, Outcome, failed
+from perfprobe.load.senders import FINAL, OTHER_REQUEST, STOPPED, Outcome, failed, judge_stream_response
 
 _now = time.perf_counter_ns
 
@@ -116,20 +116,12 @@ class AioStreamSender(CoroutineSender):
                 self._stream = None
                 error = InferenceServerError("the server ended the stream", failure=UNREACHABLE)
                 return failed(error, response_times=times, dropped=self._take_dropped())
-            response = message.infer_response
-            if message.error_message:
-                if response.id and response.id != request_id:
-                    self._dropped += 1
-                    continue
-                refused = InferenceServerError(message.error_message, grpc_code="STREAM_ERROR")
-                return failed(refused, response_times=times, dropped=self._take_dropped())
-            if response.id != request_id:
+            verdict = judge_stream_response(message, request_id, times)
+            if verdict is OTHER_REQUEST:
                 self._dropped += 1  # an answer to a request given up on earlier
-                continue
-            if response.outputs:
-                times.append(_now())
-            final = response.parameters.get("triton_final_response")
-            if final is None or final.bool_param:
+            elif isinstance(verdict, InferenceServerError):
+                return failed(verdict, response_times=times, dropped=self._take_dropped())
+            elif verdict is FINAL:
                 return Outcome(response_times=times, dropped=self._take_dropped())
 
     def _take_dropped(self) -> int:

@@ -19,16 +19,16 @@ from typing import Any
 WORKER_KINDS = ("greenlet", "thread", "asyncio")
 
 
-def default_worker_kind(protocol: str, mode: str) -> str:
+def default_worker_kind(protocol: str, mode: str, grpc_transport: str = "h2") -> str:
     """The fastest correct worker kind, as measured (``docs/benchmarks.md``; reasons in ``sendpath``)."""
-    if protocol == "http":
+    if protocol == "http" or grpc_transport == "h2":
         return "greenlet"
     return "asyncio" if mode == "stream" else "thread"
 
 
-def needs_greenlets(protocol: str, mode: str, worker_kind: str | None) -> bool:
+def needs_greenlets(protocol: str, mode: str, worker_kind: str | None, grpc_transport: str = "h2") -> bool:
     """Whether a run with these settings drives greenlets (and so wants gevent's patching)."""
-    kind = worker_kind or default_worker_kind(protocol, mode)
+    kind = worker_kind or default_worker_kind(protocol, mode, grpc_transport)
     return kind == "greenlet" or (protocol == "http" and mode == "async")
 
 

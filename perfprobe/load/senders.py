@@ -19,7 +19,7 @@ from typing import Any
 
 from perfprobe.client import InferenceClient, InferenceServerError
 from perfprobe.client.base import LoadConnection
-from perfprobe.client.errors import TIMEOUT
+from perfprobe.client.errors import TIMEOUT, UNREACHABLE
 from perfprobe.load.runtime import TIMED_OUT, Runtime
 
 _now = time.perf_counter_ns
@@ -164,6 +164,80 @@ def _grpc_failure(exc: BaseException) -> BaseException:
 
 
 _STREAM_REQUEST_ERROR = "STREAM_ERROR"  # the server refused one request; the stream itself goes on
+OTHER_REQUEST = "other request"  # a stream response for a request given up on earlier
+PARTIAL = "partial"  # one of a decoupled request's responses; more follow
+FINAL = "final"  # the request's last response
+
+
+def judge_stream_response(message: Any, request_id: str, times: list[int]) -> str | InferenceServerError:
+    """What one ``ModelStreamInferResponse`` means for the request awaited (``request_id``).
+
+    The server's refusal of it, ``OTHER_REQUEST``, ``PARTIAL`` or ``FINAL``; the arrival of a
+    response that carries outputs is added to ``times``.
+    """
+    response = message.infer_response
+    if message.error_message:
+        if response.id and response.id != request_id:
+            return OTHER_REQUEST
+        return InferenceServerError(message.error_message, grpc_code=_STREAM_REQUEST_ERROR)
+    if response.id != request_id:
+        return OTHER_REQUEST
+    if response.outputs:
+        times.append(_now())
+    final = response.parameters.get("triton_final_response")
+    return FINAL if final is None or final.bool_param else PARTIAL
+
+
+class WireStreamSender(Sender):
+    """One ``ModelStreamInfer`` stream per worker on perfprobe's own HTTP/2 connection (``grpc_wire``).
+
+    The same rules as the other stream senders: one request in flight, each with its own id,
+    complete at its final response; a timeout or a broken stream closes the connection, so
+    nothing still on its way can complete a later request.
+    """
+
+    _ids = itertools.count()
+
+    def __init__(self, stream: Any, timeout_s: float) -> None:
+        from perfprobe.client._proto.grpc_service_pb2 import ModelStreamInferResponse
+        from perfprobe.client.grpc_client import with_request_id
+
+        self._stream = stream  # this worker's own: closed with the sender
+        self._parse = ModelStreamInferResponse.FromString
+        self._with_id = with_request_id
+        self._timeout_s = timeout_s
+        self._prefix = f"pw{next(self._ids)}-"
+        self._sequence = itertools.count()
+        self._dropped = 0
+
+    def call(self, request: Any) -> Outcome:
+        request_id = f"{self._prefix}{next(self._sequence)}"
+        times: list[int] = []
+        try:
+            started = _now()
+            self._stream.write(self._with_id(request, request_id).payload, self._timeout_s)
+            send_ns = _now() - started
+            while True:
+                raw = self._stream.read()
+                if raw is None:
+                    ended = InferenceServerError("the server ended the stream", failure=UNREACHABLE)
+                    return failed(ended, response_times=times, dropped=self._take_dropped())
+                verdict = judge_stream_response(self._parse(raw), request_id, times)
+                if verdict is OTHER_REQUEST:
+                    self._dropped += 1
+                elif isinstance(verdict, InferenceServerError):
+                    return failed(verdict, response_times=times, dropped=self._take_dropped())
+                elif verdict is FINAL:
+                    return Outcome(send_ns=send_ns, response_times=times, dropped=self._take_dropped())
+        except InferenceServerError as exc:  # a timeout or a failed stream: the connection is closed
+            return failed(exc, response_times=times, dropped=self._take_dropped())
+
+    def _take_dropped(self) -> int:
+        dropped, self._dropped = self._dropped, 0
+        return dropped
+
+    def close(self) -> None:
+        self._stream.close()
 
 
 class StreamSender(Sender):

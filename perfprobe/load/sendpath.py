@@ -1,13 +1,13 @@
 """How a load run sends: the worker runtime and a factory of per-worker senders, for one client.
 
-Defaults, and why (``docs/benchmarks.md`` holds the figures): HTTP runs on greenlets
-(geventhttpclient is built for gevent, and one thread with an event loop beats many GIL-bound
-threads for a Python client). gRPC streams run as coroutines on one asyncio event loop
-(``grpc.aio``: no reader thread per stream, no hand-off per response; 25-40% more throughput
-than thread workers). gRPC unary calls run on threads, each on an HTTP/2 connection of its own
-(``grpc_wire``: a third of grpcio's client CPU per call and no cross-thread hand-off, which is
-what decides the round trip at one or two requests in flight); ``--grpc-transport grpcio``
-sends them through grpcio instead, as TLS and compression always do.
+Defaults, and why (``docs/benchmarks.md`` holds the figures): everything runs on greenlets,
+each worker waiting on a socket of its own. HTTP on geventhttpclient's sockets; gRPC, unary
+calls and streams alike, on an HTTP/2 connection per worker that perfprobe speaks itself
+(``grpc_wire``): about a third of grpcio's client CPU per request and no cross-thread hand-off
+per answer, which is what decides the round trip at one or two requests in flight. One thread
+with an event loop beats many GIL-bound threads for a Python client from four in flight on.
+With ``--grpc-transport grpcio`` (and always with TLS or compression) gRPC goes through grpcio:
+streams best as coroutines on one ``grpc.aio`` event loop, unary calls on threads.
 
 The choice reads the client's declared abilities (``cooperative``, ``supports_streams``), not
 its protocol's name.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from perfprobe.client import InferenceClient
 from perfprobe.errors import UsageError
 from perfprobe.load.runtime import Runtime, make_runtime
-from perfprobe.load.senders import BlockingSender, FutureSender, Sender, StreamSender
+from perfprobe.load.senders import BlockingSender, FutureSender, Sender, StreamSender, WireStreamSender
 
 MODES = ("sync", "async", "stream")
 GRPC_TRANSPORTS = ("h2", "grpcio")
@@ -59,9 +59,14 @@ def build_send_path(
         return _coroutine_path(client, mode, request_timeout_s, decode_outputs)
     runtime = make_runtime(worker_kind)
     notes: list[str] = []
+    if mode == "stream" and not client.supports_streams:
+        raise UsageError(f"--mode stream needs bidirectional streams, which {client.protocol} does not have")
+    if grpc_transport == "h2" and not client.cooperative:
+        wire = _wire_path(client, mode, runtime, request_timeout_s, decode_outputs)
+        if wire is not None:
+            return wire
+        notes.append("gRPC goes through grpcio: perfprobe's own HTTP/2 connection carries no TLS or compression")
     if mode == "stream":
-        if not client.supports_streams:
-            raise UsageError(f"--mode stream needs bidirectional streams, which {client.protocol} does not have")
         return SendPath(runtime, lambda: StreamSender(client, runtime, request_timeout_s), notes)
     if client.cooperative:
         if mode == "async" and runtime.kind == "thread":
@@ -74,20 +79,29 @@ def build_send_path(
             lambda: BlockingSender(client.dedicated(blocking=blocking), decode=decode_outputs),
             notes,
         )
-    if grpc_transport == "h2":
-        cooperative = runtime.kind == "greenlet"
-
-        def wire_sender() -> Sender:
-            connection = client.wire_connection(cooperative)
-            assert connection is not None
-            return BlockingSender(connection, decode=decode_outputs)
-
-        if client.wire_connection(cooperative) is not None:  # each worker waits on its own socket
-            return SendPath(runtime, wire_sender, notes)
-        notes.append("unary gRPC goes through grpcio: perfprobe's own HTTP/2 connection carries no TLS or compression")
     if mode == "async" or runtime.kind == "greenlet":  # a blocking call would stall every greenlet
         return SendPath(runtime, lambda: FutureSender(client, runtime, request_timeout_s, decode_outputs), notes)
     return SendPath(runtime, lambda: BlockingSender(client.dedicated(blocking=True), decode=decode_outputs))
+
+
+def _wire_path(
+    client: InferenceClient, mode: str, runtime: Runtime, request_timeout_s: float, decode_outputs: bool
+) -> SendPath | None:
+    """Each worker on an HTTP/2 connection of its own, waiting on its socket (None: the client has none)."""
+    cooperative = runtime.kind == "greenlet"
+    if mode == "stream":
+        if client.wire_stream(cooperative) is None:
+            return None
+        return SendPath(runtime, lambda: WireStreamSender(client.wire_stream(cooperative), request_timeout_s))
+    if client.wire_connection(cooperative) is None:
+        return None
+
+    def unary_sender() -> Sender:
+        connection = client.wire_connection(cooperative)
+        assert connection is not None
+        return BlockingSender(connection, decode=decode_outputs)
+
+    return SendPath(runtime, unary_sender)
 
 
 def _coroutine_path(client: InferenceClient, mode: str, request_timeout_s: float, decode_outputs: bool) -> SendPath:

@@ -37,7 +37,7 @@ class SweepOptions:
     binary_search: bool = False
     mode: str = "sync"
     workers: str | None = None
-    grpc_transport: str = "h2"  # unary gRPC on thread/greenlet workers: our HTTP/2 connection, or grpcio
+    grpc_transport: str = "h2"  # gRPC on thread/greenlet workers: our own HTTP/2 connection, or grpcio
     request_timeout: float = 30.0
     processes: int | str | None = None  # load processes: N or "auto"; default 1, or one per CPU with cluster
     cluster: str | None = None  # Ray cluster address, or "auto" (RAY_ADDRESS)

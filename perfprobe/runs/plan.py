@@ -49,7 +49,7 @@ class SweepPlan:
     max_inflight: int  # requests in flight at most: the concurrency's top, or --max-inflight open loop
     mode: str
     worker_kind: str  # "greenlet" or "thread"
-    grpc_transport: str  # "h2" or "grpcio" (unary gRPC on thread and greenlet workers)
+    grpc_transport: str  # "h2" or "grpcio" (gRPC on thread and greenlet workers)
     request_timeout_s: float
     decode_outputs: bool
     shared_memory: str
@@ -104,10 +104,9 @@ class SweepPlan:
             engine=self.engine,
         )
 
-    def _unary_grpc_transport(self, url: str) -> str | None:
-        """What carries unary gRPC calls (None where it does not apply: HTTP, streams, asyncio)."""
-        unary_grpc = self.protocol == "grpc" and self.mode != "stream" and self.worker_kind != "asyncio"
-        if not unary_grpc:
+    def _grpc_transport(self, url: str) -> str | None:
+        """What carries gRPC (None where the choice does not apply: HTTP, asyncio workers)."""
+        if self.protocol != "grpc" or self.worker_kind == "asyncio":
             return None
         tls = url.partition("://")[0] in ("grpcs", "https")  # the load client's only grpcio-only setting
         return "grpcio" if tls else self.grpc_transport
@@ -136,7 +135,7 @@ class SweepPlan:
             "protocol": self.protocol,
             "mode": self.mode,
             "worker_kind": self.worker_kind,
-            "grpc_transport": self._unary_grpc_transport(target.url),
+            "grpc_transport": self._grpc_transport(target.url),
             "load_kind": self.load_kind,
             "level_spec": self.level_spec,
             "levels": self.levels,
@@ -368,7 +367,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         distribution=options.distribution,
         max_inflight=max_inflight,
         mode=options.mode,
-        worker_kind=options.workers or default_worker_kind(options.protocol, options.mode),
+        worker_kind=options.workers or default_worker_kind(options.protocol, options.mode, options.grpc_transport),
         grpc_transport=options.grpc_transport,
         request_timeout_s=options.request_timeout,
         decode_outputs=options.decode_outputs,
