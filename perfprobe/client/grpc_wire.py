@@ -1,9 +1,9 @@
-"""Unary gRPC calls on one plain HTTP/2 connection, for a load worker that owns it.
+"""gRPC unary calls and streams on one plain HTTP/2 connection, for a load worker that owns it.
 
-grpcio spends about 250 µs of client CPU per unary call in its Python layer and hands every
-completion across threads; at one or two requests in flight that time is most of a round trip.
-A load worker sends one request at a time on its own connection, so it needs very little of
-HTTP/2: one stream at a time, request frames pre-encoded once (HPACK literals, never indexed),
+grpcio spends 200-500 µs of client CPU per request in its Python layer and hands every answer
+across threads; at one or two requests in flight that time is most of a round trip. A load
+worker has one request in flight on its own connection, so it needs very little of HTTP/2:
+one stream at a time, request headers encoded once (HPACK literals, never indexed),
 the server's header blocks decoded with ``hpack``, flow control kept simple by advertising the
 largest receive windows and honouring the server's. Facts from RFC 9113 (HTTP/2), RFC 7541
 (HPACK) and gRPC's "gRPC over HTTP2" document; TLS and compression stay with grpcio.
@@ -28,24 +28,16 @@ if TYPE_CHECKING:
     from perfprobe.client.tensors import InferResult
 
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_DATA, _HEADERS, _RST_STREAM, _SETTINGS, _PUSH_PROMISE, _PING, _GOAWAY, _WINDOW_UPDATE, _CONTINUATION = (
-    0,
-    1,
-    3,
-    4,
-    5,
-    6,
-    7,
-    8,
-    9,
-)
+# frame types
+_DATA, _HEADERS, _RST_STREAM, _SETTINGS, _PUSH_PROMISE = 0x0, 0x1, 0x3, 0x4, 0x5
+_PING, _GOAWAY, _WINDOW_UPDATE, _CONTINUATION = 0x6, 0x7, 0x8, 0x9
 _END_STREAM = _ACK = 0x1
 _END_HEADERS, _PADDED, _PRIORITY = 0x4, 0x8, 0x20
 _SETTING_ENABLE_PUSH, _SETTING_INITIAL_WINDOW, _SETTING_MAX_FRAME = 0x2, 0x4, 0x5
 _DEFAULT_WINDOW = 65_535
 _DEFAULT_MAX_FRAME = 16_384
 _MAX_WINDOW = 2**31 - 1
-_REPLENISH_AT = 2**30  # received bytes after which the connection's receive window is topped up again
+_REPLENISH_AT = 2**30  # received bytes after which a receive window (connection, stream) is topped up
 _LAST_STREAM_ID = 2**31 - 1
 _READ_SIZE = 262_144
 _NEVER = float("inf")
