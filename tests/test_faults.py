@@ -84,6 +84,7 @@ def _kill_after_first_level(server: EmbeddedServer, out: Path, args: list[str]) 
         ("http", "sync", "greenlet", "2"),
         ("grpc", "sync", "thread", "2"),
         ("grpc", "sync", "greenlet", "1"),  # perfprobe's own HTTP/2 connections
+        ("grpc", "stream", "greenlet", "1"),
     ],
 )
 def test_server_killed_mid_sweep_stops_with_exit_3_and_keeps_finished_levels(

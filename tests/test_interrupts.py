@@ -65,22 +65,23 @@ def test_a_third_signal_forces_exit_saying_what_is_left() -> None:
 
 
 @pytest.mark.parametrize(
-    ("sig", "protocol", "workers"),
+    ("sig", "protocol", "mode", "workers"),
     [
-        (signal.SIGINT, "http", "greenlet"),
-        (signal.SIGTERM, "http", "greenlet"),
-        (signal.SIGINT, "grpc", "asyncio"),
-        (signal.SIGINT, "grpc", "greenlet"),  # perfprobe's own HTTP/2 connections
-        (signal.SIGTERM, "grpc", "thread"),
+        (signal.SIGINT, "http", "sync", "greenlet"),
+        (signal.SIGTERM, "http", "sync", "greenlet"),
+        (signal.SIGINT, "grpc", "sync", "asyncio"),
+        (signal.SIGINT, "grpc", "sync", "greenlet"),  # perfprobe's own HTTP/2 connections
+        (signal.SIGTERM, "grpc", "sync", "thread"),
+        (signal.SIGINT, "grpc", "stream", "greenlet"),
     ],
 )
 def test_sweep_interrupted_says_one_line(
-    server, tmp_path: Path, sig: signal.Signals, protocol: str, workers: str
+    server, tmp_path: Path, sig: signal.Signals, protocol: str, mode: str, workers: str
 ) -> None:
     process = subprocess.Popen(
         perfprobe_command(
             "sweep", "-i", protocol, "-u", server.url(protocol), "-m", "simple", "--concurrency", "4",
-            "--workers", workers,
+            "--mode", mode, "--workers", workers,
             "--measurement-interval", "400", "--max-trials", "50", "--stability-percentage", "0.001",
             "--no-report", "--output-dir", str(tmp_path),
         ),
