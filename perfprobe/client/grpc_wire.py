@@ -140,7 +140,7 @@ class _Http2:
         self._max_frame = _DEFAULT_MAX_FRAME
         self._received = 0  # DATA bytes since the connection's receive window was last topped up
         self._going_away = False
-        self._deadline = float("inf")
+        self._deadline = _NEVER
         self._stream: _Stream | None = None
 
     @contextlib.contextmanager
