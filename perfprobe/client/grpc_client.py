@@ -62,6 +62,11 @@ def with_request_id(request: GrpcRequest, request_id: str) -> GrpcRequest:
     return GrpcRequest(request.payload + _REQUEST_ID_TAG + bytes(varint) + encoded, request.model_name)
 
 
+def tls_url(url: str) -> bool:
+    """Whether a gRPC URL's scheme asks for TLS (``grpcs://``, ``https://``)."""
+    return url.partition("://")[0] in ("grpcs", "https") if "://" in url else False
+
+
 def rpc_error(exc: grpc.RpcError) -> InferenceServerError:
     """The ``InferenceServerError`` for a failed gRPC call."""
     return _error(exc)
@@ -223,9 +228,9 @@ class GrpcClient(InferenceClient):
     ) -> None:
         if request_compression not in _COMPRESSION:
             raise ValueError(f"compression must be gzip, deflate or None, not {request_compression!r}")
+        ssl = ssl or tls_url(url)
         if "://" in url:
-            scheme, _, url = url.partition("://")
-            ssl = ssl or scheme in ("grpcs", "https")
+            url = url.partition("://")[2]
         self.url = url.rstrip("/")
         options: list[tuple[str, Any]] = [
             ("grpc.max_send_message_length", max_message_bytes),

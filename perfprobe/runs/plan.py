@@ -108,8 +108,9 @@ class SweepPlan:
         """What carries gRPC (None where the choice does not apply: HTTP, asyncio workers)."""
         if self.protocol != "grpc" or self.worker_kind == "asyncio":
             return None
-        tls = url.partition("://")[0] in ("grpcs", "https")  # the load client's only grpcio-only setting
-        return "grpcio" if tls else self.grpc_transport
+        from perfprobe.client.grpc_client import tls_url
+
+        return "grpcio" if tls_url(url) else self.grpc_transport  # TLS: the load client's only grpcio-only setting
 
     def describe_levels(self) -> str:
         if self.trace is not None:
