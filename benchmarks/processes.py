@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vs_perf_analyzer import install_perf_analyzer, read_row, run_measured
+from vs_perf_analyzer import install_perf_analyzer, read_row, success_count
 
 from perfprobe.client import make_client
 from perfprobe.server import EmbeddedServer
@@ -50,21 +51,44 @@ class Measured:
         return 1e6 / self.cpu_us_per_request if self.cpu_us_per_request else 0.0
 
 
+def sweep_command(
+    server: EmbeddedServer, protocol: str, processes: int, level: int, window_ms: int, out: str
+) -> list[str]:
+    return [
+        sys.executable, "-m", "perfprobe", "sweep", "-i", protocol, "-u", server.url(protocol), "-m", "simple",
+        "--concurrency", str(level), "--processes", str(processes), "--measurement-interval", str(window_ms),
+        "--stability-windows", "3", "--max-trials", "6", "--metrics-url", server.metrics_url, "--no-report",
+        "--output-dir", out,
+    ]  # fmt: skip
+
+
+def run_all(
+    commands: list[list[str]], cpus: set[int] | None, env: dict[str, str] | None = None, check: bool = True
+) -> None:
+    """Start every command at once (on ``cpus``) and wait for all; with ``check``, a failure stops the benchmark."""
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    running = [
+        subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=pin)
+        for command in commands
+    ]
+    for process, command in zip(running, commands, strict=True):
+        _, error = process.communicate(timeout=600)
+        if check and process.returncode:
+            raise subprocess.CalledProcessError(process.returncode, command, stderr=error)
+
+
+def reported_windows(out: str) -> tuple[dict, list[dict]]:
+    document = json.loads((Path(out) / "results.json").read_text())
+    entry = document["levels"][0]
+    return entry, [w for w in entry["windows"] if w["index"] in entry["reported_windows"]]
+
+
 def measure(
     server: EmbeddedServer, protocol: str, processes: int, level: int, window_ms: int, cpus: set[int] | None
 ) -> Measured:
     with tempfile.TemporaryDirectory() as out:
-        command = [
-            sys.executable, "-m", "perfprobe", "sweep", "-i", protocol, "-u", server.url(protocol), "-m", "simple",
-            "--concurrency", str(level), "--processes", str(processes), "--measurement-interval", str(window_ms),
-            "--stability-windows", "3", "--max-trials", "6", "--metrics-url", server.metrics_url, "--no-report",
-            "--output-dir", out,
-        ]  # fmt: skip
-        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-        subprocess.run(command, check=True, capture_output=True, timeout=600, preexec_fn=pin)
-        document = json.loads((Path(out) / "results.json").read_text())
-    entry = document["levels"][0]
-    reported = [w for w in entry["windows"] if w["index"] in entry["reported_windows"]]
+        run_all([sweep_command(server, protocol, processes, level, window_ms, out)], cpus)
+        entry, reported = reported_windows(out)
     completed = sum(w["completed"] + sum(w["errors"].values()) for w in reported)
     duration_ns = sum(w["duration_ns"] for w in reported)
     cpu_ns = sum(w["client_cpu_ns"] for w in reported)
@@ -82,6 +106,30 @@ def measure(
     )
 
 
+def measure_independent(
+    server: EmbeddedServer, protocol: str, processes: int, level: int, window_ms: int, cpus: set[int] | None
+) -> Measured:
+    """The control: ``processes`` separate one-process commands at level/processes each, all at once.
+
+    Nothing coordinates them, so what their CPU per request adds over one process at ``level`` is
+    what splitting the load costs by itself; what ``--processes`` adds over them is coordination.
+    """
+    outs = [tempfile.TemporaryDirectory() for _ in range(processes)]
+    try:
+        share = level // processes
+        run_all([sweep_command(server, protocol, 1, share, window_ms, out.name) for out in outs], cpus)
+        parts = [reported_windows(out.name)[1] for out in outs]
+    finally:
+        for out in outs:
+            out.cleanup()
+    completed = sum(w["completed"] + sum(w["errors"].values()) for windows in parts for w in windows)
+    cpu_ns = sum(w["client_cpu_ns"] for windows in parts for w in windows)
+    durations_s = [sum(w["duration_ns"] for w in windows) / 1e9 for windows in parts]
+    rates = [sum(w["completed"] for w in windows) / s for windows, s in zip(parts, durations_s, strict=True)]
+    busiest = max(sum(w["client_cpu_ns"] for w in ws) / 1e9 / s for ws, s in zip(parts, durations_s, strict=True))
+    return Measured(protocol, processes, level, sum(rates), cpu_ns / completed / 1000, busiest, 0.0)
+
+
 @dataclass
 class PeerMeasured:
     """perf_analyzer at one level: its throughput and whole-process CPU per request."""
@@ -90,30 +138,54 @@ class PeerMeasured:
     level: int
     throughput: float
     cpu_us_per_request: float
+    parts: int = 1  # perf_analyzers run at once, each at level/parts
+    fixed_windows: bool = False  # three windows taken as they came, not a stable run
+
+
+def pa_command(
+    binary: Path, url: str, protocol: str, concurrency: int, window_ms: int, csv_path: Path, fixed_windows: bool
+) -> list[str]:
+    stability, trials = ("1000", "3") if fixed_windows else ("10", "6")
+    return [
+        str(binary), "-m", "simple", "-u", url, "-i", protocol, "--concurrency-range", f"{concurrency}:{concurrency}",
+        "--measurement-interval", str(window_ms), "--stability-percentage", stability, "--max-trials", trials,
+        "-f", str(csv_path),
+    ]  # fmt: skip
 
 
 def measure_peer(
-    server: EmbeddedServer, protocol: str, level: int, window_ms: int, cpus: set[int] | None
+    server: EmbeddedServer,
+    protocol: str,
+    level: int,
+    window_ms: int,
+    cpus: set[int] | None,
+    parts: int = 1,
+    fixed_windows: bool = False,
 ) -> PeerMeasured | None:
-    """perf_analyzer with the same windows and stability rule; CPU over the requests the server counted."""
+    """perf_analyzer with the same windows and stability rule; CPU over the requests the server counted.
+
+    With ``parts`` > 1, that many perf_analyzers at level/parts each, all at once: what splitting a
+    load costs a multi-threaded C++ client, the yardstick for what it costs perfprobe's processes.
+    Side by side they unsettle each other's stability check, so such runs take ``fixed_windows``
+    (three windows as they come), and so does the one-tool run they are compared with.
+    """
     binary, env = install_perf_analyzer()
-    everywhere = os.sched_getaffinity(0)
     with tempfile.TemporaryDirectory() as out, make_client("http", server.http_url) as control:
-        csv_path = Path(out) / "pa.csv"
-        command = [
-            str(binary), "-m", "simple", "-u", server.url(protocol), "-i", protocol,
-            "--concurrency-range", f"{level}:{level}", "--measurement-interval", str(window_ms),
-            "--stability-percentage", "10", "--max-trials", "6", "-f", str(csv_path),
-        ]  # fmt: skip
-        os.sched_setaffinity(0, cpus or everywhere)  # perf_analyzer inherits the client's cores
-        try:
-            _, cpu_s, served = run_measured(command, env, control, "simple")
-        finally:
-            os.sched_setaffinity(0, everywhere)
-        row = read_row(csv_path)
-    if not row:
+        csv_paths = [Path(out) / f"pa{index}.csv" for index in range(parts)]
+        url = server.url(protocol)
+        commands = [
+            pa_command(binary, url, protocol, level // parts, window_ms, csv_path, fixed_windows)
+            for csv_path in csv_paths
+        ]
+        before, served_before = resource.getrusage(resource.RUSAGE_CHILDREN), success_count(control, "simple")
+        run_all(commands, cpus, env, check=False)  # a level that never stabilises writes no CSV: None below
+        after, served = resource.getrusage(resource.RUSAGE_CHILDREN), success_count(control, "simple") - served_before
+        rows = [read_row(csv_path) for csv_path in csv_paths]
+    if not all(rows):
         return None
-    return PeerMeasured(protocol, level, float(row["Inferences/Second"]), cpu_s / max(served, 1) * 1e6)
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    throughput = sum(float(row["Inferences/Second"]) for row in rows)
+    return PeerMeasured(protocol, level, throughput, cpu_s / max(served, 1) * 1e6, parts, fixed_windows)
 
 
 def median_of(runs: list[Measured]) -> list[Measured]:
@@ -198,6 +270,55 @@ def peer_report(results: list[Measured], peers: list[PeerMeasured], counts: list
     return "\n".join(lines)
 
 
+def median_peers(peers: list[PeerMeasured]) -> list[PeerMeasured]:
+    """Medians over rounds, per protocol, level, number of perf_analyzers and kind of run."""
+    keyed: dict[tuple[str, int, int, bool], list[PeerMeasured]] = {}
+    for peer in peers:
+        keyed.setdefault((peer.protocol, peer.level, peer.parts, peer.fixed_windows), []).append(peer)
+    return [
+        PeerMeasured(
+            protocol,
+            level,
+            statistics.median(p.throughput for p in items),
+            statistics.median(p.cpu_us_per_request for p in items),
+            parts,
+            fixed,
+        )
+        for (protocol, level, parts, fixed), items in sorted(keyed.items())
+    ]
+
+
+def split_report(results: list[Measured], controls: list[Measured], peers: list[PeerMeasured]) -> str:
+    """``--processes N`` against N uncoordinated commands: the difference is what coordination costs."""
+    coordinated = {(m.protocol, m.level, m.processes): m for m in results}
+    peer = {(p.protocol, p.level, p.parts): p for p in peers}
+    lines = [
+        "| protocol | concurrency | processes | 1 process µs/req | `--processes N` µs/req | N separate commands µs/req "
+        "| separate ÷ 1 process | `--processes N` ÷ separate | N separate infer/s "
+        "| perf_analyzer ×N at c/N ÷ ×1 (CPU/req) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    bars = []
+    for control in controls:
+        key = (control.protocol, control.level)
+        one, ours = coordinated[(*key, 1)], coordinated[(*key, control.processes)]
+        single, split = peer.get((*key, 1)), peer.get((*key, control.processes))
+        pa = f"{split.cpu_us_per_request / single.cpu_us_per_request:.2f}" if single and split else "–"
+        cost = ours.cpu_us_per_request / control.cpu_us_per_request
+        lines.append(
+            f"| {control.protocol} | {control.level} | {control.processes} | {one.cpu_us_per_request:.1f} "
+            f"| {ours.cpu_us_per_request:.1f} | {control.cpu_us_per_request:.1f} "
+            f"| {control.cpu_us_per_request / one.cpu_us_per_request:.2f} | {cost:.2f} "
+            f"| {control.throughput:,.0f} | {pa} |"
+        )
+        bars.append(
+            f"- {control.protocol} c={control.level}, {control.processes} processes: client CPU per request "
+            f"{cost:.2f}x that of {control.processes} uncoordinated commands (coordination's cost, bar 1.2x): "
+            f"{'met' if cost <= 1.2 else 'missed'}"
+        )
+    return "\n".join([*lines, "", *bars])
+
+
 def parse_cpus(text: str | None) -> set[int] | None:
     """'0-3,8' → {0, 1, 2, 3, 8}."""
     if not text:
@@ -229,6 +350,12 @@ def main() -> None:
     parser.add_argument("--client-cpus", help="cores for the perfprobe commands, e.g. 1 or 8-15")
     parser.add_argument("--instances", type=int, default=1, help="instances of `simple` the server runs")
     parser.add_argument("--perf-analyzer", action="store_true", help="measure perf_analyzer at each level too")
+    parser.add_argument(
+        "--independent",
+        action="store_true",
+        help="the control: also run N separate one-process commands at c/N at once (and N perf_analyzers with "
+        "--perf-analyzer), to tell what splitting costs by itself from what coordination costs",
+    )
     args = parser.parse_args()
     everywhere = os.sched_getaffinity(0)
     server_cpus = parse_cpus(args.server_cpus) or everywhere
@@ -237,7 +364,8 @@ def main() -> None:
     counts = [int(v) for v in args.processes.split(",")]
     started = time.monotonic()
     runs: list[Measured] = []
-    peers: list[PeerMeasured] = []
+    peers: list[PeerMeasured | None] = []  # None: a perf_analyzer run that never stabilised
+    controls: list[Measured] = []  # N independent one-process commands at c/N
     repository = tempfile.TemporaryDirectory()
     os.sched_setaffinity(0, server_cpus)  # the server and its backend processes inherit it
     if args.instances > 1:
@@ -255,17 +383,31 @@ def main() -> None:
                     order = counts if round_index % 2 == 0 else list(reversed(counts))
                     for processes in order:
                         runs.append(measure(server, protocol, processes, level, args.window_ms, client_cpus))
-                    if args.perf_analyzer:
-                        peer = measure_peer(server, protocol, level, args.window_ms, client_cpus)
-                        peers += [peer] if peer else []
+                        split = args.independent and processes > 1 and level % processes == 0
+                        if split:
+                            controls.append(
+                                measure_independent(server, protocol, processes, level, args.window_ms, client_cpus)
+                            )
+                        if args.perf_analyzer and processes == 1:
+                            peers.append(measure_peer(server, protocol, level, args.window_ms, client_cpus))
+                        if args.perf_analyzer and (split or processes == 1 and args.independent):
+                            peers.append(
+                                measure_peer(server, protocol, level, args.window_ms, client_cpus, processes, True)
+                            )
                 print(f"{protocol} c={level} done", flush=True)
     finally:
         server.stop()
         repository.cleanup()
     text = report(median_of(runs), counts, levels, args.rounds)
-    if peers:
+    if any(peers):
         text += "\n\nAgainst perf_analyzer 2.48 at the same concurrency, on the same cores (medians):\n\n"
-        text += peer_report(median_of(runs), peers, counts)
+        text += peer_report(median_of(runs), [p for p in peers if p and not p.fixed_windows], counts)
+    if controls:
+        text += "\n\nWhat splitting costs by itself: N separate one-process commands at c/N, started at once "
+        text += "(medians):\n\n"
+        text += split_report(
+            median_of(runs), median_of(controls), median_peers([p for p in peers if p and p.fixed_windows])
+        )
     if args.instances > 1:
         text = f"`simple` served with {args.instances} instances.\n" + text
     if args.server_cpus or args.client_cpus:

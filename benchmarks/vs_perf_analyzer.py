@@ -60,7 +60,7 @@ def install_perf_analyzer() -> tuple[Path, dict[str, str]]:
     return binary, env
 
 
-def _success_count(client, model: str) -> int:
+def success_count(client, model: str) -> int:
     stats = client.inference_statistics(model)["model_stats"][0]
     return int(stats["inference_stats"]["success"]["count"])
 
@@ -70,11 +70,11 @@ def run_measured(
 ) -> tuple[subprocess.CompletedProcess, float, int]:
     """Run one tool; return its result, its CPU seconds, and the requests the server saw meanwhile."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    served_before = _success_count(client, model)
+    served_before = success_count(client, model)
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return result, cpu, _success_count(client, model) - served_before
+    return result, cpu, success_count(client, model) - served_before
 
 
 def read_row(path: Path) -> dict[str, str]:

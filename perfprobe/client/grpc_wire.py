@@ -23,6 +23,7 @@ import grpc
 import hpack
 
 from perfprobe.client.errors import BAD_RESPONSE, TIMEOUT, UNREACHABLE, InferenceServerError
+from perfprobe.client.sockets import send_whole
 
 if TYPE_CHECKING:
     from perfprobe.client.tensors import InferResult
@@ -179,7 +180,7 @@ class _Http2:
             room = min(self._max_frame, self._send_window, stream.window)
             if room <= 0 and offset < len(message):
                 if out:
-                    self._sock.sendall(b"".join(out))
+                    send_whole(self._sock, b"".join(out))
                     out = []
                 self._handle(*self._read_frame())  # until the server opens its window
                 if stream.ended:
@@ -193,7 +194,7 @@ class _Http2:
             out.append(_frame(_DATA, _END_STREAM if last and end_stream else 0, stream.id, chunk))
             if last:
                 break
-        self._sock.sendall(b"".join(out))
+        send_whole(self._sock, b"".join(out))
 
     def _headers_frames(self, stream_id: int) -> bytes:
         block = self._block

@@ -13,6 +13,8 @@ import re
 import time
 from typing import Any
 
+from perfprobe.client.sockets import send_whole
+
 _HEADER_END = b"\r\n\r\n"
 _CLOSED_BEFORE_HEADERS = "connection closed before the response headers"
 # the only response headers the client acts on; everything else is skipped unparsed
@@ -130,7 +132,7 @@ class WireConnection:
                 self._sock = self._pool.get_socket()
             try:
                 started = time.perf_counter_ns()
-                self._sock.sendall(wire)
+                send_whole(self._sock, wire)
                 self.last_send_ns = time.perf_counter_ns() - started
                 status, headers, body, reusable = read_response(self._sock)
             except (OSError, WireError) as exc:
