@@ -51,14 +51,41 @@ class Measured:
         return 1e6 / self.cpu_us_per_request if self.cpu_us_per_request else 0.0
 
 
+@dataclass
+class Windows:
+    """How every perfprobe command measures: until stable (3 windows within 10%, at most 6), or ``fixed``.
+
+    Fixed is a warm-up and then exactly three windows, so that commands started together (the
+    control) measure over nearly the same seconds: a command whose windows ran while the others had
+    already stopped would be measured on a quieter machine.
+    """
+
+    ms: int
+    fixed: bool = False
+    warmup_s: float = 3.0
+
+    def flags(self) -> list[str]:
+        flags = ["--measurement-interval", str(self.ms), "--stability-windows", "3"]
+        if self.fixed:
+            return [
+                *flags,
+                "--max-trials",
+                "3",
+                "--stability-percentage",
+                "1000",
+                "--warmup-seconds",
+                str(self.warmup_s),
+            ]
+        return [*flags, "--max-trials", "6"]
+
+
 def sweep_command(
-    server: EmbeddedServer, protocol: str, processes: int, level: int, window_ms: int, out: str
+    server: EmbeddedServer, protocol: str, processes: int, level: int, windows: Windows, out: str
 ) -> list[str]:
     return [
         sys.executable, "-m", "perfprobe", "sweep", "-i", protocol, "-u", server.url(protocol), "-m", "simple",
-        "--concurrency", str(level), "--processes", str(processes), "--measurement-interval", str(window_ms),
-        "--stability-windows", "3", "--max-trials", "6", "--metrics-url", server.metrics_url, "--no-report",
-        "--output-dir", out,
+        "--concurrency", str(level), "--processes", str(processes), *windows.flags(),
+        "--metrics-url", server.metrics_url, "--no-report", "--output-dir", out,
     ]  # fmt: skip
 
 
@@ -84,10 +111,10 @@ def reported_windows(out: str) -> tuple[dict, list[dict]]:
 
 
 def measure(
-    server: EmbeddedServer, protocol: str, processes: int, level: int, window_ms: int, cpus: set[int] | None
+    server: EmbeddedServer, protocol: str, processes: int, level: int, windows: Windows, cpus: set[int] | None
 ) -> Measured:
     with tempfile.TemporaryDirectory() as out:
-        run_all([sweep_command(server, protocol, processes, level, window_ms, out)], cpus)
+        run_all([sweep_command(server, protocol, processes, level, windows, out)], cpus)
         entry, reported = reported_windows(out)
     completed = sum(w["completed"] + sum(w["errors"].values()) for w in reported)
     duration_ns = sum(w["duration_ns"] for w in reported)
@@ -107,7 +134,7 @@ def measure(
 
 
 def measure_independent(
-    server: EmbeddedServer, protocol: str, processes: int, level: int, window_ms: int, cpus: set[int] | None
+    server: EmbeddedServer, protocol: str, processes: int, level: int, windows: Windows, cpus: set[int] | None
 ) -> Measured:
     """The control: ``processes`` separate one-process commands at level/processes each, all at once.
 
@@ -117,7 +144,7 @@ def measure_independent(
     outs = [tempfile.TemporaryDirectory() for _ in range(processes)]
     try:
         share = level // processes
-        run_all([sweep_command(server, protocol, 1, share, window_ms, out.name) for out in outs], cpus)
+        run_all([sweep_command(server, protocol, 1, share, windows, out.name) for out in outs], cpus)
         parts = [reported_windows(out.name)[1] for out in outs]
     finally:
         for out in outs:
@@ -354,7 +381,8 @@ def main() -> None:
         "--independent",
         action="store_true",
         help="the control: also run N separate one-process commands at c/N at once (and N perf_analyzers with "
-        "--perf-analyzer), to tell what splitting costs by itself from what coordination costs",
+        "--perf-analyzer), to tell what splitting costs by itself from what coordination costs; every perfprobe "
+        "command then measures a 3 s warm-up and exactly three windows",
     )
     args = parser.parse_args()
     everywhere = os.sched_getaffinity(0)
@@ -362,6 +390,7 @@ def main() -> None:
     client_cpus = parse_cpus(args.client_cpus)
     levels = [int(v) for v in args.levels.split(",")]
     counts = [int(v) for v in args.processes.split(",")]
+    windows = Windows(args.window_ms, fixed=args.independent)  # the control needs commands measured side by side
     started = time.monotonic()
     runs: list[Measured] = []
     peers: list[PeerMeasured | None] = []  # None: a perf_analyzer run that never stabilised
@@ -382,11 +411,11 @@ def main() -> None:
                 for round_index in range(args.rounds):
                     order = counts if round_index % 2 == 0 else list(reversed(counts))
                     for processes in order:
-                        runs.append(measure(server, protocol, processes, level, args.window_ms, client_cpus))
+                        runs.append(measure(server, protocol, processes, level, windows, client_cpus))
                         split = args.independent and processes > 1 and level % processes == 0
                         if split:
                             controls.append(
-                                measure_independent(server, protocol, processes, level, args.window_ms, client_cpus)
+                                measure_independent(server, protocol, processes, level, windows, client_cpus)
                             )
                         if args.perf_analyzer and processes == 1:
                             peers.append(measure_peer(server, protocol, level, args.window_ms, client_cpus))
@@ -407,6 +436,10 @@ def main() -> None:
         text += "(medians):\n\n"
         text += split_report(
             median_of(runs), median_of(controls), median_peers([p for p in peers if p and p.fixed_windows])
+        )
+    if windows.fixed:
+        text = (
+            f"Every perfprobe command: a {windows.warmup_s:g} s warm-up, then three {windows.ms} ms windows.\n" + text
         )
     if args.instances > 1:
         text = f"`simple` served with {args.instances} instances.\n" + text
