@@ -6,12 +6,15 @@ counts are run back to back, in an order that alternates round by round, so the 
 machine falls on all of them alike; the median of the rounds is reported. Client CPU per request is
 in-window, as perfprobe reports it: the load processes' CPU plus the coordinator's, over the
 requests completed in the reported windows. A single client core sustains 1e6 / (µs of client CPU
-per request) requests/s.
+per request) requests/s. With ``--independent``, N separate one-process commands at c/N run side by
+side with nothing coordinating them: what they cost over one process is what splitting costs by
+itself, what ``--processes N`` costs over them is what coordination costs.
 
     python benchmarks/processes.py [--levels 4,8,16] [--processes 1,2,4] [--rounds 3] [--markdown FILE]
         [--server-cpus 0 --client-cpus 1]   # keep the server and the load on cores of their own
         [--instances 8]                     # serve `simple` with 8 instances, so the server is not the limit
         [--perf-analyzer]                   # and run perf_analyzer at each level too, on the client's cores
+        [--independent]                     # the control: N separate commands (and perf_analyzers) at c/N
 """
 
 from __future__ import annotations
