@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,13 @@ from perfprobe.client import InferenceClient, make_client
 from perfprobe.server import EmbeddedServer
 
 TEST_MODELS = Path(__file__).parent / "models"
+
+# Tests Ctrl-C (SIGINT) the commands they start. A shell starts a background job with SIGINT ignored
+# and its children inherit that, so a suite started with `&` would see every Ctrl-C ignored (rightly:
+# perfprobe keeps a disposition it was given). Give the suite, and so every command it starts, the
+# default back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 PROTOCOLS = ("http", "grpc")
 
 
