@@ -152,11 +152,14 @@ def measure_independent(
     finally:
         for out in outs:
             out.cleanup()
-    completed = sum(w["completed"] + sum(w["errors"].values()) for windows in parts for w in windows)
-    cpu_ns = sum(w["client_cpu_ns"] for windows in parts for w in windows)
-    durations_s = [sum(w["duration_ns"] for w in windows) / 1e9 for windows in parts]
-    rates = [sum(w["completed"] for w in windows) / s for windows, s in zip(parts, durations_s, strict=True)]
-    busiest = max(sum(w["client_cpu_ns"] for w in ws) / 1e9 / s for ws, s in zip(parts, durations_s, strict=True))
+    every_window = [w for reported in parts for w in reported]
+    completed = sum(w["completed"] + sum(w["errors"].values()) for w in every_window)
+    cpu_ns = sum(w["client_cpu_ns"] for w in every_window)
+    rates, busiest = [], 0.0
+    for reported in parts:  # each command over its own windows
+        seconds = sum(w["duration_ns"] for w in reported) / 1e9
+        rates.append(sum(w["completed"] for w in reported) / seconds)
+        busiest = max(busiest, sum(w["client_cpu_ns"] for w in reported) / 1e9 / seconds)
     return Measured(protocol, processes, level, sum(rates), cpu_ns / completed / 1000, busiest, 0.0)
 
 
