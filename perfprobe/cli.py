@@ -75,10 +75,13 @@ def run(argv: list[str] | None = None) -> int:
             from perfprobe.greenlets import patch_for_greenlets
 
             patch_for_greenlets()  # before the command imports sockets, ssl or the clients
-        from perfprobe.interrupts import sigterm_as_interrupt
+        from perfprobe.interrupts import ignore_late_signals, sigterm_as_interrupt
 
         with sigterm_as_interrupt():
-            return int(args.run(args) or 0)
+            code = int(args.run(args) or 0)
+            if code == exitcodes.INTERRUPTED:  # the command kept what it measured and said so
+                ignore_late_signals()
+            return code
     except KeyboardInterrupt:
         return _fail(exitcodes.INTERRUPTED, "interrupted")
     except Exception as exc:

@@ -32,19 +32,54 @@ def sigterm_as_interrupt() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         yield
+    except KeyboardInterrupt:
+        ignore_late_signals()
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if signal.getsignal(signal.SIGTERM) is _raise_interrupt:  # not told to ignore late signals meanwhile
+            signal.signal(signal.SIGTERM, previous)
+
+
+def ignore_late_signals() -> None:
+    """Interrupted and cleaned up, on the way out: a late Ctrl-C or SIGTERM must not turn the
+    documented exit code (130) into a death by signal."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in _SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+class Shield:
+    """What ``shielded`` gives its block: a way to finish every clean-up step whatever is thrown in.
+
+    Holding signals back is not enough under greenlet workers: a signal taken by a worker greenlet
+    before the shield went up is thrown into the main greenlet by gevent's hub at its next wait,
+    which may be a clean-up step's network call. ``step`` keeps that interrupt from skipping the
+    steps after it; it is raised once the block is done, like a held-back signal.
+    """
+
+    def __init__(self) -> None:
+        self.interrupted = False
+
+    @contextmanager
+    def step(self) -> Iterator[None]:
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.interrupted = True
 
 
 @contextmanager
-def shielded(left_behind: Callable[[], list[str]], force_after: int = 2) -> Iterator[None]:
+def shielded(left_behind: Callable[[], list[str]], force_after: int = 2) -> Iterator[Shield]:
     """Hold SIGINT and SIGTERM back while the block runs (clean-up); re-raise once it is done.
 
     The ``force_after``-th signal during the block ends the process at once (exit 130), after one
     line naming what ``left_behind`` says is still not cleaned up.
     """
+    shield = Shield()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield shield
+        if shield.interrupted:
+            raise KeyboardInterrupt
         return
     received: list[int] = []
 
@@ -62,9 +97,9 @@ def shielded(left_behind: Callable[[], list[str]], force_after: int = 2) -> Iter
 
     previous = {sig: signal.signal(sig, hold) for sig in _SIGNALS}
     try:
-        yield
+        yield shield
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if received:
+    if received or shield.interrupted:
         raise KeyboardInterrupt

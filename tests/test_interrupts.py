@@ -64,6 +64,21 @@ def test_a_third_signal_forces_exit_saying_what_is_left() -> None:
     )
 
 
+def test_a_late_signal_after_the_interrupt_does_not_change_the_exit_code() -> None:
+    script = (
+        "import os, signal, sys, time\n"
+        "from perfprobe.interrupts import sigterm_as_interrupt\n"
+        "try:\n"
+        "    with sigterm_as_interrupt():\n"
+        "        os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
+        "except KeyboardInterrupt:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM); os.kill(os.getpid(), signal.SIGINT); time.sleep(0.2)\n"
+        "    sys.exit(130)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == exitcodes.INTERRUPTED, result.stderr
+
+
 @pytest.mark.parametrize(
     ("sig", "protocol", "mode", "workers"),
     [

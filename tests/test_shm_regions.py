@@ -138,3 +138,35 @@ def test_server_gone_still_unlinks() -> None:
         client.close()
     assert problems and "unregister" in problems[0]
     assert leftover_segments(regions.token) == []
+
+
+class _InterruptedUnregister:
+    """Fake control client: its first unregister call is where an interrupt lands.
+
+    Under greenlet workers, gevent's hub throws a Ctrl-C taken by a worker greenlet into the main
+    greenlet at its next wait; during clean-up that wait is an unregister call. No real server can
+    make that happen on cue.
+    """
+
+    def __init__(self) -> None:
+        self.unregistered: list[str] = []
+
+    def register_system_shared_memory(self, name: str, key: str, byte_size: int) -> None:
+        pass
+
+    def unregister_system_shared_memory(self, name: str) -> None:
+        self.unregistered.append(name)
+        if len(self.unregistered) == 1:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupt_thrown_into_cleanup_still_releases_every_region() -> None:
+    client = _InterruptedUnregister()
+    regions = RegionSet("thrown")
+    created = [regions.create(4096) for _ in range(3)]
+    for region in created:
+        regions.register(client, region)
+    with pytest.raises(KeyboardInterrupt):  # raised once every region is released, not before
+        regions.close()
+    assert sorted(client.unregistered) == sorted(region.name for region in created)
+    assert leftover_segments(regions.token) == []

@@ -108,15 +108,17 @@ class CudaRegion:
     def close(self) -> list[str]:
         """Unregister from every server it was registered with, then free the memory."""
         problems = []
-        for client in self.registered_with:
-            try:
-                client.unregister_cuda_shared_memory(self.name)
-            except Exception as exc:
-                problems.append(f"unregister {self.name}: {exc}")
-        self.registered_with.clear()
-        if self._pointer:
-            _check(_runtime().cudaFree(self._pointer), "cudaFree")
-            self._pointer = 0
+        try:
+            for client in self.registered_with:
+                try:
+                    client.unregister_cuda_shared_memory(self.name)
+                except Exception as exc:
+                    problems.append(f"unregister {self.name}: {exc}")
+        finally:  # freed even when an interrupt is thrown into an unregister call
+            self.registered_with.clear()
+            if self._pointer:
+                _check(_runtime().cudaFree(self._pointer), "cudaFree")
+                self._pointer = 0
         return problems
 
 
@@ -148,13 +150,14 @@ class CudaRegionSet:
         from perfprobe.interrupts import shielded
 
         problems: list[str] = []
-        with shielded(self.remaining):
+        with shielded(self.remaining) as shield:
             while self.regions:
                 region = self.regions[-1]
-                try:
-                    problems += region.close()
-                except CudaUnavailable as exc:
-                    problems.append(f"free {region.name}: {exc}")
+                with shield.step():
+                    try:
+                        problems += region.close()
+                    except CudaUnavailable as exc:
+                        problems.append(f"free {region.name}: {exc}")
                 self.regions.pop()
         return problems
 

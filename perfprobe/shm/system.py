@@ -123,7 +123,6 @@ class RegionSet:
                     "the server refuses client shared memory: start it with --allow-client-shm=true"
                 ) from exc
             raise
-        region.registered_with.append(client)
 
     def close(self) -> list[str]:
         """Unregister (by name) and unlink every region; returns the problems met, if any.
@@ -134,14 +133,15 @@ class RegionSet:
         from perfprobe.interrupts import shielded
 
         problems: list[str] = []
-        with shielded(self.remaining):
+        with shielded(self.remaining) as shield:
             while self.regions:
                 region = self.regions[-1]
                 for client in region.registered_with:
-                    try:
-                        client.unregister_system_shared_memory(region.name)
-                    except Exception as exc:  # server gone: nothing left to unregister there
-                        problems.append(f"unregister {region.name}: {exc}")
+                    with shield.step():
+                        try:
+                            client.unregister_system_shared_memory(region.name)
+                        except Exception as exc:  # server gone: nothing left to unregister there
+                            problems.append(f"unregister {region.name}: {exc}")
                 region.registered_with.clear()
                 region.unlink()
                 self.regions.pop()

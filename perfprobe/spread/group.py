@@ -217,11 +217,13 @@ def running_group(
         hellos = [member.started() for member in members]
         yield LoadGroup(members, hellos, settings)
     finally:
-        with shielded(lambda: [f"load process {member.index}" for member in members]):
+        with shielded(lambda: [f"load process {member.index}" for member in members]) as shield:
             for member in members:
-                for problem in member.close(settings.close_timeout_s):
-                    on_problem(f"warning: {problem}")
-                if member.lost is not None and shared_memory in ("system", "cuda"):
-                    for problem in release_orphans(control, member.region_token, shared_memory):
+                with shield.step():
+                    for problem in member.close(settings.close_timeout_s):
                         on_problem(f"warning: {problem}")
+                if member.lost is not None and shared_memory in ("system", "cuda"):
+                    with shield.step():
+                        for problem in release_orphans(control, member.region_token, shared_memory):
+                            on_problem(f"warning: {problem}")
             members.clear()
