@@ -3,6 +3,7 @@
 A run that created shared memory must release it on every way out. The first signal stops the
 run and its ``finally`` blocks clean up; signals arriving during that clean-up are held back
 until it is done, and only a third signal forces the process out, after saying what it leaves.
+Once the interrupted run has cleaned up, later signals are ignored: it exits with 130.
 """
 
 from __future__ import annotations
