@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -32,7 +31,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vs_perf_analyzer import install_perf_analyzer, read_row, success_count
+from vs_perf_analyzer import children_measured, install_perf_analyzer, read_row
 
 from perfprobe.client import make_client
 from perfprobe.server import EmbeddedServer
@@ -210,13 +209,11 @@ def measure_peer(
             pa_command(binary, url, protocol, level // parts, window_ms, csv_path, fixed_windows)
             for csv_path in csv_paths
         ]
-        before, served_before = resource.getrusage(resource.RUSAGE_CHILDREN), success_count(control, "simple")
-        run_all(commands, cpus, env, check=False)  # a level that never stabilises writes no CSV: None below
-        after, served = resource.getrusage(resource.RUSAGE_CHILDREN), success_count(control, "simple") - served_before
+        # a level that never stabilises writes no CSV: None below
+        _, cpu_s, served = children_measured(lambda: run_all(commands, cpus, env, check=False), control, "simple")
         rows = [read_row(csv_path) for csv_path in csv_paths]
     if not all(rows):
         return None
-    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     throughput = sum(float(row["Inferences/Second"]) for row in rows)
     return PeerMeasured(protocol, level, throughput, cpu_s / max(served, 1) * 1e6, parts, fixed_windows)
 

@@ -26,13 +26,16 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from perfprobe.client import make_client
 from perfprobe.server import EmbeddedServer
 from perfprobe.server.distribution import cache_dir
 
 PA_VERSION = "2.48.0"
+T = TypeVar("T")
 
 
 def install_perf_analyzer() -> tuple[Path, dict[str, str]]:
@@ -65,16 +68,26 @@ def success_count(client, model: str) -> int:
     return int(stats["inference_stats"]["success"]["count"])
 
 
+def children_measured(action: Callable[[], T], client, model: str) -> tuple[T, float, int]:
+    """Run ``action`` (tools as child processes, waited for); return its value, the children's CPU
+    seconds, and the requests the server saw meanwhile."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    served_before = success_count(client, model)
+    value = action()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return value, cpu, success_count(client, model) - served_before
+
+
 def run_measured(
     command: list[str], env: dict[str, str], client, model: str
 ) -> tuple[subprocess.CompletedProcess, float, int]:
     """Run one tool; return its result, its CPU seconds, and the requests the server saw meanwhile."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    served_before = success_count(client, model)
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return result, cpu, success_count(client, model) - served_before
+    return children_measured(
+        lambda: subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False),
+        client,
+        model,
+    )
 
 
 def read_row(path: Path) -> dict[str, str]:

@@ -77,11 +77,6 @@ def shielded(left_behind: Callable[[], list[str]], force_after: int = 2) -> Iter
     line naming what ``left_behind`` says is still not cleaned up.
     """
     shield = Shield()
-    if threading.current_thread() is not threading.main_thread():
-        yield shield
-        if shield.interrupted:
-            raise KeyboardInterrupt
-        return
     received: list[int] = []
 
     def hold(signum: int, frame: object) -> None:
@@ -96,7 +91,8 @@ def shielded(left_behind: Callable[[], list[str]], force_after: int = 2) -> Iter
             sys.stderr.flush()
             os._exit(exitcodes.INTERRUPTED)
 
-    previous = {sig: signal.signal(sig, hold) for sig in _SIGNALS}
+    on_main_thread = threading.current_thread() is threading.main_thread()  # only it can take signals
+    previous = {sig: signal.signal(sig, hold) for sig in _SIGNALS} if on_main_thread else {}
     try:
         yield shield
     finally:
