@@ -55,7 +55,7 @@ class Measured:
 
 @dataclass
 class Windows:
-    """How every perfprobe command measures: until stable (3 windows within 10%, at most 6), or ``fixed``.
+    """How every perfprobe command measures (until stable, or ``fixed``), and on which workers.
 
     Fixed is a warm-up and then exactly three windows, so that commands started together (the
     control) measure over nearly the same seconds: a command whose windows ran while the others had
@@ -65,9 +65,12 @@ class Windows:
     ms: int
     fixed: bool = False
     warmup_s: float = 3.0
+    workers: str | None = None  # every command's worker kind; None: perfprobe's default
 
     def flags(self) -> list[str]:
         flags = ["--measurement-interval", str(self.ms), "--stability-windows", "3"]
+        if self.workers:
+            flags += ["--workers", self.workers]
         if self.fixed:
             return [
                 *flags,
@@ -379,6 +382,7 @@ def main() -> None:
     parser.add_argument("--server-cpus", help="cores for the server (and its backends), e.g. 0")
     parser.add_argument("--client-cpus", help="cores for the perfprobe commands, e.g. 1 or 8-15")
     parser.add_argument("--instances", type=int, default=1, help="instances of `simple` the server runs")
+    parser.add_argument("--workers", choices=["greenlet", "thread", "asyncio"], help="worker kind for every command")
     parser.add_argument("--perf-analyzer", action="store_true", help="measure perf_analyzer at each level too")
     parser.add_argument(
         "--independent",
@@ -393,7 +397,8 @@ def main() -> None:
     client_cpus = parse_cpus(args.client_cpus)
     levels = [int(v) for v in args.levels.split(",")]
     counts = [int(v) for v in args.processes.split(",")]
-    windows = Windows(args.window_ms, fixed=args.independent)  # the control needs commands measured side by side
+    # the control needs commands measured side by side: fixed windows
+    windows = Windows(args.window_ms, fixed=args.independent, workers=args.workers)
     started = time.monotonic()
     runs: list[Measured] = []
     peers: list[PeerMeasured | None] = []  # None: a perf_analyzer run that never stabilised

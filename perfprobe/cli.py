@@ -53,8 +53,9 @@ def _wants_greenlets(args: argparse.Namespace) -> bool:
     if getattr(args, "cluster", None) or str(getattr(args, "processes", None) or "1").strip() != "1":
         return False  # the load runs in load processes, each patching for itself; this one only coordinates
     from perfprobe.load.runtime import needs_greenlets
+    from perfprobe.runs.options import SweepOptions, worker_kind
 
-    return needs_greenlets(args.protocol, args.mode, args.workers, getattr(args, "grpc_transport", "h2"))
+    return needs_greenlets(args.protocol, args.mode, worker_kind(SweepOptions.from_namespace(args)))
 
 
 def _fail(code: int, message: str) -> int:

@@ -187,7 +187,7 @@ class PlainSocketPool:
 
         if self._idle:
             return self._idle.pop()
-        sock = socket.create_connection(self._address, timeout=self._connection_timeout)
+        sock = _blocking_connection(self._address, self._connection_timeout)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(self._network_timeout)
         if self._ssl_context is not None:
@@ -203,3 +203,32 @@ class PlainSocketPool:
     def close(self) -> None:
         while self._idle:
             self._idle.pop().close()
+
+
+def _blocking_connection(address: tuple[str, int], timeout_s: float) -> Any:
+    """A connected stdlib socket, even where gevent has patched ``socket``.
+
+    Under the patch, ``socket.create_connection`` makes cooperative sockets, and a thread waiting
+    on one runs a gevent hub of its own: the cost thread workers exist to avoid.
+    """
+    import socket
+
+    from perfprobe.greenlets import patched
+
+    if not patched():
+        return socket.create_connection(address, timeout=timeout_s)
+    from gevent import monkey
+
+    native = monkey.get_original("socket", "socket")
+    resolve = monkey.get_original("socket", "getaddrinfo")
+    failure: OSError | None = None
+    for family, kind, proto, _, target in resolve(address[0], address[1], 0, socket.SOCK_STREAM):
+        sock = native(family, kind, proto)
+        try:
+            sock.settimeout(timeout_s)
+            sock.connect(target)
+            return sock
+        except OSError as exc:
+            sock.close()
+            failure = exc
+    raise failure or OSError(f"cannot resolve {address[0]}")

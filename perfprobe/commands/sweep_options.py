@@ -54,8 +54,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     load.add_argument(
         "--workers",
         choices=WORKER_KINDS,
-        help="worker kind (default: greenlet; with --grpc-transport grpcio, asyncio for streams and thread for "
-        "unary calls)",
+        help="worker kind (default: greenlet, but thread for HTTP when each load process keeps at most 4 requests "
+        "in flight; with --grpc-transport grpcio, asyncio for streams and thread for unary calls)",
     )
     load.add_argument(
         "--grpc-transport",

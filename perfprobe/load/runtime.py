@@ -19,17 +19,31 @@ from typing import Any
 WORKER_KINDS = ("greenlet", "thread", "asyncio")
 
 
-def default_worker_kind(protocol: str, mode: str, grpc_transport: str = "h2") -> str:
-    """The fastest correct worker kind, as measured (``docs/benchmarks.md``; reasons in ``sendpath``)."""
-    if protocol == "http" or grpc_transport == "h2":
+# HTTP: a process keeping at most this many requests in flight runs them on threads (docs/benchmarks.md)
+HTTP_THREADS_UP_TO = 4
+
+
+def default_worker_kind(
+    protocol: str, mode: str, grpc_transport: str = "h2", in_flight_per_process: int | None = None
+) -> str:
+    """The cheapest worker kind that keeps up, as measured (``docs/benchmarks.md``; reasons in ``sendpath``).
+
+    HTTP: a thread blocked on its own socket costs a third less client CPU per request than a
+    greenlet waiting through gevent's hub, and keeps up while few requests are in flight; from
+    eight in flight per process on, greenlets sustain more requests per second. ``None``: the
+    number is not known before the run (``--processes auto``, several models), so greenlets.
+    """
+    if protocol == "http":
+        few = in_flight_per_process is not None and in_flight_per_process <= HTTP_THREADS_UP_TO
+        return "thread" if few and mode == "sync" else "greenlet"
+    if grpc_transport == "h2":
         return "greenlet"
     return "asyncio" if mode == "stream" else "thread"
 
 
-def needs_greenlets(protocol: str, mode: str, worker_kind: str | None, grpc_transport: str = "h2") -> bool:
-    """Whether a run with these settings drives greenlets (and so wants gevent's patching)."""
-    kind = worker_kind or default_worker_kind(protocol, mode, grpc_transport)
-    return kind == "greenlet" or (protocol == "http" and mode == "async")
+def needs_greenlets(protocol: str, mode: str, worker_kind: str) -> bool:
+    """Whether a run on this worker kind drives greenlets (and so wants gevent's patching)."""
+    return worker_kind == "greenlet" or (protocol == "http" and mode == "async")
 
 
 TIMED_OUT = object()  # what ``Waiter.get`` returns when nothing came in time

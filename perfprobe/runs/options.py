@@ -14,6 +14,8 @@ from typing import Any
 
 from perfprobe.errors import UsageError
 
+DEFAULT_MAX_INFLIGHT = 64  # open loop: workers, and so requests in flight at most
+
 
 @dataclass
 class SweepOptions:
@@ -90,6 +92,49 @@ class SweepOptions:
     def from_namespace(cls, namespace: object) -> SweepOptions:
         """The options an argparse namespace holds (the command's own plumbing left out)."""
         return cls(**{name: getattr(namespace, name) for name in cls.names() if hasattr(namespace, name)})
+
+
+def process_count(options: SweepOptions) -> int | None:
+    """``--processes``: N, or ``auto`` (None: one per usable core or cluster CPU); 1 by default, auto on a cluster."""
+    value = options.processes
+    if value is None or value == "":
+        return None if options.cluster else 1
+    if str(value).strip().lower() == "auto":
+        return None
+    try:
+        count = int(str(value))
+    except ValueError:
+        raise UsageError(f"--processes must be a number or auto, not {value!r}") from None
+    if count < 1:
+        raise UsageError("--processes must be at least 1")
+    return count
+
+
+def most_in_flight(options: SweepOptions) -> int:
+    """The most requests the run keeps in flight: its top concurrency, or the open loop's worker count."""
+    from perfprobe.load.ranges import parse_range
+
+    if options.request_trace or options.request_intervals or options.request_rate not in (None, ""):
+        return options.max_inflight or DEFAULT_MAX_INFLIGHT
+    text = str(options.concurrency) if options.concurrency not in (None, "") else "1"
+    return int(max(parse_range(text, "--concurrency", integer=True, minimum=1)))
+
+
+def worker_kind(options: SweepOptions) -> str:
+    """The run's worker kind: as given, else the default for the requests each load process keeps in flight.
+
+    The command line asks this before it patches anything, so it reads only the options. Where
+    that number is not known before the run (``--processes auto``, several models at once) the
+    default does not count on it.
+    """
+    from perfprobe.load.runtime import default_worker_kind
+
+    if options.workers:
+        return options.workers
+    processes = process_count(options)
+    several = not isinstance(options.model, str) and len(options.model or []) > 1
+    per_process = None if processes is None or several else -(-most_in_flight(options) // processes)
+    return default_worker_kind(options.protocol, options.mode, options.grpc_transport, per_process)
 
 
 def default(name: str) -> Any:

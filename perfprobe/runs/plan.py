@@ -13,7 +13,6 @@ from perfprobe.load.dataset import DataOptions
 from perfprobe.load.engine import EngineSettings
 from perfprobe.load.prepare import LoadSpec
 from perfprobe.load.ranges import parse_range
-from perfprobe.load.runtime import default_worker_kind
 from perfprobe.load.schedule import TraceTimes, read_intervals
 from perfprobe.load.sendpath import GRPC_TRANSPORTS, MODES
 from perfprobe.load.sequences import SequenceSettings
@@ -21,11 +20,16 @@ from perfprobe.load.sweeper import MeasureSettings
 from perfprobe.load.trace import RequestTrace, read_trace
 from perfprobe.measure.stability import StabilityRule
 from perfprobe.runs.models import ModelPart, model_names, parse_parts
-from perfprobe.runs.options import SweepOptions, parse_headers
+from perfprobe.runs.options import (
+    SweepOptions,
+    most_in_flight,
+    parse_headers,
+    process_count,
+    worker_kind,
+)
 from perfprobe.runs.target import Target
 from perfprobe.spread.runtime_env import parse_runtime_env
 
-DEFAULT_MAX_INFLIGHT = 64
 STOP_GRACE_S = 5.0  # past the request timeout, for workers to notice the stop and close their streams
 PERCENTILES = (50, 90, 95, 99, 99.9)
 
@@ -225,22 +229,6 @@ def _levels(
     return "concurrency", text, parse_range(text, "--concurrency", integer=True, minimum=1)
 
 
-def _processes(options: SweepOptions) -> int | None:
-    """``--processes``: N, or ``auto`` (None: one per usable core or cluster CPU); 1 by default, auto on a cluster."""
-    value = options.processes
-    if value is None or value == "":
-        return None if options.cluster else 1
-    if str(value).strip().lower() == "auto":
-        return None
-    try:
-        count = int(str(value))
-    except ValueError:
-        raise UsageError(f"--processes must be a number or auto, not {value!r}") from None
-    if count < 1:
-        raise UsageError("--processes must be at least 1")
-    return count
-
-
 def _check_counts(options: SweepOptions) -> None:
     for name in (
         "batch_size",
@@ -309,7 +297,7 @@ def _check_several(options: SweepOptions, parts: list[ModelPart]) -> None:
     if parts[0].level is not None:
         raise UsageError(f"-m {parts[0].name}: the first model follows the sweep's levels (give others fixed ones)")
     refused = [
-        ("--processes", _processes(options) != 1),
+        ("--processes", process_count(options) != 1),
         ("--cluster", bool(options.cluster)),
         ("--request-trace", bool(options.request_trace)),
         ("--request-intervals", bool(options.request_intervals)),
@@ -329,7 +317,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         raise UsageError("--mode stream needs gRPC (bidirectional streams): add -i grpc")
     intervals = read_intervals(options.request_intervals) if options.request_intervals else None
     trace = read_trace(options.request_trace, names[0].partition("@")[0]) if options.request_trace else None
-    if trace is not None and trace.sequence_ids and (_processes(options) != 1 or options.cluster):
+    if trace is not None and trace.sequence_ids and (process_count(options) != 1 or options.cluster):
         raise UsageError(
             "a trace that names its sequences runs in one load process: each sequence's steps stay in order"
         )
@@ -350,7 +338,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         latency_key = f"p{options.percentile:g}"
     _check_data_source(options.input_data, f"--input-data {options.input_data!r}")
     closed = load_kind == "concurrency"
-    max_inflight = int(max(levels)) if closed else (options.max_inflight or DEFAULT_MAX_INFLIGHT)
+    max_inflight = most_in_flight(options)
     from perfprobe.client.factory import DEFAULT_URLS
 
     return SweepPlan(
@@ -368,7 +356,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         distribution=options.distribution,
         max_inflight=max_inflight,
         mode=options.mode,
-        worker_kind=options.workers or default_worker_kind(options.protocol, options.mode, options.grpc_transport),
+        worker_kind=worker_kind(options),
         grpc_transport=options.grpc_transport,
         request_timeout_s=options.request_timeout,
         decode_outputs=options.decode_outputs,
@@ -406,7 +394,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         report=not options.no_report,
         latency_budget=options.latency_budget,
         input_shapes=list(options.shape),
-        processes=_processes(options),
+        processes=process_count(options),
         cluster=options.cluster or None,
         cluster_runtime_env=parse_runtime_env(options.cluster_runtime_env),
         sequences=_sequences(options, max_inflight if closed else options.num_of_sequences),
