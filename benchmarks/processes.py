@@ -455,9 +455,14 @@ def main() -> None:
         pinned = f"Server on cores {sorted(server_cpus)}, perfprobe on cores {sorted(client_cpus or everywhere)}."
         text = pinned + "\n" + text
     text += f"\n\nRun time: {time.monotonic() - started:.0f} s.\n"
+    publish(text, args.markdown)
+
+
+def publish(text: str, markdown: str | None) -> None:
+    """Print the tables, and append them to ``markdown`` where one is named."""
     print(text)
-    if args.markdown:
-        with open(args.markdown, "a") as out:
+    if markdown:
+        with open(markdown, "a") as out:
             out.write("\n" + text)
 
 

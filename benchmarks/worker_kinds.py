@@ -18,7 +18,7 @@ import platform
 import statistics
 import time
 
-from processes import Measured, Windows, measure
+from processes import Measured, Windows, measure, publish
 
 from perfprobe.server import EmbeddedServer
 
@@ -82,10 +82,7 @@ def main() -> None:
         + table(results, cells)
         + f"\n\nRun time: {time.monotonic() - started:.0f} s.\n"
     )
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "a") as out:
-            out.write("\n" + text)
+    publish(text, args.markdown)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """How a load run sends: the worker runtime and a factory of per-worker senders, for one client.
 
-Defaults, and why (``docs/benchmarks.md`` holds the figures): everything runs on greenlets,
-each worker waiting on a socket of its own. HTTP on geventhttpclient's sockets; gRPC, unary
+Defaults, and why (``docs/benchmarks.md`` holds the figures): greenlets, each worker waiting on
+a socket of its own, but for HTTP where a process keeps at most a few requests in flight: there
+a thread per worker on a plain blocking socket skips gevent's hub round per answer
+(``runtime.default_worker_kind``). HTTP on geventhttpclient's sockets; gRPC, unary
 calls and streams alike, on an HTTP/2 connection per worker that perfprobe speaks itself
 (``grpc_wire``): about a third of grpcio's client CPU per request and no cross-thread hand-off
 per answer, which is what decides the round trip at one or two requests in flight. One thread
-with an event loop beats many GIL-bound threads for a Python client from four in flight on.
+with an event loop beats many GIL-bound threads for a Python client from eight in flight on.
 With ``--grpc-transport grpcio`` (and always with TLS or compression) gRPC goes through grpcio:
 streams best as coroutines on one ``grpc.aio`` event loop, unary calls on threads.
 

@@ -116,8 +116,12 @@ def most_in_flight(options: SweepOptions) -> int:
 
     if options.request_trace or options.request_intervals or options.request_rate not in (None, ""):
         return options.max_inflight or DEFAULT_MAX_INFLIGHT
-    text = str(options.concurrency) if options.concurrency not in (None, "") else "1"
-    return int(max(parse_range(text, "--concurrency", integer=True, minimum=1)))
+    return int(max(parse_range(concurrency_text(options), "--concurrency", integer=True, minimum=1)))
+
+
+def concurrency_text(options: SweepOptions) -> str:
+    """``--concurrency`` as given, ``1`` when it is not."""
+    return str(options.concurrency) if options.concurrency not in (None, "") else "1"
 
 
 def worker_kind(options: SweepOptions) -> str:

@@ -22,6 +22,7 @@ from perfprobe.measure.stability import StabilityRule
 from perfprobe.runs.models import ModelPart, model_names, parse_parts
 from perfprobe.runs.options import (
     SweepOptions,
+    concurrency_text,
     most_in_flight,
     parse_headers,
     process_count,
@@ -225,7 +226,7 @@ def _levels(
         return "rate", text, parse_range(text, "--request-rate", integer=False, minimum=1e-6)
     if intervals:
         return "rate", str(options.request_intervals), [1e6 * len(intervals) / sum(intervals)]
-    text = str(options.concurrency) if options.concurrency not in (None, "") else "1"
+    text = concurrency_text(options)
     return "concurrency", text, parse_range(text, "--concurrency", integer=True, minimum=1)
 
 
