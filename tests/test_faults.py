@@ -79,6 +79,7 @@ def _kill_after_first_level(server: EmbeddedServer, out: Path, args: list[str]) 
     ("protocol", "mode", "workers", "processes"),
     [
         ("http", "sync", "greenlet", "1"),
+        ("http", "sync", "thread", "1"),  # HTTP's default at up to 4 in flight per process
         ("grpc", "stream", "thread", "1"),
         ("grpc", "stream", "asyncio", "1"),
         ("http", "sync", "greenlet", "2"),

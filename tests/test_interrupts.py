@@ -84,6 +84,7 @@ def test_a_late_signal_after_the_interrupt_does_not_change_the_exit_code() -> No
     [
         (signal.SIGINT, "http", "sync", "greenlet"),
         (signal.SIGTERM, "http", "sync", "greenlet"),
+        (signal.SIGINT, "http", "sync", "thread"),  # HTTP's default at up to 4 in flight per process
         (signal.SIGINT, "grpc", "sync", "asyncio"),
         (signal.SIGINT, "grpc", "sync", "greenlet"),  # perfprobe's own HTTP/2 connections
         (signal.SIGTERM, "grpc", "sync", "thread"),
@@ -147,15 +148,17 @@ def test_sigterm_during_infer_with_system_shm_leaves_nothing(server, tmp_path: P
     assert [name for name in _our_regions(server) if "_infer_" in name] == []
 
 
-def test_two_signals_in_quick_succession_leave_no_shared_memory(server, tmp_path: Path) -> None:
+@pytest.mark.parametrize("concurrency", [64, 4])  # greenlet workers; thread workers (HTTP at up to 4 in flight)
+def test_two_signals_in_quick_succession_leave_no_shared_memory(server, tmp_path: Path, concurrency: int) -> None:
     process = subprocess.Popen(
         perfprobe_command(
-            "sweep", "-u", server.http_url, "-m", "simple", "--shared-memory", "system", "--concurrency", "64",
-            "--measurement-interval", "2000", "--max-trials", "5", "--no-report", "--output-dir", str(tmp_path),
+            "sweep", "-u", server.http_url, "-m", "simple", "--shared-memory", "system", "--concurrency",
+            str(concurrency), "--measurement-interval", "2000", "--max-trials", "5", "--no-report",
+            "--output-dir", str(tmp_path),
         ),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    _wait_for(lambda: len([r for r in _our_regions(server) if "_sweep_" in r]) >= 64)
+    _wait_for(lambda: len([r for r in _our_regions(server) if "_sweep_" in r]) >= concurrency)
     time.sleep(0.5)
     process.send_signal(signal.SIGINT)
     time.sleep(0.015)

@@ -28,7 +28,7 @@ def default_worker_kind(
 ) -> str:
     """The cheapest worker kind that keeps up, as measured (``docs/benchmarks.md``; reasons in ``sendpath``).
 
-    HTTP: a thread blocked on its own socket costs a third less client CPU per request than a
+    HTTP: a thread blocked on its own socket costs a fifth to a third less client CPU per request than a
     greenlet waiting through gevent's hub, and keeps up while few requests are in flight; from
     eight in flight per process on, greenlets sustain more requests per second. ``None``: the
     number is not known before the run (``--processes auto``, several models), so greenlets.
