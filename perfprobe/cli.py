@@ -50,12 +50,13 @@ def _wants_greenlets(args: argparse.Namespace) -> bool:
     """A command that drives load (it has ``--workers``) with settings that run greenlet workers."""
     if not hasattr(args, "workers"):
         return False
-    if getattr(args, "cluster", None) or str(getattr(args, "processes", None) or "1").strip() != "1":
-        return False  # the load runs in load processes, each patching for itself; this one only coordinates
     from perfprobe.load.runtime import needs_greenlets
-    from perfprobe.runs.options import SweepOptions, worker_kind
+    from perfprobe.runs.options import SweepOptions, process_count, worker_kind
 
-    return needs_greenlets(args.protocol, args.mode, worker_kind(SweepOptions.from_namespace(args)))
+    options = SweepOptions.from_namespace(args)
+    if options.cluster or process_count(options) != 1:
+        return False  # the load runs in load processes, each patching for itself; this one only coordinates
+    return needs_greenlets(options.protocol, options.mode, worker_kind(options))
 
 
 def _fail(code: int, message: str) -> int:
