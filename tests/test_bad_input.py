@@ -50,6 +50,7 @@ def test_bad_json_data_is_refused_with_one_line(server, tmp_path: Path, model: s
         (["--shape", "FOO:4"], "FOO, which simple does not have"),
         (["--request-timeout", "0"], "--request-timeout must be more than 0"),
         (["--request-rate", "10", "--max-inflight", "0"], "--max-inflight must be at least 1"),
+        (["--request-rate", "10", "--send-spin", "-5"], "--send-spin must be between 0 and 1000000"),
     ],
 )
 def test_bad_options_are_refused(server, tmp_path: Path, args: list[str], says: str) -> None:

@@ -98,9 +98,17 @@ def test_sweep_every_combination(server, tmp_path: Path, protocol: str, mode: st
 
 
 @pytest.mark.parametrize(
-    ("rate", "protocol", "workers"), [(100, "http", "greenlet"), (300, "http", "greenlet"), (300, "grpc", "asyncio")]
+    ("rate", "protocol", "workers", "extra"),
+    [
+        (100, "http", "greenlet", ()),
+        (300, "http", "greenlet", ()),
+        (300, "http", "thread", ("--send-spin", "200")),  # the last 200 µs before each send yielded through
+        (300, "grpc", "asyncio", ()),
+    ],
 )
-def test_request_rate_is_held(server, tmp_path: Path, rate: int, protocol: str, workers: str) -> None:
+def test_request_rate_is_held(
+    server, tmp_path: Path, rate: int, protocol: str, workers: str, extra: tuple[str, ...]
+) -> None:
     result, rows, _ = run_sweep(
         server,
         protocol,
@@ -109,6 +117,7 @@ def test_request_rate_is_held(server, tmp_path: Path, rate: int, protocol: str, 
         "simple",
         "--workers",
         workers,
+        *extra,
         "--request-rate",
         str(rate),
         "--measurement-interval",

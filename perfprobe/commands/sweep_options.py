@@ -159,6 +159,15 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         metavar="MS",
         help="open loop: a send this far behind schedule counts as late",
     )
+    measure.add_argument(
+        "--send-spin",
+        type=float,
+        default=default("send_spin"),
+        metavar="US",
+        help="open loop: yield through the last US microseconds before each send instead of sleeping them, "
+        "for sends within a few µs of schedule at that much client CPU per send (default 0: sleep; a send "
+        "then leaves some 50-200 µs after its instant, counted in the intended-time latency)",
+    )
     out = parser.add_argument_group("output")
     out.add_argument("-f", "--csv", help="also write the CSV here")
     out.add_argument("--output-dir", help="default reports/<timestamp>-<model>/")

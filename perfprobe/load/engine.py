@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfprobe.client.errors import CONNECTION_FAILURES
+from perfprobe.load.pacing import COARSE_TIMER_LATENESS_NS, AsyncPacer, Pacer
 from perfprobe.load.runtime import Runtime
 from perfprobe.load.schedule import Schedule
 from perfprobe.load.senders import STOPPED, Outcome, Sender, failed
@@ -33,7 +34,8 @@ REPLAYED = (-1, -1)  # ``_due``: the schedule has no sends left (a trace replaye
 class EngineSettings:
     late_threshold_ns: int = 1_000_000  # an open-loop send this far behind schedule is "late"
     idle_poll_s: float = 0.0002  # how often a paused worker looks again
-    spin_ns: int = 1_000_000  # open loop: the last stretch before a send is waited by yielding, not sleeping
+    spin_ns: int = 0  # open loop: the last stretch before a send is yielded through, not slept (pacing.py)
+    wait_slice_ns: int = 1_000_000_000  # open loop: longest single sleep before a send (a stop wakes it anyway)
     stop_timeout_s: float = 30.0
     ready_timeout_s: float = 10.0  # open loop: how long the schedule waits for workers' connections
 
@@ -47,11 +49,12 @@ class SequencePlan:
 
 
 class _Worker:
-    __slots__ = ("handle", "index", "sender", "ticket")
+    __slots__ = ("handle", "index", "pacer", "sender", "ticket")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.handle: Any = None
+        self.pacer: Any = None  # open loop: made by the loop that waits for send instants
         self.sender: Sender | None = None
         self.ticket: Ticket | None = None  # a sequence step in flight
 
@@ -183,6 +186,8 @@ class LoadEngine:
         finally:
             if sender is not None:
                 sender.close()
+            if worker.pacer is not None:
+                worker.pacer.close()
 
     def _ended_by(self, worker: _Worker, exc: BaseException | None) -> None:
         """Record why a worker's loop ended; re-raise what is not ours to keep (SystemExit)."""
@@ -226,7 +231,7 @@ class LoadEngine:
         assert schedule is not None
         item_of = self._item_of
         sleep = self.runtime.sleep
-        spin = self.settings.spin_ns
+        pacer = worker.pacer = self.runtime.pacer()
         while not self._schedule_start_ns and not self._stopping:  # until every worker is ready
             sleep(self.settings.idle_poll_s)
         while not self._stopping:
@@ -236,12 +241,7 @@ class LoadEngine:
                     sleep(0.01)
                 break
             intended = self._schedule_start_ns + send[0]
-            # sleep in slices (so stop is noticed between sparse sends), then yield until due:
-            # timer wake-ups run late by up to a millisecond, which would show as late sends
-            while (wait_ns := intended - _now()) > spin and not self._stopping:
-                sleep(min(wait_ns - spin, 50_000_000) / 1e9)
-            while _now() < intended and not self._stopping:
-                sleep(0)
+            self._wait_until_due(pacer, intended)
             if self._stopping:
                 break
             if not self._in_flight.enter():  # open loop is never paused; counted alike for stop
@@ -314,7 +314,8 @@ class LoadEngine:
 
     def _sequence_loop(self, worker: _Worker, sender: Sender, key: Any) -> None:
         requests = self._requests_of(worker)
-        sleep, poll, spin = self.runtime.sleep, self.settings.idle_poll_s, self.settings.spin_ns
+        sleep, poll = self.runtime.sleep, self.settings.idle_poll_s
+        pacer = worker.pacer = self.runtime.pacer() if self._schedule is not None else None
         due: tuple[int, int] | None = None
         while self._schedule is not None and not self._schedule_start_ns and not self._stopping:
             sleep(poll)  # open loop: until every worker is ready
@@ -325,11 +326,8 @@ class LoadEngine:
                 due = None
                 continue
             intended = due[0] if due is not None else None
-            if intended is not None:
-                while (wait_ns := intended - _now()) > spin and not self._halting():
-                    sleep(min(wait_ns - spin, 50_000_000) / 1e9)
-                while _now() < intended and not self._halting():
-                    sleep(0)
+            if intended is not None and pacer is not None:
+                self._wait_until_due(pacer, intended)
             ticket = self._take_step(worker, due)
             if not isinstance(ticket, Ticket):
                 if ticket is FINISHED:
@@ -351,7 +349,8 @@ class LoadEngine:
         import asyncio
 
         requests = self._requests_of(worker)
-        poll, spin = self.settings.idle_poll_s, self.settings.spin_ns
+        poll = self.settings.idle_poll_s
+        pacer = worker.pacer = self.runtime.pacer() if self._schedule is not None else None
         due: tuple[int, int] | None = None
         while self._schedule is not None and not self._schedule_start_ns and not self._stopping:
             await asyncio.sleep(poll)
@@ -362,11 +361,8 @@ class LoadEngine:
                 due = None
                 continue
             intended = due[0] if due is not None else None
-            if intended is not None:
-                while (wait_ns := intended - _now()) > spin and not self._halting():
-                    await asyncio.sleep(min(wait_ns - spin, 50_000_000) / 1e9)
-                while _now() < intended and not self._halting():
-                    await asyncio.sleep(0)
+            if intended is not None and pacer is not None:
+                await self._await_due(pacer, intended)
             ticket = self._take_step(worker, due)
             if not isinstance(ticket, Ticket):
                 if ticket is FINISHED:
@@ -383,6 +379,27 @@ class LoadEngine:
             finally:
                 self._step_over(due)
             due = None
+
+    def _spin_ns(self, pacer: Pacer) -> int:
+        return self.settings.spin_ns if pacer.precise else max(self.settings.spin_ns, COARSE_TIMER_LATENESS_NS)
+
+    def _wait_until_due(self, pacer: Pacer, intended: int) -> None:
+        """Sleep until just before ``intended`` (in slices, so a stop is noticed), then yield until it."""
+        spin, slice_ns, sleep = self._spin_ns(pacer), self.settings.wait_slice_ns, self.runtime.sleep
+        while intended - _now() > spin and not self._halting():
+            pacer.wait_until(min(intended - spin, _now() + slice_ns))
+        while _now() < intended and not self._halting():
+            sleep(0)
+
+    async def _await_due(self, pacer: AsyncPacer, intended: int) -> None:
+        """``_wait_until_due`` for a coroutine worker."""
+        import asyncio
+
+        spin, slice_ns = self._spin_ns(pacer), self.settings.wait_slice_ns
+        while intended - _now() > spin and not self._halting():
+            await pacer.wait_until(min(intended - spin, _now() + slice_ns))
+        while _now() < intended and not self._halting():
+            await asyncio.sleep(0)
 
     def _halting(self) -> bool:
         return self._stopping or self._finishing
@@ -404,6 +421,8 @@ class LoadEngine:
         finally:
             if sender is not None:
                 await sender.aclose()
+            if worker.pacer is not None:
+                worker.pacer.close()
 
     async def _send_one_awaited(self, sender: Any, key: Any, request: Any, intended: int | None) -> None:
         sent = _now()
@@ -437,7 +456,7 @@ class LoadEngine:
         count = len(requests)
         schedule = self._schedule
         assert schedule is not None
-        spin = self.settings.spin_ns
+        pacer = worker.pacer = self.runtime.pacer()
         while not self._schedule_start_ns and not self._stopping:
             await asyncio.sleep(self.settings.idle_poll_s)
         while not self._stopping:
@@ -447,10 +466,7 @@ class LoadEngine:
                     await asyncio.sleep(0.01)
                 break
             intended = self._schedule_start_ns + send[0]
-            while (wait_ns := intended - _now()) > spin and not self._stopping:
-                await asyncio.sleep(min(wait_ns - spin, 50_000_000) / 1e9)
-            while _now() < intended and not self._stopping:
-                await asyncio.sleep(0)
+            await self._await_due(pacer, intended)
             if self._stopping:
                 break
             if not self._in_flight.enter():
@@ -548,6 +564,9 @@ class LoadEngine:
         self._feed.finishing = True
         self._finishing = True
         self._in_flight.resume()
+        for worker in self._workers:  # no more scheduled steps: a worker waiting for one sends ENDs instead
+            if worker.pacer is not None:
+                worker.pacer.wake()
         deadline = time.monotonic() + timeout_s
         finished = True
         for worker in self._workers:
@@ -560,6 +579,8 @@ class LoadEngine:
         self._stopping = True
         self._in_flight.resume()
         for worker in self._workers:
+            if worker.pacer is not None:  # asleep until a send far ahead
+                worker.pacer.wake()
             if worker.sender is not None:
                 worker.sender.abort()
             self.runtime.interrupt(worker.handle)

@@ -16,6 +16,8 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+from perfprobe.load.pacing import AsyncPacer, GreenletPacer, Pacer, ThreadPacer
+
 WORKER_KINDS = ("greenlet", "thread", "asyncio")
 
 
@@ -124,6 +126,10 @@ class Runtime:
     def waiter(self) -> Waiter:
         raise NotImplementedError
 
+    def pacer(self) -> Pacer:
+        """A worker's own way of sleeping until an open-loop send's instant (``perfprobe.load.pacing``)."""
+        raise NotImplementedError
+
     def identity(self) -> Any:
         """A key unique to the running worker (for per-worker recording slots)."""
         raise NotImplementedError
@@ -146,6 +152,9 @@ class ThreadRuntime(Runtime):
 
     def waiter(self) -> Waiter:
         return _ThreadWaiter()
+
+    def pacer(self) -> Pacer:
+        return ThreadPacer()
 
     def identity(self) -> Any:
         return threading.get_ident()
@@ -173,6 +182,9 @@ class GreenletRuntime(Runtime):
 
     def waiter(self) -> Waiter:
         return _GreenletWaiter()
+
+    def pacer(self) -> Pacer:
+        return GreenletPacer()
 
     def identity(self) -> Any:
         # greenlets of one thread never interleave inside a record call, so they share one
@@ -219,6 +231,9 @@ class AsyncioRuntime(Runtime):
 
     def waiter(self) -> Waiter:
         raise NotImplementedError("coroutine workers await their calls; they need no waiter")
+
+    def pacer(self) -> AsyncPacer:
+        return AsyncPacer()
 
     def identity(self) -> Any:
         return self._thread.ident

@@ -71,6 +71,7 @@ class SweepOptions:
     no_drain: bool = False
     metrics_url: str | None = None
     late_threshold: float = 1.0
+    send_spin: float = 0.0  # µs
     csv: str | None = None
     output_dir: str | None = None
     no_report: bool = False

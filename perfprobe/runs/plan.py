@@ -246,6 +246,8 @@ def _check_counts(options: SweepOptions) -> None:
         raise UsageError("--warmup-requests and --warmup-seconds cannot be negative")
     if options.max_inflight is not None and options.max_inflight < 1:
         raise UsageError("--max-inflight must be at least 1")
+    if not 0 <= options.send_spin <= 1e6:
+        raise UsageError("--send-spin must be between 0 and 1000000 µs")
     if not options.request_timeout > 0:
         raise UsageError("--request-timeout must be more than 0 seconds")
     if options.stability_percentage <= 0:
@@ -387,6 +389,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         ),
         engine=EngineSettings(
             late_threshold_ns=int(options.late_threshold * 1e6),
+            spin_ns=int(options.send_spin * 1e3),
             stop_timeout_s=options.request_timeout + STOP_GRACE_S,
         ),
         metrics_url=options.metrics_url,
