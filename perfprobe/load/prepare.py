@@ -17,6 +17,7 @@ import numpy as np
 from perfprobe.client import InferenceClient, make_client
 from perfprobe.client.model import ModelDescription
 from perfprobe.load.engine import EngineSettings, SequencePlan
+from perfprobe.load.open_files import ensure_open_files
 from perfprobe.load.sendpath import SendPath, build_send_path
 from perfprobe.load.sequences import SequenceSettings
 from perfprobe.load.windowed import LocalLoad
@@ -82,6 +83,7 @@ def prepared_load(
     """
     from perfprobe.load import dataset
 
+    ensure_open_files(spec.max_inflight)
     load_client = make_client(
         spec.protocol,
         spec.url,
