@@ -79,24 +79,31 @@ def test_a_late_signal_after_the_interrupt_does_not_change_the_exit_code() -> No
     assert result.returncode == exitcodes.INTERRUPTED, result.stderr
 
 
+CLOSED = ("--concurrency", "4")
+OPEN = ("--request-rate", "300")  # workers asleep on their timerfds between sends, woken by the stop
+
+
 @pytest.mark.parametrize(
-    ("sig", "protocol", "mode", "workers"),
+    ("sig", "protocol", "mode", "workers", "load"),
     [
-        (signal.SIGINT, "http", "sync", "greenlet"),
-        (signal.SIGTERM, "http", "sync", "greenlet"),
-        (signal.SIGINT, "http", "sync", "thread"),  # HTTP's default at up to 4 in flight per process
-        (signal.SIGINT, "grpc", "sync", "asyncio"),
-        (signal.SIGINT, "grpc", "sync", "greenlet"),  # perfprobe's own HTTP/2 connections
-        (signal.SIGTERM, "grpc", "sync", "thread"),
-        (signal.SIGINT, "grpc", "stream", "greenlet"),
+        (signal.SIGINT, "http", "sync", "greenlet", CLOSED),
+        (signal.SIGTERM, "http", "sync", "greenlet", CLOSED),
+        (signal.SIGINT, "http", "sync", "thread", CLOSED),  # HTTP's default at up to 4 in flight per process
+        (signal.SIGINT, "grpc", "sync", "asyncio", CLOSED),
+        (signal.SIGINT, "grpc", "sync", "greenlet", CLOSED),  # perfprobe's own HTTP/2 connections
+        (signal.SIGTERM, "grpc", "sync", "thread", CLOSED),
+        (signal.SIGINT, "grpc", "stream", "greenlet", CLOSED),
+        (signal.SIGINT, "http", "sync", "greenlet", OPEN),
+        (signal.SIGTERM, "http", "sync", "thread", OPEN),
+        (signal.SIGINT, "grpc", "sync", "asyncio", OPEN),
     ],
 )
 def test_sweep_interrupted_says_one_line(
-    server, tmp_path: Path, sig: signal.Signals, protocol: str, mode: str, workers: str
+    server, tmp_path: Path, sig: signal.Signals, protocol: str, mode: str, workers: str, load: tuple[str, ...]
 ) -> None:
     process = subprocess.Popen(
         perfprobe_command(
-            "sweep", "-i", protocol, "-u", server.url(protocol), "-m", "simple", "--concurrency", "4",
+            "sweep", "-i", protocol, "-u", server.url(protocol), "-m", "simple", *load,
             "--mode", mode, "--workers", workers,
             "--measurement-interval", "400", "--max-trials", "50", "--stability-percentage", "0.001",
             "--no-report", "--output-dir", str(tmp_path),
