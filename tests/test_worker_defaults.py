@@ -12,7 +12,7 @@ import pytest
 from conftest import run_perfprobe
 
 from perfprobe.cli import _wants_greenlets, build_parser
-from perfprobe.load.runtime import HTTP_THREADS_UP_TO
+from perfprobe.load.runtime import HTTP_THREADS_UP_TO, usable_cores
 from perfprobe.runs.options import SweepOptions, worker_kind
 
 FAST = ["--measurement-interval", "300", "--stability-windows", "2", "--max-trials", "3", "--no-report"]
@@ -26,8 +26,12 @@ FAST = ["--measurement-interval", "300", "--stability-windows", "2", "--max-tria
         ({"concurrency": "8", "processes": 2}, "thread"),  # 4 in flight per load process
         ({"concurrency": "8", "processes": 4}, "thread"),
         ({"concurrency": "9", "processes": 2}, "greenlet"),  # shares 5 and 4: the larger counts
-        ({"concurrency": "2", "processes": "auto"}, "greenlet"),  # the count is found at start-up
-        ({"concurrency": "2", "cluster": "auto"}, "greenlet"),
+        ({"concurrency": "2", "processes": "auto"}, "thread"),  # one load process per usable core: ≤ 2 each
+        (
+            {"concurrency": "64", "processes": "auto"},
+            "thread" if -(-64 // usable_cores()) <= HTTP_THREADS_UP_TO else "greenlet",
+        ),
+        ({"concurrency": "2", "cluster": "auto"}, "greenlet"),  # the cluster's CPUs are counted at start-up
         ({"concurrency": "2", "model": ["simple", "other@c=1"]}, "greenlet"),  # several models: shares add up
         ({"concurrency": "2", "mode": "async"}, "greenlet"),  # HTTP async requests are greenlets
         ({"request_rate": "100"}, "greenlet"),  # open loop: 64 workers by default
@@ -54,13 +58,21 @@ def test_the_command_line_patches_only_for_a_run_that_drives_greenlets() -> None
     )
 
 
-@pytest.mark.parametrize(("level", "expected"), [("2", "thread"), ("8", "greenlet")])
+@pytest.mark.parametrize(
+    ("level", "processes", "expected"),
+    [
+        ("2", "1", "thread"),
+        ("8", "1", "greenlet"),
+        ("2", "auto", "thread"),  # one load process per usable core, at most 2 requests in flight each
+    ],
+)
 def test_a_sweep_runs_and_records_the_kind_its_level_calls_for(
-    server, tmp_path: Path, level: str, expected: str
+    server, tmp_path: Path, level: str, processes: str, expected: str
 ) -> None:
     done = run_perfprobe(
-        "sweep", "-m", "simple", "-u", server.http_url, "--concurrency", level, "--output-dir", str(tmp_path), *FAST
-    )
+        "sweep", "-m", "simple", "-u", server.http_url, "--concurrency", level, "--processes", processes,
+        "--output-dir", str(tmp_path), *FAST,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"{expected} workers" in done.stdout
     document = json.loads((tmp_path / "results.json").read_text())

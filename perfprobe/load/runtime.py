@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import queue
 import threading
 import time
@@ -33,7 +34,7 @@ def default_worker_kind(
     HTTP: a thread blocked on its own socket costs a fifth to a third less client CPU per request than a
     greenlet waiting through gevent's hub, and keeps up while few requests are in flight; from
     eight in flight per process on, greenlets sustain more requests per second. ``None``: the
-    number is not known before the run (``--processes auto``, several models), so greenlets.
+    number is not known before the run (a cluster's CPUs, several models), so greenlets.
     """
     if protocol == "http":
         few = in_flight_per_process is not None and in_flight_per_process <= HTTP_THREADS_UP_TO
@@ -41,6 +42,14 @@ def default_worker_kind(
     if grpc_transport == "h2":
         return "greenlet"
     return "asyncio" if mode == "stream" else "thread"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on: ``--processes auto`` on one machine starts one load process each."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def needs_greenlets(protocol: str, mode: str, worker_kind: str) -> bool:

@@ -128,15 +128,17 @@ def concurrency_text(options: SweepOptions) -> str:
 def worker_kind(options: SweepOptions) -> str:
     """The run's worker kind: as given, else the default for the requests each load process keeps in flight.
 
-    The command line asks this before it patches anything, so it reads only the options. Where
-    that number is not known before the run (``--processes auto``, several models at once) the
-    default does not count on it.
+    The command line asks this before it patches anything, so it reads only the options (and, for
+    ``--processes auto`` on this machine, the usable cores). Where that number is not known before
+    the run (``auto`` on a cluster, several models at once) the default does not count on it.
     """
-    from perfprobe.load.runtime import default_worker_kind
+    from perfprobe.load.runtime import default_worker_kind, usable_cores
 
     if options.workers:
         return options.workers
     processes = process_count(options)
+    if processes is None and not options.cluster:
+        processes = usable_cores()  # what --processes auto starts here
     several = not isinstance(options.model, str) and len(options.model or []) > 1
     per_process = None if processes is None or several else -(-most_in_flight(options) // processes)
     return default_worker_kind(options.protocol, options.mode, options.grpc_transport, per_process)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,17 +14,9 @@ from perfprobe.client import InferenceClient
 from perfprobe.client.model import ModelDescription
 from perfprobe.errors import UsageError
 from perfprobe.load.prepare import LoadSpec
-from perfprobe.load.runtime import needs_greenlets
+from perfprobe.load.runtime import needs_greenlets, usable_cores
 from perfprobe.spread.group import GroupSettings, LoadGroup, running_group
 from perfprobe.spread.member import MemberSpec
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (``--processes auto`` on one machine)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def member_specs(
