@@ -7,6 +7,7 @@ the stability decision and the level searches. Every fake is named as one.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Any
@@ -18,8 +19,9 @@ from perfprobe.load.engine import EngineSettings, LoadEngine
 from perfprobe.load.runtime import GreenletRuntime, ThreadRuntime
 from perfprobe.load.search import LatencyLimit, search_levels
 from perfprobe.load.senders import BlockingSender, FutureSender, Outcome, Sender
-from perfprobe.load.sweeper import LevelResult, MeasureSettings, Sweeper, WindowRecord
+from perfprobe.load.sweeper import LevelResult, MeasureSettings, Sweeper, WindowRecord, _foreign_load_warning
 from perfprobe.load.windowed import LocalLoad
+from perfprobe.measure.server_stats import ServerDelta
 from perfprobe.measure.stability import StabilityRule
 from perfprobe.measure.window import Recorder
 
@@ -473,3 +475,34 @@ def test_a_timed_out_stream_request_counts_once_and_its_stream_is_replaced() -> 
     assert second.error is None and second.dropped == 1  # the stale answer was not taken for it
     assert third.error is None and third.dropped == 0
     assert len(streams) == 2  # one replacement, then the new stream serves on
+
+
+def _undrained_level(completed: int, seconds: float, server_success: int, read_lag_ms: float) -> LevelResult:
+    """Fake: three open-loop windows (not drained) of 400 µs requests, the server's count beside them."""
+    windows = []
+    for _ in range(3):
+        recorder = Recorder()
+        slot = recorder.current.slot(0)
+        for _ in range(completed):
+            slot.success(400_000)
+        stats = dataclasses.replace(recorder.rotate(), duration_ns=int(seconds * 1e9))
+        delta = ServerDelta("fake", server_success, server_success, {"success": server_success}, {})
+        windows.append(WindowRecord(stats, {"fake": delta}, None, 0, False, server_read_lag_ns=int(read_lag_ms * 1e6)))
+    return LevelResult("rate", completed / seconds, windows, stable=True, target_model="fake")
+
+
+@pytest.mark.parametrize(
+    ("excess", "read_lag_ms", "warned"),
+    [
+        (0, 3.0, False),
+        (3, 3.0, False),  # at 1,500/s, requests that completed in the 3 ms before the server was read
+        (3, 0.0, True),  # read at once: a few more than in flight is another client's
+        (150, 3.0, True),  # another client, plainly
+    ],
+)
+def test_open_loop_boundaries_allow_for_requests_completed_before_the_server_was_read(
+    excess: int, read_lag_ms: float, warned: bool
+) -> None:
+    level = _undrained_level(3000, 2.0, 3000 + excess, read_lag_ms)
+    warnings = _foreign_load_warning(level)
+    assert bool(warnings) == warned, warnings

@@ -54,6 +54,9 @@ class WindowRecord:
     drained: bool
     shares: list[ProcessShare] = field(default_factory=list)  # per load process, with --processes
     parts: dict[str, WindowStats] = field(default_factory=dict)  # several models at once: each model's own
+    # undrained: how long after the window closed the server's counters had been read; requests that
+    # completed meanwhile are on the server's side of this boundary and on the client's next window
+    server_read_lag_ns: int = 0
 
     def latency_value(self, key: str) -> float:
         summary = self.stats.latency.summary()
@@ -124,7 +127,11 @@ class LevelResult:
         )
         for window in self.windows:
             server = {model: delta for model, delta in window.server.items() if model in (name, *composing)}
-            part.windows.append(WindowRecord(window.parts[name], server, None, 0, window.drained))
+            part.windows.append(
+                WindowRecord(
+                    window.parts[name], server, None, 0, window.drained, server_read_lag_ns=window.server_read_lag_ns
+                )
+            )
         part.warnings = _foreign_load_warning(part)
         return part
 
@@ -211,11 +218,13 @@ class Sweeper:
                 self._wait_window(load, result, until_replayed=once)
                 replayed = once and load.health().replayed  # read before the close: nothing can land after it
                 closing = load.close_window(drain, settings.drain_timeout_s, lambda: self._cut_short(load))
+                closed_ns = time.perf_counter_ns()
                 self._stop_if_needed(load, result)
                 stats = closing.stats
                 if replayed and result.windows and not stats.completed and not stats.error_count:
                     break  # the trace's last answer came just after the previous window closed: nothing here
                 after = self._settled_snapshot(before, closing) if closing.drained else self._snapshot()
+                read_lag_ns = 0 if closing.drained else time.perf_counter_ns() - closed_ns
                 scraped = prometheus.scrape(self.metrics_url) if self.metrics_url else None
                 record = WindowRecord(
                     stats,
@@ -225,6 +234,7 @@ class Sweeper:
                     closing.drained,
                     closing.shares,
                     closing.parts,
+                    read_lag_ns,
                 )
                 before = after
                 result.windows.append(record)
@@ -409,10 +419,14 @@ def _foreign_load_warning(result: LevelResult) -> list[str]:
     in_flight_bound = result.level if result.load_kind == "concurrency" else 0.0
     slack = in_flight_bound if timeouts else 0.0
     if not all(w.drained for w in windows):
-        # undrained boundaries: the requests in flight at the first one may be counted on either side
+        # undrained boundaries, the first and the last: the requests in flight at each (a high estimate)
+        # may be counted on either side, and those completed before the server's counters were read
+        # are on the server's side only
         merged = merge_stats([w.stats for w in windows])
-        in_flight = merged.throughput() * merged.latency.mean_us / 1e6
-        slack = max(in_flight, in_flight_bound) + 1
+        rate = merged.throughput()
+        in_flight = rate * merged.latency.percentile_us(99) / 1e6
+        read_lag_s = max(w.server_read_lag_ns for w in windows) / 1e9
+        slack = max(in_flight, in_flight_bound) + 2 * rate * read_lag_s + 1
     excess = server - ours
     if excess <= slack:
         return []
