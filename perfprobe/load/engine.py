@@ -54,7 +54,7 @@ class _Worker:
     def __init__(self, index: int) -> None:
         self.index = index
         self.handle: Any = None
-        self.pacer: Any = None  # open loop: made by the loop that waits for send instants
+        self.pacer: Pacer | None = None  # open loop: made by the loop that waits for send instants
         self.sender: Sender | None = None
         self.ticket: Ticket | None = None  # a sequence step in flight
 
@@ -384,7 +384,7 @@ class LoadEngine:
         return self.settings.spin_ns if pacer.precise else max(self.settings.spin_ns, COARSE_TIMER_LATENESS_NS)
 
     def _wait_until_due(self, pacer: Pacer, intended: int) -> None:
-        """Sleep until just before ``intended`` (in slices, so a stop is noticed), then yield until it."""
+        """Sleep until ``spin_ns`` before ``intended`` (a stop wakes the pacer), then yield until it."""
         spin, slice_ns, sleep = self._spin_ns(pacer), self.settings.wait_slice_ns, self.runtime.sleep
         while intended - _now() > spin and not self._halting():
             pacer.wait_until(min(intended - spin, _now() + slice_ns))
