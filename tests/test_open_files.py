@@ -29,8 +29,13 @@ def _run_with_limits(soft: int, hard: int, *args: str) -> subprocess.CompletedPr
 
 @pytest.mark.parametrize(
     "load",
-    [("--concurrency", "300"), ("--request-rate", "300", "--max-inflight", "300")],
-    ids=["closed-loop", "open-loop"],
+    [
+        ("--concurrency", "300"),
+        ("--request-rate", "300", "--max-inflight", "300"),
+        # two models' open loops in one process: the limit must hold both, not the larger of the two
+        ("--request-rate", "100", "--max-inflight", "150", "-m", "fixed_delay@rate=50", "--shape", "INPUT0:16"),
+    ],
+    ids=["closed-loop", "open-loop", "two-models"],
 )
 def test_a_load_beyond_the_soft_limit_raises_it_and_runs(server, tmp_path: Path, load: tuple[str, ...]) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -222,7 +222,9 @@ def _several_loads(
 ) -> Iterator[LoadSource]:
     """One prepared load per model in this process, combined so windows open and close together."""
     from perfprobe.load.combined import CombinedLoad, ModelLoad
+    from perfprobe.load.open_files import ensure_open_files
 
+    ensure_open_files(sum(spec.max_inflight for _, spec in specs))  # the models' loads share this process
     with contextlib.ExitStack() as stack:
         prepared = [
             stack.enter_context(prepared_load(spec, control, model, items, observer.note))
