@@ -256,3 +256,23 @@ def test_finishing_ends_the_sequence_of_a_worker_that_is_gone() -> None:
     for ticket in ends:
         feed.settle(ticket, None, 2, 3)
     assert feed.take(0) is FINISHED
+
+
+def test_finishing_sends_no_step_a_worker_drew_before_it() -> None:
+    """Workers woken by the finish hold sends drawn before it: none may start or end a sequence by them.
+
+    Here replay 0's sequence 7 is live after its START; the finish ends it (END with its next step),
+    and then one worker holds replay 1's START of 7 and another replay 0's last step of 7. Sent,
+    they would open a new 7 and close it with the old replay's step: the server would see [1, 4].
+    """
+    steps = _trace_steps((7,), 4)
+    feed = TraceSequenceFeed(SequenceSettings(trace_steps=steps))
+    start = feed.take(0, 0)
+    assert isinstance(start, Ticket) and start.start
+    feed.settle(start, None, 0, 1)
+    feed.finishing = True
+    end = feed.take(1, None)
+    assert isinstance(end, Ticket) and end.end and end.item == steps[1].item
+    feed.settle(end, None, 1, 2)
+    for stale in (len(steps), 3):  # replay 1's START of 7; replay 0's last step of 7
+        assert feed.take(2, stale) is FINISHED

@@ -162,7 +162,8 @@ def test_intended_time_latency_shows_stalls(server, tmp_path: Path) -> None:
     # ~9 sends scheduled behind it, which only the intended-time p99 sees
     assert int(row["Intended p99 latency"]) > 2 * int(row["p99 latency"])
     assert int(row["Late Sends"]) > 0
-    assert "could not keep" in row["Warnings"]
+    held = float(row["Inferences/Second"]) >= 0.95 * 60
+    assert ("fell behind schedule" if held else "could not keep 60 req/s") in row["Warnings"]
     assert document["levels"][0]["windows"][0]["intended_histogram"]["count"] > 0
 
 

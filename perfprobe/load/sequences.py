@@ -330,7 +330,10 @@ class TraceSequenceFeed(_Feed):
 
     def take(self, worker: int, number: int | None = None) -> Ticket | object | None:
         with self._lock:
-            if number is None:  # finishing: END for every sequence left open
+            # finishing: END for every sequence left open. A send drawn before the finish (a worker
+            # woken from its wait for it) is not sent: it could START a next replay's sequence, or
+            # end one with a step of the replay that finishing has just ended
+            if number is None or self.finishing:
                 return self._take_finishing()
             lap, index = divmod(number, len(self._steps))
             step = self._steps[index]
