@@ -328,6 +328,8 @@ class LoadEngine:
             intended = due[0] if due is not None else None
             if intended is not None and pacer is not None:
                 self._wait_until_due(pacer, intended)
+                if self._stopping:  # woken by the stop: the step it waited for is not sent
+                    break
             ticket = self._take_step(worker, due)
             if not isinstance(ticket, Ticket):
                 if ticket is FINISHED:
@@ -363,6 +365,8 @@ class LoadEngine:
             intended = due[0] if due is not None else None
             if intended is not None and pacer is not None:
                 await self._await_due(pacer, intended)
+                if self._stopping:
+                    break
             ticket = self._take_step(worker, due)
             if not isinstance(ticket, Ticket):
                 if ticket is FINISHED:
