@@ -26,8 +26,9 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from processes import publish, reported_windows
+from processes import alternating_rounds, publish, reported_windows
 
 from perfprobe.measure.histogram import LatencyHistogram
 from perfprobe.server import EmbeddedServer
@@ -83,7 +84,7 @@ def measure(server: EmbeddedServer, protocol: str, workers: str, rate: int, spin
     )
 
 
-Results = dict[tuple[str, str, int, int], list[Measured]]  # (protocol, workers, rate, spin µs) → rounds
+Results = dict[tuple[Any, Any], list[Measured]]  # ((protocol, workers, rate), spin µs) → rounds
 
 
 def table(results: Results, configs: list[tuple[str, str]], rates: list[int]) -> str:
@@ -98,7 +99,7 @@ def table(results: Results, configs: list[tuple[str, str]], rates: list[int]) ->
     ]
     for protocol, workers in configs:
         for rate in rates:
-            sleep, spin = (results[(protocol, workers, rate, spin_us)] for spin_us in SPINS_US)
+            sleep, spin = (results[((protocol, workers, rate), spin_us)] for spin_us in SPINS_US)
             cpu = [median(runs, "cpu_us_per_request") for runs in (sleep, spin)]
             cells = [
                 f"{median(sleep, 'throughput'):,.0f} / {median(spin, 'throughput'):,.0f}",
@@ -128,17 +129,12 @@ def main() -> None:
     rates = [int(rate) for rate in args.rates.split(",")]
     configs = [(text.partition(":")[0], text.partition(":")[2]) for text in args.configs.split(",")]
     started = time.monotonic()
-    results: Results = {}
     server = EmbeddedServer(pick_free_ports=True).start()
     try:
-        for round_index in range(args.rounds):
-            spins = SPINS_US if round_index % 2 == 0 else tuple(reversed(SPINS_US))
-            for protocol, workers in configs:
-                for rate in rates:
-                    for spin_us in spins:
-                        measured = measure(server, protocol, workers, rate, spin_us)
-                        results.setdefault((protocol, workers, rate, spin_us), []).append(measured)
-            print(f"round {round_index + 1} done", flush=True)
+        cells = [(protocol, workers, rate) for protocol, workers in configs for rate in rates]
+        results = alternating_rounds(
+            args.rounds, cells, SPINS_US, lambda cell, spin_us: measure(server, *cell, spin_us)
+        )
     finally:
         server.stop()
     text = (

@@ -28,8 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vs_perf_analyzer import children_measured, install_perf_analyzer, read_row
 
@@ -456,6 +458,23 @@ def main() -> None:
         text = pinned + "\n" + text
     text += f"\n\nRun time: {time.monotonic() - started:.0f} s.\n"
     publish(text, args.markdown)
+
+
+def alternating_rounds(
+    rounds: int, cells: list[Any], variants: tuple[Any, ...], measure_one: Callable[[Any, Any], Any]
+) -> dict[tuple[Any, Any], list[Any]]:
+    """Every cell under every variant, round after round, the variants' order reversed every other round.
+
+    So the drift of a shared machine falls on all variants alike; the rounds' results by (cell, variant).
+    """
+    results: dict[tuple[Any, Any], list[Any]] = {}
+    for round_index in range(rounds):
+        order = variants if round_index % 2 == 0 else tuple(reversed(variants))
+        for cell in cells:
+            for variant in order:
+                results.setdefault((cell, variant), []).append(measure_one(cell, variant))
+        print(f"round {round_index + 1} done", flush=True)
+    return results
 
 
 def publish(text: str, markdown: str | None) -> None:

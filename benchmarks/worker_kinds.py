@@ -17,8 +17,9 @@ import os
 import platform
 import statistics
 import time
+from typing import Any
 
-from processes import Measured, Windows, measure, publish
+from processes import Measured, Windows, alternating_rounds, measure, publish
 
 from perfprobe.server import EmbeddedServer
 
@@ -34,15 +35,15 @@ def parse_cells(text: str) -> list[tuple[int, int]]:
     return cells
 
 
-def table(results: dict[tuple[str, int, int, str], list[Measured]], cells: list[tuple[int, int]]) -> str:
+def table(results: dict[tuple[Any, Any], list[Measured]], cells: list[tuple[int, int]]) -> str:
     lines = [
         "| protocol | processes | in flight per process | concurrency | greenlet infer/s | thread infer/s "
         "| thread ÷ greenlet | greenlet CPU µs/req | thread CPU µs/req | thread ÷ greenlet |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for protocol in sorted({key[0] for key in results}):
+    for protocol in sorted({cell[0] for cell, _ in results}):
         for processes, per_process in cells:
-            greenlet, thread = (results[(protocol, processes, per_process, kind)] for kind in KINDS)
+            greenlet, thread = (results[((protocol, processes, per_process), kind)] for kind in KINDS)
             rate = [statistics.median(m.throughput for m in runs) for runs in (greenlet, thread)]
             cpu = [statistics.median(m.cpu_us_per_request for m in runs) for runs in (greenlet, thread)]
             lines.append(
@@ -62,18 +63,17 @@ def main() -> None:
     args = parser.parse_args()
     cells = parse_cells(args.cells)
     started = time.monotonic()
-    results: dict[tuple[str, int, int, str], list[Measured]] = {}
     server = EmbeddedServer(pick_free_ports=True).start()
+
+    def measure_one(cell: tuple[str, int, int], kind: str) -> Measured:
+        protocol, processes, per_process = cell
+        return measure(
+            server, protocol, processes, processes * per_process, Windows(args.window_ms, workers=kind), None
+        )
+
     try:
-        for round_index in range(args.rounds):
-            kinds = KINDS if round_index % 2 == 0 else tuple(reversed(KINDS))
-            for protocol in args.protocols.split(","):
-                for processes, per_process in cells:
-                    for kind in kinds:
-                        windows = Windows(args.window_ms, workers=kind)
-                        measured = measure(server, protocol, processes, processes * per_process, windows, None)
-                        results.setdefault((protocol, processes, per_process, kind), []).append(measured)
-            print(f"round {round_index + 1} done", flush=True)
+        every_cell = [(protocol, *cell) for protocol in args.protocols.split(",") for cell in cells]
+        results = alternating_rounds(args.rounds, every_cell, KINDS, measure_one)
     finally:
         server.stop()
     text = (
