@@ -82,6 +82,19 @@ def test_a_sweep_runs_and_records_the_kind_its_level_calls_for(
         assert window["completed"] == window["server"]["simple"]["counts"]["success"] > 0
 
 
+def test_grpc_async_on_the_own_connection_says_it_is_sync_and_runs(server, tmp_path: Path) -> None:
+    """Each worker waits on its own HTTP/2 socket: there is no async API to use, and the run says so."""
+    done = run_perfprobe(
+        "sweep", "-i", "grpc", "-m", "simple", "-u", server.grpc_url, "--mode", "async", "--concurrency", "2",
+        "--output-dir", str(tmp_path), *FAST,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "sync and async are the same" in done.stdout + done.stderr
+    (row,) = json.loads((tmp_path / "results.json").read_text())["levels"]
+    for window in row["windows"]:
+        assert window["completed"] == window["server"]["simple"]["counts"]["success"] > 0
+
+
 def test_thread_workers_get_native_sockets_even_where_gevent_has_patched_socket() -> None:
     """Under the patch, a thread worker's socket would wait through a hub of its own (the cost threads avoid)."""
     script = textwrap.dedent(

@@ -103,7 +103,8 @@ def _wire_path(
         assert connection is not None
         return BlockingSender(connection, decode=decode_outputs)
 
-    return SendPath(runtime, unary_sender)
+    notes = ["on perfprobe's own HTTP/2 connection, sync and async are the same: each worker waits on its socket"]
+    return SendPath(runtime, unary_sender, notes if mode == "async" else [])
 
 
 def _coroutine_path(client: InferenceClient, mode: str, request_timeout_s: float, decode_outputs: bool) -> SendPath:
