@@ -112,3 +112,43 @@ def test_serve_command_prints_urls_and_stops_on_sigterm() -> None:
     assert process.returncode == 0
     assert "stopped." in out
     assert not [p for p in os.listdir("/proc") if p.isdigit() and _parent(p) == process.pid]
+
+
+def test_a_killed_servers_backend_regions_are_released_and_a_running_servers_kept(server) -> None:
+    """SIGKILL leaves the python backend's /dev/shm regions behind; stop() unlinks those, and only those."""
+    from perfprobe.client import make_client
+    from perfprobe.server.backend_regions import SHM_DIR, backend_regions
+
+    if not SHM_DIR.is_dir():
+        pytest.skip("no /dev/shm here")
+    before = backend_regions()
+    doomed = EmbeddedServer(builtin_models=["simple"], pick_free_ports=True).start()
+    try:
+        own = backend_regions() - before
+        assert own, "the python backend made no region: nothing to check"
+        doomed.kill()
+        assert own <= backend_regions()  # killed: Triton did not unlink them
+    finally:
+        doomed.stop()
+    assert set(doomed.released_regions) == own  # none of the regions that were there before it
+    assert not own & backend_regions()
+    with make_client("http", server.http_url) as client:  # the session's server still has its regions
+        assert client.is_model_ready("simple")
+
+
+def test_only_regions_no_live_process_uses_are_released(tmp_path) -> None:
+    """Fake /dev/shm and /proc: a region mapped by one process and one open in another stay."""
+    from perfprobe.server.backend_regions import REGION_PREFIX, release_leftovers
+
+    shm, proc = tmp_path / "shm", tmp_path / "proc"
+    mapped, opened, leftover = (f"{REGION_PREFIX}{name}" for name in ("mapped", "opened", "leftover"))
+    shm.mkdir()
+    for name in (mapped, opened, leftover):
+        (shm / name).write_bytes(b"\0" * 16)
+    (proc / "101" / "fd").mkdir(parents=True)
+    (proc / "101" / "maps").write_text(f"7f00-7f10 rw-s 00000000 00:1a 5 {shm}/{mapped} (deleted)\n")
+    (proc / "202" / "fd").mkdir(parents=True)
+    (proc / "202" / "maps").write_text("")
+    os.symlink(f"{shm}/{opened}", proc / "202" / "fd" / "7")
+    assert release_leftovers({mapped, opened, leftover}, shm, proc) == [leftover]
+    assert sorted(path.name for path in shm.iterdir()) == sorted([mapped, opened])

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from perfprobe.server import distribution
+from perfprobe.server.backend_regions import backend_regions, release_leftovers
 from perfprobe.server.repository import BUILTIN_MODELS, materialize_builtin
 
 LOOPBACK = "127.0.0.1"
@@ -93,6 +94,8 @@ class EmbeddedServer:
         self._log_path = Path(log_path) if log_path else None
         self._workdir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._regions_before: set[str] = set()  # the python backend's regions already there at start
+        self.released_regions: list[str] = []  # a killed server's leftover regions, unlinked at stop
         self.version = ""
 
     # ---- addresses ---------------------------------------------------------------
@@ -171,6 +174,7 @@ class EmbeddedServer:
             self._log_path = self._workdir / "tritonserver.log"
         log = open(self._log_path, "wb")  # noqa: SIM115 - handed to the child, closed in stop()
         self._log_handle = log
+        self._regions_before = backend_regions()
         self._process = subprocess.Popen(
             self.command(dist, repositories),
             env=dist.environment(),
@@ -231,6 +235,8 @@ class EmbeddedServer:
                     _signal_group(process.pid, signal.SIGKILL)
                     process.wait()
             _signal_group(process.pid, signal.SIGKILL)  # stragglers (backend stubs), if any
+            # a server that was killed (or crashed) left its python backend's regions behind
+            self.released_regions = release_leftovers(backend_regions() - self._regions_before)
         handle = getattr(self, "_log_handle", None)
         if handle is not None:
             handle.close()
