@@ -131,9 +131,12 @@ def test_every_mode_and_protocol_drives_sequences_without_errors(
     sequences = server_view(log, max_live=3)
     assert len(sequences) >= 10
     assert max(len(s) for s in sequences) <= 7  # 6 +/- 20%
-    if loop == "open":
-        row = result.rows[0]
-        assert row["Inferences/Second"] == pytest.approx(300, rel=0.05)  # at the schedule's rate
+    if loop == "open":  # at the schedule's rate, but for sends that went late and caught up (counted)
+        level = result.document["levels"][0]
+        reported = [w for w in level["windows"] if w["index"] in level["reported_windows"]]
+        seconds = sum(w["duration_ns"] for w in reported) / 1e9
+        late_per_s = sum(w["late_sends"] for w in reported) / seconds
+        assert result.rows[0]["Inferences/Second"] == pytest.approx(300, abs=15 + late_per_s)
 
 
 def test_data_file_sequences_play_each_stream_in_order_to_one_id(sequence_server, tmp_path: Path, protocol) -> None:
