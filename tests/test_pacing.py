@@ -215,3 +215,15 @@ def test_stop_wakes_greenlet_workers_asleep_until_distant_sends() -> None:
     import gevent
 
     assert _stop_takes_s(GreenletRuntime(), gevent.sleep) < 10
+
+
+@pytest.mark.parametrize("kind", ["thread", "greenlet"])
+def test_without_a_timerfd_a_pacer_waits_on_an_event_that_wake_sets(kind: str, monkeypatch) -> None:
+    """Not Linux (or no timerfd on the engine's clock): the fallback waits about as asked, and a wake ends it."""
+    from perfprobe.load import pacing
+
+    monkeypatch.setattr(pacing, "make_timerfd", lambda blocking: None)
+    assert min(_waits_with(kind, [2_000_000, 0] * 3)) >= -1_000_000  # an event wait may round a little
+    started = time.monotonic()
+    overshoots = _waits_with(kind, [60_000_000_000], wake_after_s=0.05)
+    assert time.monotonic() - started < 10 and overshoots[0] < 0

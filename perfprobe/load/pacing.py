@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import sys
 import threading
@@ -36,6 +37,13 @@ class _Itimerspec(ctypes.Structure):
     _fields_ = [("interval", _Timespec), ("value", _Timespec)]
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library, looked up once (each worker of each level makes a timerfd)."""
+    return ctypes.CDLL(None, use_errno=True)
+
+
+@functools.cache
 def _perf_counter_is_monotonic() -> bool:
     """A timerfd counts on CLOCK_MONOTONIC; the engine's instants are ``perf_counter_ns``."""
     return time.get_clock_info("perf_counter").implementation == "clock_gettime(CLOCK_MONOTONIC)"
@@ -55,7 +63,7 @@ class TimerFd:
             self.fd = os.timerfd_create(CLOCK_MONOTONIC, flags=flags)
             self._settime: Callable[[int], None] = self._settime_os
         else:
-            self._libc = ctypes.CDLL(None, use_errno=True)
+            self._libc = _libc()
             self.fd = self._libc.timerfd_create(CLOCK_MONOTONIC, flags)
             if self.fd < 0:
                 raise OSError(ctypes.get_errno(), "timerfd_create failed")
@@ -97,14 +105,15 @@ class Pacer:
     """One worker's way of sleeping until an instant, which ``wake`` (from any thread) cuts short for good.
 
     ``precise``: it wakes within tens of microseconds of the instant (else up to a millisecond late).
+    Without a timerfd it waits on ``event`` (its kind's own), which ``wake`` sets.
     """
 
-    precise = True
-
-    def __init__(self, blocking: bool) -> None:
+    def __init__(self, blocking: bool, event: Any = None) -> None:
         self._timer = make_timerfd(blocking)
+        self._event = event
         self._woken = False
         self._closing = threading.Lock()  # a wake from the controller never arms a descriptor closed meanwhile
+        self.precise = self._timer is not None
 
     def wait_until(self, deadline_ns: int) -> None:
         raise NotImplementedError
@@ -117,16 +126,17 @@ class Pacer:
         # check is seen here, and one after it re-arms the timer this arming set
         return not self._woken
 
+    def _wait_on_event(self, deadline_ns: int) -> None:
+        self._event.wait(max(deadline_ns - _now(), 0) / 1e9)
+
     def wake(self) -> None:
         """End the current wait and every later one at once (the load is stopping)."""
         self._woken = True
         with self._closing:
             if self._timer is not None:
                 self._timer.arm(0)
-        self._wake_fallback()
-
-    def _wake_fallback(self) -> None:
-        """Wake a wait made without a timerfd."""
+            elif self._event is not None:
+                self._event.set()
 
     def close(self) -> None:
         with self._closing:
@@ -136,45 +146,38 @@ class Pacer:
 
 
 class ThreadPacer(Pacer):
-    """A native thread blocks reading its timerfd; without one, waits on an event ``wake`` sets."""
+    """A native thread blocks reading its timerfd; without one, waits on a ``threading.Event``."""
 
     def __init__(self) -> None:
-        super().__init__(blocking=True)
+        super().__init__(blocking=True, event=threading.Event())
         self.precise = True  # clock_nanosleep-like either way: a futex wait with a timeout is as close
-        self._event = threading.Event()
 
     def wait_until(self, deadline_ns: int) -> None:
         if self._timer is None:
-            self._event.wait(max(deadline_ns - _now(), 0) / 1e9)
+            self._wait_on_event(deadline_ns)
         elif self._arm(deadline_ns):
             os.read(self._timer.fd, 8)
 
-    def _wake_fallback(self) -> None:
-        self._event.set()
-
 
 class GreenletPacer(Pacer):
-    """The timerfd waited for through gevent's hub; without one, gevent's own (coarse) event wait."""
+    """The timerfd waited for through gevent's hub; without one, gevent's own (coarse) event wait.
+
+    ``wake`` comes from the controller's greenlet, on this same thread, so a gevent event may be set.
+    """
 
     def __init__(self) -> None:
         import gevent.event
         from gevent.socket import wait_read
 
-        super().__init__(blocking=False)
+        super().__init__(blocking=False, event=gevent.event.Event())
         self._wait_read = wait_read
-        self._event = gevent.event.Event()
-        self.precise = self._timer is not None
 
     def wait_until(self, deadline_ns: int) -> None:
         if self._timer is None:
-            self._event.wait(max(deadline_ns - _now(), 0) / 1e9)
+            self._wait_on_event(deadline_ns)
         elif self._arm(deadline_ns):
             self._wait_read(self._timer.fd)
             self._timer.consume()
-
-    def _wake_fallback(self) -> None:
-        if self._timer is None:
-            self._event.set()  # the controller's greenlet, on this same thread
 
 
 class AsyncPacer(Pacer):
@@ -185,7 +188,6 @@ class AsyncPacer(Pacer):
 
     def __init__(self) -> None:
         super().__init__(blocking=False)
-        self.precise = self._timer is not None
 
     async def wait_until(self, deadline_ns: int) -> None:  # type: ignore[override]
         import asyncio
