@@ -43,13 +43,17 @@ def _settings(tmp_path: Path) -> tuple[str, ...]:
             "--output-dir", str(tmp_path))  # fmt: skip
 
 
-@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize(
+    ("protocol", "models"), [("http", ("simple",)), ("grpc", ("simple",)), ("grpc", ("simple", "identity@c=2"))]
+)
 def test_cluster_spreads_processes_over_nodes_and_merges_exactly(
-    server, ray_cluster, tmp_path: Path, protocol: str
+    server, ray_cluster, tmp_path: Path, protocol: str, models: tuple[str, ...]
 ) -> None:
+    named = [flag for model in models for flag in ("-m", model)]
     result = run_perfprobe(
-        "sweep", "-i", protocol, "-u", server.url(protocol), "-m", "simple", "--cluster", ray_cluster.address,
-        "--processes", "2", "--concurrency", "1:2", *_settings(tmp_path), env=LOOPBACK_ONLY,
+        "sweep", "-i", protocol, "-u", server.url(protocol), *named, "--shape", "INPUT0:16",
+        "--cluster", ray_cluster.address, "--processes", "2", "--concurrency", "1:2", *_settings(tmp_path),
+        env=LOOPBACK_ONLY,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     document = json.loads((tmp_path / "results.json").read_text())
@@ -57,11 +61,16 @@ def test_cluster_spreads_processes_over_nodes_and_merges_exactly(
     assert document["settings"]["cluster"] == ray_cluster.address
     assert len(set(document["settings"]["ray_nodes"])) == 2  # one load process on each node
     for level in document["levels"]:
-        for window in level["windows"]:
+        by_model = level.get("models") or {"simple": level}
+        assert list(by_model) == [model.partition("@")[0] for model in models]
+        for index, window in enumerate(level["windows"]):
             assert window["drained"]
-            assert window["server"]["simple"]["counts"]["success"] == window["completed"] > 0
             assert sum(part["requests"] for part in window["processes"]) == window["completed"]
-            assert len(window["processes"]) == level["level"]  # one in flight: one process loads
+            for name, entry in by_model.items():
+                own = entry["windows"][index]
+                assert own["server"][name]["counts"]["success"] == own["completed"] > 0, name
+            # one model at one in flight: one process loads; the second model's 2 in flight reach both
+            assert len(window["processes"]) == (level["level"] if len(models) == 1 else 2)
 
 
 def test_a_node_lost_mid_level_stops_the_run_keeping_finished_levels(server, ray_cluster, tmp_path: Path) -> None:

@@ -115,12 +115,77 @@ def test_the_split_keeps_exactly_c_requests_in_flight(server) -> None:
         assert len(level.shares()) == min(int(level.level), 2)  # one request in flight: one process loads
 
 
-def test_a_killed_load_process_stops_the_run_keeping_levels_and_no_shared_memory(server, tmp_path: Path) -> None:
+def test_several_models_over_two_processes_count_and_merge_per_model(server, protocol: str) -> None:
+    """simple follows the sweep while fixed_delay (25 ms a request, 4 instances) is held at c=3 over both processes."""
+    result = perfprobe.sweep(
+        ["simple", "fixed_delay@c=3"],
+        url=server.url(protocol),
+        protocol=protocol,
+        processes=2,
+        concurrency="1:2",
+        shape=["INPUT0:16"],
+        measurement_interval=1000,
+        stability_windows=2,
+        max_trials=3,
+    )
+    assert result.document["settings"]["processes"] == 2
+    for level in result.level_results:
+        assert level.model_names() == ["simple", "fixed_delay"]
+        for window in level.windows:
+            assert window.drained
+            assert sorted(share.index for share in window.shares) == [0, 1]  # fixed_delay's 3 load both
+            for name, stats in window.parts.items():
+                assert window.server[name].success_count == stats.completed > 0, name
+            assert sum(stats.completed for stats in window.parts.values()) == window.stats.completed
+            assert sum(share.completed for share in window.shares) == window.stats.completed
+            union = LatencyHistogram()
+            for share in window.shares:
+                union.merge(LatencyHistogram.decode(share.latency))
+            assert union.summary() == window.stats.latency.summary()
+        held = level.for_model("fixed_delay", 3).merged()
+        in_flight = held.throughput() * held.latency.mean_us / 1e6  # Little's law: the split keeps all 3
+        assert abs(in_flight - 3) / 3 < 0.05, in_flight
+    rows = result.levels_by_model
+    assert list(zip(rows["Model"], rows["Concurrency"], strict=True)) == [
+        ("simple", 1),
+        ("fixed_delay", 3),
+        ("simple", 2),
+        ("fixed_delay", 3),
+    ]
+
+
+def test_several_models_open_loop_over_two_processes_hold_each_rate(server) -> None:
+    result = perfprobe.sweep(
+        ["simple", "identity@rate=150"],
+        url=server.grpc_url,
+        protocol="grpc",
+        processes=2,
+        request_rate="300",
+        shape=["INPUT0:16"],
+        measurement_interval=2000,
+        stability_windows=2,
+        max_trials=2,
+    )
+    level = result.level_results[0]
+    for name, rate in (("simple", 300.0), ("identity", 150.0)):
+        merged = level.for_model(name, rate).merged()
+        achieved = (merged.completed + merged.error_count) / (merged.duration_ns / 1e9)
+        assert abs(achieved - rate) / rate < 0.05, (name, achieved)
+    assert [share.index for share in level.shares()] == [0, 1]
+    assert all(share.completed > 0.3 * level.merged().completed for share in level.shares())
+
+
+@pytest.mark.parametrize("models", [("simple",), ("simple", "identity@c=2")])
+def test_a_killed_load_process_stops_the_run_keeping_levels_and_no_shared_memory(
+    server, tmp_path: Path, models: tuple[str, ...]
+) -> None:
+    named = [flag for model in models for flag in ("-m", model)]
     process = subprocess.Popen(
         perfprobe_command(
-            "sweep", "-u", server.http_url, "-m", "simple", "--processes", "2", "--shared-memory", "system",
-            "--concurrency", "2:8:x2", "--measurement-interval", "500", "--stability-windows", "2",
-            "--max-trials", "4", "--no-report", "--output-dir", str(tmp_path),
+            "sweep", "-u", server.http_url, *named, "--shape", "INPUT0:16", "--processes", "2",
+            "--shared-memory", "system", "--output-shared-memory-size", "64", "--concurrency", "2:8:x2",
+            "--measurement-interval", "500", "--stability-windows", "2", "--max-trials", "4", "--no-report",
+            "--output-dir", str(tmp_path),
         ),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -172,6 +237,18 @@ def test_bad_process_options_are_one_line_and_exit_2(server, flags: tuple[str, .
     result = run_perfprobe("sweep", "-u", server.http_url, "-m", "simple", *flags, timeout=60)
     assert result.returncode == exitcodes.USAGE
     assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_load_that_cannot_start_in_the_load_processes_is_one_line(server, tmp_path: Path) -> None:
+    """Each load process meets the problem and says it; the coordinator says it once, not once per process."""
+    result = run_perfprobe(
+        "sweep", "-u", server.http_url, "-m", "identity", "--shape", "INPUT0:16", "--processes", "2",
+        "--shared-memory", "system", "--no-report", "--output-dir", str(tmp_path), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == exitcodes.USAGE, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "give --output-shared-memory-size" in lines[0], result.stderr
+    assert [s for s in leftover_segments() if "_sweep_" in s] == []
 
 
 def test_cluster_without_ray_says_how_to_install_and_exits_5(server, tmp_path: Path) -> None:

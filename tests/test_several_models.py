@@ -111,19 +111,27 @@ def test_library_open_loop_holds_each_models_rate(server) -> None:
         (["simple", "identity@rate=5"], {}, "a request rate for one model needs a sweep of that kind"),
         (["simple", "simple@c=2"], {}, "named twice"),
         (["simple@c=2", "identity"], {}, "the first model follows the sweep's levels"),
-        (["simple", "identity"], {"processes": 2}, "do not combine with --processes"),
+        (
+            ["simple", "identity"],
+            {"concurrency": None, "request_intervals": "1000\n"},
+            "do not combine with --request-intervals",
+        ),
         (["simple", "identity@c=0"], {}, "the level must be a whole number above 0"),
         (["simple", "identity@speed=2"], {}, "is not c=N, rate=R or data=FILE"),
         (["simple", "identity@data=/no/such/file"], {}, "not zero, random, or an existing file"),
     ],
 )
-def test_refused_before_any_load(models: list[str], extra: dict[str, object], message: str) -> None:
+def test_refused_before_any_load(models: list[str], extra: dict[str, object], message: str, tmp_path: Path) -> None:
     from perfprobe.errors import UsageError
     from perfprobe.runs.options import SweepOptions
     from perfprobe.runs.plan import plan
 
+    if "request_intervals" in extra:  # the file's text, written where the option can read it
+        intervals = tmp_path / "intervals.txt"
+        intervals.write_text(str(extra["request_intervals"]))
+        extra = {**extra, "request_intervals": str(intervals)}
     with pytest.raises(UsageError, match=re.escape(message)):
-        plan(SweepOptions(model=models, concurrency="1", **extra))  # type: ignore[arg-type]
+        plan(SweepOptions(**{"model": models, "concurrency": "1", **extra}))  # type: ignore[arg-type]
 
 
 def test_an_ensembles_composing_models_figures_are_kept(server, tmp_path: Path) -> None:

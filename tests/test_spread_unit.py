@@ -8,7 +8,7 @@ import pytest
 from perfprobe.load.schedule import ScheduleSpec
 from perfprobe.measure.histogram import HistogramLimits
 from perfprobe.measure.window import Window, merge_concurrent, merge_window
-from perfprobe.spread.group import split_count
+from perfprobe.spread.group import closed_shares, split_count
 
 
 @pytest.mark.parametrize(("total", "parts"), [(1, 2), (2, 2), (3, 2), (7, 4), (16, 3), (5, 8)])
@@ -17,6 +17,23 @@ def test_in_flight_shares_add_up_and_differ_by_at_most_one(total: int, parts: in
     assert sum(shares) == total and len(shares) == parts
     assert max(shares) - min(shares) <= 1
     assert sum(1 for share in shares if share) == min(total, parts)  # with c < N only c processes load
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "levels", "members"),
+    [(1, [None, 3], 2), (2, [None, 3], 2), (5, [None, 1, 1, 1], 3), (4, [None, 7, 2], 4), (3, [None], 2)],
+)
+def test_several_models_shares_keep_each_models_level_and_spread_the_remainders(
+    concurrency: int, levels: list[float | None], members: int
+) -> None:
+    per_member = closed_shares(concurrency, levels, members)
+    assert len(per_member) == members and all(len(shares) == len(levels) for shares in per_member)
+    for model, level in enumerate(levels):
+        column = [shares[model] for shares in per_member]
+        assert sum(column) == (concurrency if level is None else level)
+        assert max(column) - min(column) <= 1
+    loads = [sum(shares) for shares in per_member]
+    assert max(loads) - min(loads) <= 1  # no process collects every model's extra request
 
 
 def _offsets(spec: ScheduleSpec, part: int, parts: int, count: int) -> list[int]:

@@ -37,15 +37,22 @@ class CombinedLoad:
         self.parts = parts
 
     def start_closed(self, concurrency: int) -> None:
-        for part in self.parts:
-            part.load.start_closed(int(part.level) if part.level is not None else concurrency)
+        self.start_closed_each([int(part.level) if part.level is not None else concurrency for part in self.parts])
 
-    def start_open(self, schedule: ScheduleSpec, max_inflight: int) -> None:
-        for offset, part in enumerate(self.parts):
-            rate = part.level if part.level is not None else schedule.rate
+    def start_closed_each(self, concurrencies: list[int]) -> None:
+        """Each model at its own concurrency (a load process's shares of the run's levels); 0 starts none."""
+        for part, concurrency in zip(self.parts, concurrencies, strict=True):
+            part.load.start_closed(concurrency)
+
+    def start_open(
+        self, schedule: ScheduleSpec, max_inflight: int, part: int = 0, parts: int = 1, start_ns: int | None = None
+    ) -> None:
+        """Every model at its rate (its own, else the schedule's); a load process follows part ``part`` of each."""
+        for offset, model in enumerate(self.parts):
+            rate = model.level if model.level is not None else schedule.rate
             # independent arrivals per model: the same seed would send every model's requests in step
             own = dataclasses.replace(schedule, rate=rate, seed=schedule.seed + offset)
-            part.load.start_open(own, max_inflight)
+            model.load.start_open(own, max_inflight, part, parts, start_ns)
 
     def open_window(self, resume: bool) -> None:
         for part in self.parts:

@@ -144,8 +144,11 @@ class LocalLoad:
     def start_closed(self, concurrency: int) -> None:
         self.engine.start_closed(concurrency)
 
-    def start_open(self, schedule: ScheduleSpec, max_inflight: int) -> None:
-        self.engine.start_open(schedule.build(), max_inflight)
+    def start_open(
+        self, schedule: ScheduleSpec, max_inflight: int, part: int = 0, parts: int = 1, start_ns: int | None = None
+    ) -> None:
+        """Follow part ``part`` of ``parts`` of the schedule (a load process's), from ``start_ns`` when given."""
+        self.engine.start_open(schedule.build(part, parts), max_inflight, start_ns)
 
     def open_window(self, resume: bool) -> None:
         if resume:

@@ -300,8 +300,6 @@ def _check_several(options: SweepOptions, parts: list[ModelPart]) -> None:
     if parts[0].level is not None:
         raise UsageError(f"-m {parts[0].name}: the first model follows the sweep's levels (give others fixed ones)")
     refused = [
-        ("--processes", process_count(options) != 1),
-        ("--cluster", bool(options.cluster)),
         ("--request-trace", bool(options.request_trace)),
         ("--request-intervals", bool(options.request_intervals)),
     ]

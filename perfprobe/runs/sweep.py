@@ -93,18 +93,12 @@ def measure_sweep(
     models = [control.describe_model(part.name) for part in sweep_plan.parts]
     for model in models:
         check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled)
-    model = models[0]
-    if sweep_plan.several:
-        plans = [_plan_for(sweep_plan, part) for part in sweep_plan.parts]
-        specs = [
-            _data_and_spec(own, described, own.load_spec(target)) for own, described in zip(plans, models, strict=True)
-        ]
-        source_context = _several_loads(sweep_plan, specs, control, models, observer)
-        spec = specs[0][1]
-    else:
-        items, spec = _data_and_spec(sweep_plan, model, sweep_plan.load_spec(target))
-        source_context = _load_source(sweep_plan, spec, control, model, items, observer)
-    with source_context as source:
+    plans = [_plan_for(sweep_plan, part) for part in sweep_plan.parts] if sweep_plan.several else [sweep_plan]
+    loads = [
+        _data_and_spec(own, described, own.load_spec(target)) for own, described in zip(plans, models, strict=True)
+    ]
+    spec = loads[0][1]
+    with _load_source(sweep_plan, loads, control, models, observer) as source:
         names = [
             name for described in models for name in (described.name, *(s.model_name for s in described.ensemble_steps))
         ]
@@ -179,30 +173,59 @@ class LoadSource:
 @contextlib.contextmanager
 def _load_source(
     sweep_plan: SweepPlan,
-    spec: LoadSpec,
+    loads: list[tuple[list[Any], LoadSpec]],
     control: InferenceClient,
-    model: ModelDescription,
-    items: list[Any],
+    models: list[ModelDescription],
     observer: RunObserver,
 ) -> Iterator[LoadSource]:
-    """The plan's load: prepared in this process, or (``--processes``, ``--cluster``) in load processes."""
-    if not sweep_plan.spread:
-        with prepared_load(spec, control, model, items, observer.note) as prepared:
-            runtime = prepared.send_path.runtime
-            notes = list(prepared.send_path.notes)
-            if runtime.kind == "greenlet" and not patched():
-                notes.append(
-                    "greenlet workers without gevent's patching: a blocking call between sends (a metrics scrape) "
-                    "holds every worker; call perfprobe.patch_for_greenlets() first thing"
-                )
-            yield LoadSource(prepared.make_load, runtime.kind, notes, 1, [], [])
-        return
+    """The plan's load (each model's, in the plan's order): in this process, or in load processes of its own."""
+    if sweep_plan.spread:
+        with _spread_loads(sweep_plan, loads, control, models, observer) as source:
+            yield source
+    elif sweep_plan.several:
+        with _several_loads(sweep_plan, loads, control, models, observer) as source:
+            yield source
+    else:
+        with _one_load(loads[0], control, models[0], observer) as source:
+            yield source
+
+
+@contextlib.contextmanager
+def _one_load(
+    load: tuple[list[Any], LoadSpec], control: InferenceClient, model: ModelDescription, observer: RunObserver
+) -> Iterator[LoadSource]:
+    """One model's load, prepared in this process."""
+    items, spec = load
+    with prepared_load(spec, control, model, items, observer.note) as prepared:
+        runtime = prepared.send_path.runtime
+        notes = list(prepared.send_path.notes)
+        if runtime.kind == "greenlet" and not patched():
+            notes.append(
+                "greenlet workers without gevent's patching: a blocking call between sends (a metrics scrape) "
+                "holds every worker; call perfprobe.patch_for_greenlets() first thing"
+            )
+        yield LoadSource(prepared.make_load, runtime.kind, notes, 1, [], [])
+
+
+@contextlib.contextmanager
+def _spread_loads(
+    sweep_plan: SweepPlan,
+    loads: list[tuple[list[Any], LoadSpec]],
+    control: InferenceClient,
+    models: list[ModelDescription],
+    observer: RunObserver,
+) -> Iterator[LoadSource]:
+    """``--processes`` / ``--cluster``: every model's load in each load process, windows merged by the group."""
+    from perfprobe.spread.member import MemberModel
     from perfprobe.spread.start import spread_load
 
+    levels = [part.level for part in sweep_plan.parts] if sweep_plan.several else [None]
+    member_models = [
+        MemberModel(described.name, spec, described, items, level)
+        for (items, spec), described, level in zip(loads, models, levels, strict=True)
+    ]
     with spread_load(
-        spec,
-        model,
-        items,
+        member_models,
         control,
         observer.note,
         sweep_plan.processes,
@@ -215,7 +238,7 @@ def _load_source(
 @contextlib.contextmanager
 def _several_loads(
     sweep_plan: SweepPlan,
-    specs: list[tuple[list[Any], LoadSpec]],
+    loads: list[tuple[list[Any], LoadSpec]],
     control: InferenceClient,
     models: list[ModelDescription],
     observer: RunObserver,
@@ -224,11 +247,11 @@ def _several_loads(
     from perfprobe.load.combined import CombinedLoad, ModelLoad
     from perfprobe.load.open_files import ensure_open_files
 
-    ensure_open_files(sum(spec.max_inflight for _, spec in specs))  # the models' loads share this process
+    ensure_open_files(sum(spec.max_inflight for _, spec in loads))  # the models' loads share this process
     with contextlib.ExitStack() as stack:
         prepared = [
             stack.enter_context(prepared_load(spec, control, model, items, observer.note))
-            for (items, spec), model in zip(specs, models, strict=True)
+            for (items, spec), model in zip(loads, models, strict=True)
         ]
 
         def make_load() -> CombinedLoad:

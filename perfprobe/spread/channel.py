@@ -169,6 +169,11 @@ class LocalMember:
             try:
                 self.submit("close")
                 problems = list(self.result(timeout_s))
+            except LoadProcessLost as exc:
+                if self.process.returncode == 0:  # it had ended by itself, cleanly: it could not start, and said why
+                    self.lost = None
+                else:
+                    problems.append(str(exc))
             except PerfprobeError as exc:
                 problems.append(str(exc))
             else:

@@ -45,6 +45,23 @@ def split_count(total: int, parts: int) -> list[int]:
     return [base + (1 if index < extra else 0) for index in range(parts)]
 
 
+def closed_shares(concurrency: int, levels: list[float | None], members: int) -> list[list[int]]:
+    """Each load process's requests in flight per model: the sweep's ``concurrency`` or the model's own level.
+
+    Each model's total is split as ``split_count`` does, and the models' extra requests are dealt
+    round the processes in turn (each model's from where the last one's ended), so the processes'
+    totals differ by at most one as well.
+    """
+    per_model = []
+    turn = 0
+    for level in levels:
+        total = int(level) if level is not None else concurrency
+        shares = split_count(total, members)
+        per_model.append(shares[-turn:] + shares[:-turn] if turn else shares)
+        turn = (turn + total) % members
+    return [[shares[index] for shares in per_model] for index in range(members)]
+
+
 @dataclass
 class GroupSettings:
     call_timeout_s: float = 90.0  # longest a load process may take to answer (a drain waits for timeouts)
@@ -60,6 +77,8 @@ class LoadGroup:
     members: list[Member]
     hellos: list[Hello]
     settings: GroupSettings = field(default_factory=GroupSettings)
+    # each model's own level in the run's order (None: it follows the sweep); one model: [None]
+    levels: list[float | None] = field(default_factory=lambda: [None])
 
     @property
     def worker_kind(self) -> str:
@@ -115,10 +134,13 @@ class GroupLoad:
     # ---- the load ---------------------------------------------------------------------------
 
     def start_closed(self, concurrency: int) -> None:
-        shares = split_count(concurrency, len(self.group.members))
-        self.active = [member for member, share in zip(self.group.members, shares, strict=True) if share]
+        per_member = closed_shares(concurrency, self.group.levels, len(self.group.members))
+        loading = [
+            (member, shares) for member, shares in zip(self.group.members, per_member, strict=True) if any(shares)
+        ]
+        self.active = [member for member, _ in loading]
         self._where = f"concurrency {concurrency}"
-        self._call_each("start_closed", [(share,) for share in shares if share])
+        self._call_each("start_closed", [(shares,) for _, shares in loading])
 
     def start_open(self, schedule: ScheduleSpec, max_inflight: int) -> None:
         members = self.group.members
@@ -147,6 +169,9 @@ class GroupLoad:
             sum(window.cpu_ns for window in windows) + coordinating_ns,  # client CPU: the load and its coordination
             all(window.drained for window in windows),
             [share for window in windows for share in window.shares],
+            {  # several models at once: each model's windows from every process, merged as the whole is
+                name: merge_concurrent([window.parts[name] for window in windows]) for name in windows[0].parts
+            },
         )
 
     def window_started_ns(self) -> int:
@@ -201,6 +226,7 @@ def running_group(
     shared_memory: str,
     on_problem: Callable[[str], None],
     settings: GroupSettings | None = None,
+    levels: list[float | None] | None = None,
 ) -> Iterator[LoadGroup]:
     """Start every load process (all at once), yield them as a group, and always end them.
 
@@ -215,7 +241,7 @@ def running_group(
         for spec in specs:
             members.append(start(spec))
         hellos = [member.started() for member in members]
-        yield LoadGroup(members, hellos, settings)
+        yield LoadGroup(members, hellos, settings, levels or [None])
     finally:
         with shielded(lambda: [f"load process {member.index}" for member in members]) as shield:
             for member in members:

@@ -17,20 +17,31 @@ import numpy as np
 
 from perfprobe.client import make_client
 from perfprobe.client.model import ModelDescription
+from perfprobe.load.combined import CombinedLoad, ModelLoad
 from perfprobe.load.liveness import ServerWatch
+from perfprobe.load.open_files import ensure_open_files
 from perfprobe.load.prepare import LoadSpec, PreparedLoad, prepared_load
 from perfprobe.load.schedule import ScheduleSpec
 from perfprobe.load.windowed import ClosedWindow, LoadHealth, LocalLoad, ProcessShare
 
 
 @dataclass
-class MemberSpec:
-    """What a load process needs, all of it picklable: the coordinator read the model and data once."""
+class MemberModel:
+    """One model's load in a load process (several models at once: one each, in the run's order)."""
 
-    index: int
-    load: LoadSpec
+    name: str
+    load: LoadSpec  # this process's part: its share of the requests in flight, its own sequence ids
     model: ModelDescription
     items: list[dict[str, np.ndarray]]
+    level: float | None = None  # a level of the model's own (the whole run's); None: it follows the sweep
+
+
+@dataclass
+class MemberSpec:
+    """What a load process needs, all of it picklable: the coordinator read the models and data once."""
+
+    index: int
+    models: list[MemberModel]
     region_token: str  # names this process's shared-memory regions: the coordinator can release them
     greenlets: bool  # the process patches for gevent first thing
 
@@ -55,36 +66,64 @@ class LoadProcess:
         self.problems: list[str] = []
         self._stack = contextlib.ExitStack()
         try:
-            load = spec.load
+            first = spec.models[0].load
+            ensure_open_files(sum(part.load.max_inflight for part in spec.models))  # the models share this process
             self.control = self._stack.enter_context(
-                make_client(load.protocol, load.url, headers=load.headers, timeout_s=load.request_timeout_s)
+                make_client(first.protocol, first.url, headers=first.headers, timeout_s=first.request_timeout_s)
             )
-            self.prepared: PreparedLoad = self._stack.enter_context(
-                prepared_load(load, self.control, spec.model, spec.items, self.problems.append, spec.region_token)
-            )
+            several = len(spec.models) > 1
+            self.prepared: list[PreparedLoad] = [
+                self._stack.enter_context(
+                    prepared_load(
+                        part.load,
+                        self.control,
+                        part.model,
+                        part.items,
+                        self.problems.append,
+                        f"{spec.region_token}_m{number}" if several else spec.region_token,
+                    )
+                )
+                for number, part in enumerate(spec.models)
+            ]
         except BaseException:
             self._stack.close()
             raise
         self.watch = ServerWatch(self.control)
-        self.load: LocalLoad | None = None
+        self.load: LocalLoad | CombinedLoad | None = None
         self.host = socket.gethostname()
         self.pid = os.getpid()
 
     def hello(self) -> Hello:
-        path = self.prepared.send_path
-        return Hello(self.spec.index, self.host, self.pid, path.runtime.kind, list(path.notes))
+        paths = [prepared.send_path for prepared in self.prepared]
+        notes = list(dict.fromkeys(note for path in paths for note in path.notes))
+        return Hello(self.spec.index, self.host, self.pid, paths[0].runtime.kind, notes)
 
-    def start_closed(self, concurrency: int) -> None:
-        self.load = self.prepared.make_load()
-        self.load.start_closed(concurrency)
+    def _fresh_load(self) -> LocalLoad | CombinedLoad:
+        """One level's load: the model's, or every model's combined so their windows open and close together."""
+        if len(self.prepared) == 1:
+            return self.prepared[0].make_load()
+        return CombinedLoad(
+            [
+                ModelLoad(part.name, prepared.make_load(), part.level)
+                for part, prepared in zip(self.spec.models, self.prepared, strict=True)
+            ]
+        )
+
+    def start_closed(self, concurrencies: list[int]) -> None:
+        """Each model at this process's share of its concurrency (in the run's order of models)."""
+        self.load = load = self._fresh_load()
+        if isinstance(load, CombinedLoad):
+            load.start_closed_each(concurrencies)
+        else:
+            load.start_closed(concurrencies[0])
 
     def start_open(self, schedule: ScheduleSpec, part: int, parts: int, max_inflight: int, start_wall_ns: int) -> None:
         """Follow part ``part`` of ``parts`` of the schedule, from a wall-clock instant common to all processes."""
-        self.load = self.prepared.make_load()
+        self.load = self._fresh_load()
         start_ns = time.perf_counter_ns() + (start_wall_ns - time.time_ns())
-        self.load.engine.start_open(schedule.build(part, parts), max_inflight, start_ns)
+        self.load.start_open(schedule, max_inflight, part, parts, start_ns)
 
-    def _current(self) -> LocalLoad:
+    def _current(self) -> LocalLoad | CombinedLoad:
         if self.load is None:
             raise RuntimeError("no load started in this process")
         return self.load

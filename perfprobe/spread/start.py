@@ -8,47 +8,38 @@ import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
-
 from perfprobe.client import InferenceClient
-from perfprobe.client.model import ModelDescription
 from perfprobe.errors import UsageError
-from perfprobe.load.prepare import LoadSpec
 from perfprobe.load.runtime import needs_greenlets, usable_cores
-from perfprobe.spread.group import GroupSettings, LoadGroup, running_group
-from perfprobe.spread.member import MemberSpec
+from perfprobe.spread.group import GroupSettings, LoadGroup, running_group, split_count
+from perfprobe.spread.member import MemberModel, MemberSpec
 
 
-def member_specs(
-    load: LoadSpec, model: ModelDescription, items: list[dict[str, np.ndarray]], count: int
-) -> list[MemberSpec]:
-    """One spec per load process: the same load, each with its share of the requests in flight."""
+def member_specs(models: list[MemberModel], count: int) -> list[MemberSpec]:
+    """One spec per load process: every model's load, each with the process's share of its requests in flight."""
     from perfprobe.shm.system import run_token
 
     token = run_token()
-    share = dataclasses.replace(load, max_inflight=-(-load.max_inflight // count))
-    greenlets = needs_greenlets(load.protocol, load.mode, load.worker_kind)
+    first = models[0].load
+    greenlets = needs_greenlets(first.protocol, first.mode, first.worker_kind)
     return [
-        MemberSpec(index, _sequence_share(share, index, count), model, items, f"{token}_p{index}", greenlets)
+        MemberSpec(index, [_model_share(model, index, count) for model in models], f"{token}_p{index}", greenlets)
         for index in range(count)
     ]
 
 
-def _sequence_share(load: LoadSpec, index: int, count: int) -> LoadSpec:
-    """A stateful model's load in process ``index``: ids of its own, its share of the live sequences (at least one)."""
-    if load.sequences is None:
-        return load
-    from perfprobe.spread.group import split_count
-
-    live = max(1, split_count(load.sequences.live, count)[index])
-    return dataclasses.replace(load, sequences=load.sequences.share(index, count, live))
+def _model_share(model: MemberModel, index: int, count: int) -> MemberModel:
+    """A model's load in process ``index``: room for its share in flight; a stateful model's ids of its own."""
+    load = dataclasses.replace(model.load, max_inflight=-(-model.load.max_inflight // count))
+    if load.sequences is not None:
+        live = max(1, split_count(load.sequences.live, count)[index])  # at least one live sequence each
+        load = dataclasses.replace(load, sequences=load.sequences.share(index, count, live))
+    return dataclasses.replace(model, load=load)
 
 
 @contextlib.contextmanager
 def spread_load(
-    load: LoadSpec,
-    model: ModelDescription,
-    items: list[dict[str, np.ndarray]],
+    models: list[MemberModel],
     control: InferenceClient,
     on_problem: Callable[[str], None],
     processes: int | None,
@@ -56,13 +47,19 @@ def spread_load(
     runtime_env: dict[str, Any] | None = None,
     settings: GroupSettings | None = None,
 ) -> Iterator[LoadGroup]:
-    """``processes`` load processes (``None``: one per usable core, or per cluster CPU) as one group."""
-    settings = settings or GroupSettings(call_timeout_s=load.request_timeout_s + 60.0)
+    """``processes`` load processes (``None``: one per usable core, or per cluster CPU) as one group.
+
+    ``models``: the run's models in order, each with its whole load (one model, or several at once).
+    """
+    first = models[0].load
+    shared_memory = first.shared_memory
+    settings = settings or GroupSettings(call_timeout_s=first.request_timeout_s + 60.0)
+    levels = [model.level for model in models]
     if cluster is None:
         from perfprobe.spread.channel import LocalMember
 
-        specs = member_specs(load, model, items, processes or usable_cores())
-        with running_group(specs, LocalMember, control, load.shared_memory, on_problem, settings) as group:
+        specs = member_specs(models, processes or usable_cores())
+        with running_group(specs, LocalMember, control, shared_memory, on_problem, settings, levels) as group:
             yield group
         return
     from perfprobe.spread.ray_hosts import ray_cluster
@@ -70,9 +67,9 @@ def spread_load(
     with ray_cluster(cluster, runtime_env) as ray:
         count = processes or ray.default_count()
         ray.place(count)
-        specs = member_specs(load, model, items, count)
-        with running_group(specs, ray.start, control, load.shared_memory, on_problem, settings) as group:
-            _check_shared_memory_hosts(load.shared_memory, group.hosts)
+        specs = member_specs(models, count)
+        with running_group(specs, ray.start, control, shared_memory, on_problem, settings, levels) as group:
+            _check_shared_memory_hosts(shared_memory, group.hosts)
             yield group
 
 
