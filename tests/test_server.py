@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -76,15 +77,20 @@ def _parent(pid: str) -> int:
         return -1
 
 
-def test_serve_command_prints_urls_and_stops_on_sigterm() -> None:
+def test_serve_command_prints_urls_and_stops_on_sigterm(tmp_path: Path) -> None:
     import re
     import signal
     import subprocess
     import sys
     import time
 
+    from conftest import TEST_MODELS
+
+    extra = tmp_path / "repository"  # one more model from a repository of the user's
+    extra.mkdir()
+    (extra / "request_echo").symlink_to(TEST_MODELS / "request_echo")
     process = subprocess.Popen(
-        [sys.executable, "-m", "perfprobe", "serve", "--free-ports", "--builtin", "identity"],
+        [sys.executable, "-m", "perfprobe", "serve", "--free-ports", "--builtin", "identity", "--models", str(extra)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -98,6 +104,7 @@ def test_serve_command_prints_urls_and_stops_on_sigterm() -> None:
             if "Ctrl-C to stop." in line or not line:
                 break
         text = "".join(lines)
+        assert "ready (models: identity, request_echo)" in text, text  # those of --models too
         assert re.search(r"HTTP\s+http://127\.0\.0\.1:\d+", text), text
         http = re.search(r"http://(127\.0\.0\.1:\d+)", text).group(1)
         from perfprobe.client import make_client

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         with server:
-            print(f"Triton {server.version} ready (models: {', '.join(builtin) or 'from --models'})")
+            print(f"Triton {server.version} ready (models: {_ready_models(server.http_url) or 'none'})")
             print(f"  HTTP     http://{server.http_url}")
             print(f"  gRPC     {server.grpc_url}")
             print(f"  metrics  {server.metrics_url}")
@@ -63,3 +63,11 @@ def run(args: argparse.Namespace) -> int:
         pass
     print("stopped.")
     return 0
+
+
+def _ready_models(http_url: str) -> str:
+    """The models the server has ready, built-in and from ``--models`` alike, as the server lists them."""
+    from perfprobe.client import make_client
+
+    with make_client("http", http_url, timeout_s=10.0) as client:
+        return ", ".join(sorted(entry["name"] for entry in client.repository_index(ready_only=True)))
