@@ -113,8 +113,8 @@ def test_library_open_loop_holds_each_models_rate(server) -> None:
         (["simple@c=2", "identity"], {}, "the first model follows the sweep's levels"),
         (
             ["simple", "identity"],
-            {"concurrency": None, "request_intervals": "1000\n"},
-            "do not combine with --request-intervals",
+            {"concurrency": None, "request_trace": '{"timestamp_ms": 0}\n{"timestamp_ms": 10}\n'},
+            "do not combine with --request-trace",
         ),
         (["simple", "identity@c=0"], {}, "the level must be a whole number above 0"),
         (["simple", "identity@speed=2"], {}, "is not c=N, rate=R or data=FILE"),
@@ -126,12 +126,35 @@ def test_refused_before_any_load(models: list[str], extra: dict[str, object], me
     from perfprobe.runs.options import SweepOptions
     from perfprobe.runs.plan import plan
 
-    if "request_intervals" in extra:  # the file's text, written where the option can read it
-        intervals = tmp_path / "intervals.txt"
-        intervals.write_text(str(extra["request_intervals"]))
-        extra = {**extra, "request_intervals": str(intervals)}
+    if "request_trace" in extra:  # the file's text, written where the option can read it
+        trace = tmp_path / "trace.jsonl"
+        trace.write_text(str(extra["request_trace"]))
+        extra = {**extra, "request_trace": str(trace)}
     with pytest.raises(UsageError, match=re.escape(message)):
         plan(SweepOptions(**{"model": models, "concurrency": "1", **extra}))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_an_intervals_file_drives_the_first_model_while_another_keeps_its_own_rate(
+    server, tmp_path: Path, processes: int
+) -> None:
+    intervals = tmp_path / "intervals.txt"
+    intervals.write_text("2000\n6000\n" * 4)  # 4 ms apart on average: 250 requests/s
+    result = perfprobe.sweep(
+        ["simple", "identity@rate=100"],
+        url=server.http_url,
+        request_intervals=str(intervals),
+        shape=["INPUT0:16"],
+        processes=processes,
+        measurement_interval=2000,
+        stability_windows=2,
+        max_trials=2,
+    )
+    level = result.level_results[0]
+    for name, rate in (("simple", 250.0), ("identity", 100.0)):
+        merged = level.for_model(name, rate).merged()
+        achieved = (merged.completed + merged.error_count) / (merged.duration_ns / 1e9)
+        assert abs(achieved - rate) / rate < 0.05, (name, achieved)
 
 
 def test_an_ensembles_composing_models_figures_are_kept(server, tmp_path: Path) -> None:

@@ -47,11 +47,15 @@ class CombinedLoad:
     def start_open(
         self, schedule: ScheduleSpec, max_inflight: int, part: int = 0, parts: int = 1, start_ns: int | None = None
     ) -> None:
-        """Every model at its rate (its own, else the schedule's); a load process follows part ``part`` of each."""
+        """Each model at its own rate, else on the run's schedule; a load process follows part ``part`` of each.
+
+        A model's own rate keeps the run's distribution; an intervals file is the run's schedule only.
+        """
         for offset, model in enumerate(self.parts):
-            rate = model.level if model.level is not None else schedule.rate
             # independent arrivals per model: the same seed would send every model's requests in step
-            own = dataclasses.replace(schedule, rate=rate, seed=schedule.seed + offset)
+            own = dataclasses.replace(schedule, seed=schedule.seed + offset)
+            if model.level is not None:
+                own = dataclasses.replace(own, rate=model.level, intervals_us=None, trace=None)
             model.load.start_open(own, max_inflight, part, parts, start_ns)
 
     def open_window(self, resume: bool) -> None:
