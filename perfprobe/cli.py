@@ -7,6 +7,7 @@ Every user mistake ends as one line on stderr and a documented exit code (see
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -66,6 +67,8 @@ def _fail(code: int, message: str) -> int:
 
 def run(argv: list[str] | None = None) -> int:
     """Run the command line and return its exit code."""
+    # grpc's core logs a failed TLS handshake on stderr as well; the error's one line says it already
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -79,10 +79,12 @@ def test_a_tensor_larger_than_every_window_goes_through(server) -> None:
         wire.close()
 
 
-def test_tls_and_compression_leave_unary_calls_to_grpcio() -> None:
-    assert make_client("grpc", "grpcs://127.0.0.1:1").wire_connection() is None
+def test_compression_leaves_unary_calls_to_grpcio_and_tls_does_not() -> None:
     assert make_client("grpc", "127.0.0.1:1", request_compression="gzip").wire_connection() is None
     assert make_client("http", "127.0.0.1:1").wire_connection() is None
+    secure = make_client("grpc", "grpcs://127.0.0.1:1").wire_connection()
+    assert secure is not None and secure._tls is not None  # TLS with the system's roots, offering h2
+    assert hpack.Decoder().decode(secure._block)[1] == (":scheme", "https")
 
 
 # ---- the request's header block ---------------------------------------------------------------

@@ -1,13 +1,25 @@
-"""gRPC over TLS against a real Triton started with a self-signed certificate."""
+"""TLS: gRPC against a real Triton started with a self-signed certificate; HTTPS through a TLS relay.
+
+Triton's HTTP endpoint has no TLS of its own (deployments put a TLS proxy in front of it), so the
+HTTPS tests go through ``TlsRelay``, a fake proxy that ends TLS and passes bytes on to the real server.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import socket
+import ssl
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_perfprobe
 
+from perfprobe import exitcodes
 from perfprobe.client import InferenceServerError, InferInput
 from perfprobe.client.grpc_client import GrpcClient
 from perfprobe.server import EmbeddedServer
@@ -40,14 +52,140 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
     return key, cert
 
 
-def test_grpc_tls_round_trip(tmp_path: Path) -> None:
-    key, cert = _self_signed(tmp_path)
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedServer, Path, Path]]:
+    """Triton with gRPC over TLS only: the server, its certificate (its own CA) and its key."""
+    key, cert = _self_signed(tmp_path_factory.mktemp("tls"))
     tls_args = ["--grpc-use-ssl=true", f"--grpc-server-cert={cert}", f"--grpc-server-key={key}"]
     with EmbeddedServer(builtin_models=["simple"], pick_free_ports=True, extra_args=tls_args) as server:
-        with GrpcClient(f"grpcs://{server.grpc_url}", ssl_ca_file=str(cert)) as secure:
-            assert secure.is_server_ready()
-            a = np.arange(16, dtype=np.int32).reshape(1, 16)
-            result = secure.infer("simple", [InferInput("INPUT0", a), InferInput("INPUT1", a)])
-            np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), 2 * a)
-        with GrpcClient(server.grpc_url, timeout_s=3) as plain, pytest.raises(InferenceServerError):
-            plain.server_metadata()  # a plaintext client cannot talk to a TLS endpoint
+        yield server, cert, key
+
+
+def test_grpc_tls_round_trip(tls_server: tuple[EmbeddedServer, Path, Path]) -> None:
+    server, cert, _ = tls_server
+    with GrpcClient(f"grpcs://{server.grpc_url}", ssl_ca_file=str(cert)) as secure:
+        assert secure.is_server_ready()
+        a = np.arange(16, dtype=np.int32).reshape(1, 16)
+        result = secure.infer("simple", [InferInput("INPUT0", a), InferInput("INPUT1", a)])
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), 2 * a)
+    with GrpcClient(server.grpc_url, timeout_s=3) as plain, pytest.raises(InferenceServerError):
+        plain.server_metadata()  # a plaintext client cannot talk to a TLS endpoint
+
+
+def _sweep(url: str, protocol: str, out: Path, *flags: str) -> dict:
+    result = run_perfprobe(
+        "sweep", "-i", protocol, "-u", url, "-m", "simple", "--concurrency", "2", "--measurement-interval", "300",
+        "--max-trials", "3", "--no-report", "--output-dir", str(out), *flags,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "grpcio" not in result.stdout + result.stderr  # no note that it left perfprobe's own connection
+    document = json.loads((out / "results.json").read_text())
+    assert document["settings"]["tls"] is True
+    for level in document["levels"]:
+        for window in level["windows"]:
+            assert window["server"]["simple"]["counts"]["success"] == window["completed"] > 0
+    return document
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ("--workers", "greenlet"),
+        ("--workers", "thread"),
+        ("--mode", "stream", "--workers", "greenlet"),
+        ("--processes", "2"),
+    ],
+)
+def test_a_grpc_sweep_over_tls_runs_on_perfprobes_own_http2_connections(
+    tls_server: tuple[EmbeddedServer, Path, Path], tmp_path: Path, flags: tuple[str, ...]
+) -> None:
+    server, cert, _ = tls_server
+    document = _sweep(server.grpc_url, "grpc", tmp_path, "--ssl-ca-file", str(cert), *flags)
+    assert document["settings"]["grpc_transport"] == "h2"
+
+
+def test_a_server_certificate_no_trusted_ca_signed_is_one_line(
+    tls_server: tuple[EmbeddedServer, Path, Path], tmp_path: Path
+) -> None:
+    server, _, _ = tls_server
+    _, stranger = _self_signed(tmp_path)  # a CA that did not sign the server's certificate
+    result = run_perfprobe(
+        "sweep", "-i", "grpc", "-u", server.grpc_url, "--ssl-ca-file", str(stranger), "-m", "simple",
+        "--request-timeout", "5", "--no-report", "--output-dir", str(tmp_path / "out"), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == exitcodes.SERVER_UNREACHABLE, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (("--ssl-key-file", "key.pem"), "--ssl-key-file needs --ssl-cert-file"),
+        (("--ssl-ca-file", "/no/such/ca.pem"), "--ssl-ca-file /no/such/ca.pem: no such file"),
+    ],
+)
+def test_bad_tls_options_are_one_line_and_exit_2(flags: tuple[str, ...], says: str) -> None:
+    result = run_perfprobe("sweep", "-m", "simple", *flags, timeout=60)
+    assert result.returncode == exitcodes.USAGE
+    assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+class TlsRelay:
+    """A fake TLS proxy: ends TLS with the given certificate and passes the bytes on to ``upstream``."""
+
+    def __init__(self, upstream: tuple[str, int], cert: Path, key: Path) -> None:
+        self.upstream = upstream
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(cert, key)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                plain, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._serve, args=(plain,), daemon=True).start()
+
+    def _serve(self, plain: socket.socket) -> None:
+        try:
+            secure = self.context.wrap_socket(plain, server_side=True)
+            upstream = socket.create_connection(self.upstream)
+        except OSError:
+            plain.close()
+            return
+        upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sockets += [secure, upstream]
+        threading.Thread(target=self._pump, args=(upstream, secure), daemon=True).start()
+        self._pump(secure, upstream)
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+@pytest.mark.parametrize("workers", ["thread", "greenlet"])
+def test_an_https_sweep_through_a_tls_proxy(
+    server, tls_server: tuple[EmbeddedServer, Path, Path], tmp_path: Path, workers: str
+) -> None:
+    _, cert, key = tls_server
+    host, port = server.http_url.rsplit(":", 1)
+    relay = TlsRelay((host, int(port)), cert, key)
+    try:
+        _sweep(f"https://127.0.0.1:{relay.port}", "http", tmp_path, "--ssl-ca-file", str(cert), "--workers", workers)
+    finally:
+        relay.close()

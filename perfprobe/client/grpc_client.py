@@ -21,6 +21,7 @@ from perfprobe.client._proto import grpc_service_pb2_grpc as pb_grpc
 from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback, retry_while_in_use
 from perfprobe.client.errors import UNREACHABLE, InferenceServerError
 from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
+from perfprobe.client.tls import TlsFiles
 
 if TYPE_CHECKING:
     from perfprobe.client.grpc_aio import AioGrpcConnection
@@ -255,7 +256,9 @@ class GrpcClient(InferenceClient):
         else:
             self._channel = grpc.insecure_channel(self.url, options=options)
         self._channel_options = options
-        self._plain = not ssl and request_compression is None  # what a wire connection can carry
+        self._wire_ok = request_compression is None  # what a wire connection can carry
+        self._tls = TlsFiles(ssl_ca_file, ssl_cert_file, ssl_key_file) if ssl else None
+        self._wire_tls: dict[bool, Any] = {}  # SSL contexts for wire connections, by cooperative
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
         self._metadata = list((headers or {}).items())
         self._compression = _COMPRESSION[request_compression]
@@ -448,23 +451,45 @@ class GrpcClient(InferenceClient):
     def wire_connection(self, cooperative: bool = False) -> GrpcWireConnection | None:
         """A worker's own HTTP/2 connection for ``ModelInfer`` without grpcio (``grpc_wire``).
 
-        None where this client's settings need grpcio: TLS, request compression.
+        None where this client's settings need grpcio: request compression.
         """
-        if not self._plain:
+        if not self._wire_ok:
             return None
         from perfprobe.client.grpc_wire import GrpcWireConnection
 
         return GrpcWireConnection(
-            self._address(), _SERVICE + "ModelInfer", self._metadata, self._timeout_s, self.decode_raw, cooperative
+            self._address(),
+            _SERVICE + "ModelInfer",
+            self._metadata,
+            self._timeout_s,
+            self.decode_raw,
+            cooperative,
+            tls=self._wire_context(cooperative),
         )
 
     def wire_stream(self, cooperative: bool = False) -> GrpcWireStream | None:
         """A worker's own HTTP/2 connection for one ``ModelStreamInfer`` stream at a time (None: as above)."""
-        if not self._plain:
+        if not self._wire_ok:
             return None
         from perfprobe.client.grpc_wire import GrpcWireStream
 
-        return GrpcWireStream(self._address(), _SERVICE + "ModelStreamInfer", self._metadata, cooperative)
+        return GrpcWireStream(
+            self._address(),
+            _SERVICE + "ModelStreamInfer",
+            self._metadata,
+            cooperative,
+            tls=self._wire_context(cooperative),
+        )
+
+    def _wire_context(self, cooperative: bool) -> Any:
+        """The SSL context wire connections share (None without TLS): made once, its files read once."""
+        if self._tls is None:
+            return None
+        if cooperative not in self._wire_tls:
+            from perfprobe.client.tls import tls_context
+
+            self._wire_tls[cooperative] = tls_context(self._tls, ["h2"], cooperative)
+        return self._wire_tls[cooperative]
 
     def _address(self) -> tuple[str, int]:
         host, _, port = self.url.rpartition(":")

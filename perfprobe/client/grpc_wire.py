@@ -1,4 +1,4 @@
-"""gRPC unary calls and streams on one plain HTTP/2 connection, for a load worker that owns it.
+"""gRPC unary calls and streams on one HTTP/2 connection of its own, for a load worker that owns it.
 
 grpcio spends 200-500 µs of client CPU per request in its Python layer and hands every answer
 across threads; at one or two requests in flight that time is most of a round trip. A load
@@ -6,7 +6,8 @@ worker has one request in flight on its own connection, so it needs very little 
 one stream at a time, request headers encoded once (HPACK literals, never indexed),
 the server's header blocks decoded with ``hpack``, flow control kept simple by advertising the
 largest receive windows and honouring the server's. Facts from RFC 9113 (HTTP/2), RFC 7541
-(HPACK) and gRPC's "gRPC over HTTP2" document; TLS and compression stay with grpcio.
+(HPACK) and gRPC's "gRPC over HTTP2" document; TLS through Python's ``ssl`` (ALPN ``h2``);
+compression stays with grpcio.
 """
 
 from __future__ import annotations
@@ -93,13 +94,15 @@ def grpc_timeout(timeout_s: float) -> str:
     return f"{min(round(timeout_s), 10**8 - 1)}S"
 
 
-def header_block(path: str, authority: str, metadata: list[tuple[str, str]], timeout_s: float | None) -> bytes:
+def header_block(
+    path: str, authority: str, metadata: list[tuple[str, str]], timeout_s: float | None, scheme: str = "http"
+) -> bytes:
     """The request's HPACK block: the same bytes for every call on a connection."""
     fields = [("te", "trailers"), ("content-type", "application/grpc")]
     if timeout_s is not None:
         fields.append(("grpc-timeout", grpc_timeout(timeout_s)))
     fields += [(name.lower(), value) for name, value in metadata]
-    pseudo = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", authority)]
+    pseudo = [(":method", "POST"), (":scheme", scheme), (":path", path), (":authority", authority)]
     return b"".join(_literal(name, value) for name, value in (*pseudo, *fields))
 
 
@@ -124,14 +127,18 @@ class _Http2:
     The connection opens on the first call and again after anything that leaves its state in
     doubt (a timeout, a broken socket, a reset, a GOAWAY): an answer that comes late for a
     request given up on is never read as the next one's. ``cooperative`` uses gevent's sockets
-    (greenlet workers need them whether or not the process is patched).
+    (greenlet workers need them whether or not the process is patched). ``tls``: an SSL context
+    (gevent's, for ``cooperative``) that offers ``h2``; the connection is then TLS, as gRPC's is.
     """
 
-    def __init__(self, address: tuple[str, int], block: bytes, cooperative: bool, connect_timeout_s: float) -> None:
+    def __init__(
+        self, address: tuple[str, int], block: bytes, cooperative: bool, connect_timeout_s: float, tls: Any = None
+    ) -> None:
         self._address = address
         self._block = block
         self._connect_timeout_s = connect_timeout_s
         self._cooperative = cooperative
+        self._tls = tls
         self._sock: Any = None
         self._buffer = bytearray()
         self._decoder = hpack.Decoder()
@@ -338,6 +345,8 @@ class _Http2:
             from gevent import socket as module
         sock = module.create_connection(self._address, timeout=self._connect_timeout_s)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._tls is not None:
+            sock = self._secured(sock)
         sock.settimeout(None)
         settings = struct.pack(">HIHI", _SETTING_ENABLE_PUSH, 0, _SETTING_INITIAL_WINDOW, _MAX_WINDOW)
         window = struct.pack(">I", _MAX_WINDOW - _DEFAULT_WINDOW)
@@ -351,6 +360,20 @@ class _Http2:
         self._received = 0
         self._going_away = False
         self._stream = None
+
+    def _secured(self, sock: Any) -> Any:
+        """The TLS handshake (within the connect timeout); gRPC over TLS needs ``h2`` agreed in it."""
+        try:
+            secure = self._tls.wrap_socket(sock, server_hostname=self._address[0])
+        except BaseException:
+            sock.close()
+            raise
+        if secure.selected_alpn_protocol() != "h2":
+            secure.close()
+            raise InferenceServerError(
+                f"{self._authority()} did not agree to HTTP/2 in the TLS handshake (ALPN h2)", failure=UNREACHABLE
+            )
+        return secure
 
     def _authority(self) -> str:
         return f"{self._address[0]}:{self._address[1]}"
@@ -377,9 +400,11 @@ class GrpcWireConnection(_Http2):
         decode: Callable[[bytes], InferResult],
         cooperative: bool = False,
         connect_timeout_s: float = 10.0,
+        tls: Any = None,
     ) -> None:
-        block = header_block(path, f"{address[0]}:{address[1]}", metadata, timeout_s)
-        super().__init__(address, block, cooperative, connect_timeout_s)
+        scheme = "https" if tls is not None else "http"
+        block = header_block(path, f"{address[0]}:{address[1]}", metadata, timeout_s, scheme)
+        super().__init__(address, block, cooperative, connect_timeout_s, tls)
         self.decode_raw = decode  # what ``send_raw`` returns, as outputs (timed apart as Client Recv)
         self._timeout_s = timeout_s
         self.last_send_ns = 0
@@ -417,9 +442,11 @@ class GrpcWireStream(_Http2):
         metadata: list[tuple[str, str]],
         cooperative: bool = False,
         connect_timeout_s: float = 10.0,
+        tls: Any = None,
     ) -> None:
-        block = header_block(path, f"{address[0]}:{address[1]}", metadata, None)
-        super().__init__(address, block, cooperative, connect_timeout_s)
+        scheme = "https" if tls is not None else "http"
+        block = header_block(path, f"{address[0]}:{address[1]}", metadata, None, scheme)
+        super().__init__(address, block, cooperative, connect_timeout_s, tls)
         self._timeout_s: float | None = None
 
     def write(self, payload: bytes, timeout_s: float) -> None:

@@ -22,6 +22,10 @@ def add_connection_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME:VALUE",
         help="extra header / gRPC metadata, repeatable",
     )
+    tls = parser.add_argument_group("TLS (with an https:// or grpcs:// URL, or any of these files)")
+    tls.add_argument("--ssl-ca-file", metavar="PEM", help="the CA certificate that signed the server's")
+    tls.add_argument("--ssl-cert-file", metavar="PEM", help="a client certificate, for a server that asks for one")
+    tls.add_argument("--ssl-key-file", metavar="PEM", help="the client certificate's private key")
     parser.add_argument(
         "--serve",
         action="store_true",
@@ -35,12 +39,16 @@ def connect(
 ) -> Iterator[InferenceClient]:
     """A client for the command's server; with ``--serve``, an embedded server on free ports."""
     from perfprobe.client import make_client
-    from perfprobe.runs.options import parse_headers
+    from perfprobe.client.tls import client_options
+    from perfprobe.runs.options import parse_headers, tls_files
     from perfprobe.runs.target import server_target
 
+    tls = client_options(tls_files(args.ssl_ca_file, args.ssl_cert_file, args.ssl_key_file))
     with (
         server_target(args.protocol, args.url, serve=getattr(args, "serve", False), builtin_models=models) as target,
-        make_client(target.protocol, target.url, concurrency=concurrency, headers=parse_headers(args.header)) as client,
+        make_client(
+            target.protocol, target.url, concurrency=concurrency, headers=parse_headers(args.header), **tls
+        ) as client,
     ):
         yield client
 

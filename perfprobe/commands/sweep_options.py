@@ -62,7 +62,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         choices=GRPC_TRANSPORTS,
         default=default("grpc_transport"),
         help="gRPC on thread and greenlet workers: perfprobe's own HTTP/2 connection per worker "
-        "(h2, the default; TLS and compression use grpcio) or grpcio's channel",
+        "(h2, the default; compression uses grpcio) or grpcio's channel",
     )
     load.add_argument(
         "--processes",

@@ -16,6 +16,7 @@ import numpy as np
 
 from perfprobe.client import InferenceClient, make_client
 from perfprobe.client.model import ModelDescription
+from perfprobe.client.tls import TlsFiles, client_options
 from perfprobe.load.engine import EngineSettings, SequencePlan
 from perfprobe.load.open_files import ensure_open_files
 from perfprobe.load.sendpath import SendPath, build_send_path
@@ -31,6 +32,7 @@ class LoadSpec:
     protocol: str
     url: str
     headers: dict[str, str]
+    tls: TlsFiles | None  # TLS files (TLS on); None: the URL's scheme decides
     request_timeout_s: float
     mode: str
     worker_kind: str
@@ -90,6 +92,7 @@ def prepared_load(
         concurrency=spec.max_inflight,
         headers=spec.headers,
         timeout_s=spec.request_timeout_s,
+        **client_options(spec.tls),
     )
     send_path: SendPath | None = None
     try:

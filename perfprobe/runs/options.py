@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfprobe.errors import UsageError
+
+if TYPE_CHECKING:
+    from perfprobe.client.tls import TlsFiles
 
 DEFAULT_MAX_INFLIGHT = 64  # open loop: workers, and so requests in flight at most
 
@@ -25,6 +28,9 @@ class SweepOptions:
     url: str | None = None
     protocol: str = "http"
     header: list[str] | dict[str, str] = field(default_factory=list)
+    ssl_ca_file: str | None = None  # TLS: the CA certificate that signed the server's (else the system's roots)
+    ssl_cert_file: str | None = None  # TLS: a client certificate, for a server that asks for one
+    ssl_key_file: str | None = None  # TLS: that certificate's private key
     serve: bool = False
     serve_models: list[str] = field(default_factory=list)
     concurrency: str | int | None = None
@@ -150,6 +156,22 @@ def default(name: str) -> Any:
     if found.default_factory is not dataclasses.MISSING:
         return found.default_factory()
     return found.default
+
+
+def tls_files(ca_file: str | None, cert_file: str | None, key_file: str | None) -> TlsFiles | None:
+    """The TLS files given (None: none; the URL's scheme alone says whether to use TLS), each checked now."""
+    from pathlib import Path
+
+    from perfprobe.client.tls import TlsFiles
+
+    if ca_file is None and cert_file is None and key_file is None:
+        return None
+    if key_file is not None and cert_file is None:
+        raise UsageError("--ssl-key-file needs --ssl-cert-file (the certificate the key belongs to)")
+    for option, path in (("--ssl-ca-file", ca_file), ("--ssl-cert-file", cert_file), ("--ssl-key-file", key_file)):
+        if path is not None and not Path(path).is_file():
+            raise UsageError(f"{option} {path}: no such file")
+    return TlsFiles(ca_file, cert_file, key_file)
 
 
 def parse_headers(values: list[str] | dict[str, str]) -> dict[str, str]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from perfprobe.client.tls import TlsFiles
 from perfprobe.data import synthetic
 from perfprobe.errors import UsageError
 from perfprobe.load.dataset import DataOptions
@@ -26,6 +27,7 @@ from perfprobe.runs.options import (
     most_in_flight,
     parse_headers,
     process_count,
+    tls_files,
     worker_kind,
 )
 from perfprobe.runs.target import Target
@@ -79,6 +81,7 @@ class SweepPlan:
     trace_speedup: float = 1.0
     trace_loop: bool = False
     sequence_length_given: bool = False
+    tls: TlsFiles | None = None  # --ssl-* files (TLS on); without them the URL's scheme decides
 
     @property
     def several(self) -> bool:
@@ -96,6 +99,7 @@ class SweepPlan:
             protocol=target.protocol,
             url=target.url,
             headers=self.headers,
+            tls=self.tls,
             request_timeout_s=self.request_timeout_s,
             mode=self.mode,
             worker_kind=self.worker_kind,
@@ -109,13 +113,15 @@ class SweepPlan:
             engine=self.engine,
         )
 
-    def _grpc_transport(self, url: str) -> str | None:
+    def _grpc_transport(self) -> str | None:
         """What carries gRPC (None where the choice does not apply: HTTP, asyncio workers)."""
         if self.protocol != "grpc" or self.worker_kind == "asyncio":
             return None
-        from perfprobe.client.grpc_client import tls_url
+        return self.grpc_transport
 
-        return "grpcio" if tls_url(url) else self.grpc_transport  # TLS: the load client's only grpcio-only setting
+    def _uses_tls(self, url: str) -> bool:
+        """Whether the load talks TLS: files given, or a URL whose scheme asks for it."""
+        return self.tls is not None or url.partition("://")[0] in ("https", "grpcs")
 
     def describe_levels(self) -> str:
         if self.trace is not None:
@@ -141,7 +147,8 @@ class SweepPlan:
             "protocol": self.protocol,
             "mode": self.mode,
             "worker_kind": self.worker_kind,
-            "grpc_transport": self._grpc_transport(target.url),
+            "grpc_transport": self._grpc_transport(),
+            "tls": self._uses_tls(target.url),
             "load_kind": self.load_kind,
             "level_spec": self.level_spec,
             "levels": self.levels,
@@ -345,6 +352,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         serve=options.serve,
         serve_repositories=list(options.serve_models),
         headers=parse_headers(options.header),
+        tls=tls_files(options.ssl_ca_file, options.ssl_cert_file, options.ssl_key_file),
         load_kind=load_kind,
         level_spec=level_spec,
         levels=levels,

@@ -17,6 +17,7 @@ from typing import Any
 
 from perfprobe.client import InferenceClient, make_client
 from perfprobe.client.model import ModelDescription
+from perfprobe.client.tls import client_options
 from perfprobe.errors import AllRequestsFailed, PerfprobeError, RunInterrupted, UsageError
 from perfprobe.greenlets import patched
 from perfprobe.load.prepare import LoadSpec, prepared_load
@@ -69,7 +70,11 @@ def connected(sweep_plan: SweepPlan) -> Iterator[tuple[Target, InferenceClient]]
             metrics_url=sweep_plan.metrics_url,
         ) as target,
         make_client(
-            target.protocol, target.url, headers=sweep_plan.headers, timeout_s=sweep_plan.request_timeout_s
+            target.protocol,
+            target.url,
+            headers=sweep_plan.headers,
+            timeout_s=sweep_plan.request_timeout_s,
+            **client_options(sweep_plan.tls),
         ) as control,
     ):
         yield target, control

@@ -17,6 +17,7 @@ import numpy as np
 
 from perfprobe.client import make_client
 from perfprobe.client.model import ModelDescription
+from perfprobe.client.tls import client_options
 from perfprobe.load.combined import CombinedLoad, ModelLoad
 from perfprobe.load.liveness import ServerWatch
 from perfprobe.load.open_files import ensure_open_files
@@ -69,7 +70,13 @@ class LoadProcess:
             first = spec.models[0].load
             ensure_open_files(sum(part.load.max_inflight for part in spec.models))  # the models share this process
             self.control = self._stack.enter_context(
-                make_client(first.protocol, first.url, headers=first.headers, timeout_s=first.request_timeout_s)
+                make_client(
+                    first.protocol,
+                    first.url,
+                    headers=first.headers,
+                    timeout_s=first.request_timeout_s,
+                    **client_options(first.tls),
+                )
             )
             several = len(spec.models) > 1
             self.prepared: list[PreparedLoad] = [
