@@ -189,3 +189,29 @@ def test_an_https_sweep_through_a_tls_proxy(
         _sweep(f"https://127.0.0.1:{relay.port}", "http", tmp_path, "--ssl-ca-file", str(cert), "--workers", workers)
     finally:
         relay.close()
+
+
+def test_a_server_that_asks_for_a_client_certificate_gets_it_from_every_connection(tmp_path: Path) -> None:
+    """Mutual TLS: the server trusts one self-signed certificate, which is also the client's."""
+    key, cert = _self_signed(tmp_path)
+    tls_args = [
+        "--grpc-use-ssl-mutual=true", f"--grpc-server-cert={cert}", f"--grpc-server-key={key}",
+        f"--grpc-root-cert={cert}",
+    ]  # fmt: skip
+    with EmbeddedServer(builtin_models=["simple"], pick_free_ports=True, extra_args=tls_args) as server:
+        own = ("--ssl-ca-file", str(cert), "--ssl-cert-file", str(cert), "--ssl-key-file", str(key))
+        _sweep(server.grpc_url, "grpc", tmp_path / "greenlet", *own, "--workers", "greenlet")
+        _sweep(server.grpc_url, "grpc", tmp_path / "thread", *own, "--workers", "thread")
+        refused = run_perfprobe(
+            "sweep", "-i", "grpc", "-u", server.grpc_url, "--ssl-ca-file", str(cert), "-m", "simple",
+            "--request-timeout", "5", "--no-report", "--output-dir", str(tmp_path / "refused"), timeout=120,
+        )  # fmt: skip
+        assert refused.returncode == exitcodes.SERVER_UNREACHABLE, refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+def test_describe_over_tls(tls_server: tuple[EmbeddedServer, Path, Path]) -> None:
+    server, cert, _ = tls_server
+    result = run_perfprobe("describe", "-i", "grpc", "-u", server.grpc_url, "--ssl-ca-file", str(cert), "-m", "simple")
+    assert result.returncode == 0, result.stderr
+    assert "simple" in result.stdout
