@@ -83,6 +83,14 @@ def run_perfprobe(*args: str, timeout: float = 240, env: dict[str, str] | None =
     )
 
 
+def assert_model_rates(level, rates: dict[str, float], tolerance: float = 0.05) -> None:
+    """Each model of a several-models level sent at its rate (requests finished over the reported windows)."""
+    for name, rate in rates.items():
+        merged = level.for_model(name, rate).merged()
+        achieved = (merged.completed + merged.error_count) / (merged.duration_ns / 1e9)
+        assert abs(achieved - rate) / rate < tolerance, (name, achieved)
+
+
 @contextmanager
 def slowed_simple(server, delay_ms: float) -> Iterator[EmbeddedServer | ExternalServer]:
     """A server whose built-in ``simple`` sleeps ``delay_ms`` per execution: a genuinely slower build.

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import run_perfprobe
+from conftest import assert_model_rates, run_perfprobe
 
 import perfprobe
 from perfprobe import exitcodes
@@ -151,10 +151,7 @@ def test_an_intervals_file_drives_the_first_model_while_another_keeps_its_own_ra
         max_trials=2,
     )
     level = result.level_results[0]
-    for name, rate in (("simple", 250.0), ("identity", 100.0)):
-        merged = level.for_model(name, rate).merged()
-        achieved = (merged.completed + merged.error_count) / (merged.duration_ns / 1e9)
-        assert abs(achieved - rate) / rate < 0.05, (name, achieved)
+    assert_model_rates(level, {"simple": 250.0, "identity": 100.0})
 
 
 def test_an_ensembles_composing_models_figures_are_kept(server, tmp_path: Path) -> None:

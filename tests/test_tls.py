@@ -109,9 +109,14 @@ def test_a_server_certificate_no_trusted_ca_signed_is_one_line(
 ) -> None:
     server, _, _ = tls_server
     _, stranger = _self_signed(tmp_path)  # a CA that did not sign the server's certificate
+    _assert_refused(server.grpc_url, tmp_path / "out", "--ssl-ca-file", str(stranger))
+
+
+def _assert_refused(url: str, out: Path, *flags: str) -> None:
+    """A gRPC sweep whose TLS the server refuses: nothing answered, in one line."""
     result = run_perfprobe(
-        "sweep", "-i", "grpc", "-u", server.grpc_url, "--ssl-ca-file", str(stranger), "-m", "simple",
-        "--request-timeout", "5", "--no-report", "--output-dir", str(tmp_path / "out"), timeout=120,
+        "sweep", "-i", "grpc", "-u", url, "-m", "simple", *flags, "--request-timeout", "5", "--no-report",
+        "--output-dir", str(out), timeout=120,
     )  # fmt: skip
     assert result.returncode == exitcodes.SERVER_UNREACHABLE, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -202,12 +207,7 @@ def test_a_server_that_asks_for_a_client_certificate_gets_it_from_every_connecti
         own = ("--ssl-ca-file", str(cert), "--ssl-cert-file", str(cert), "--ssl-key-file", str(key))
         _sweep(server.grpc_url, "grpc", tmp_path / "greenlet", *own, "--workers", "greenlet")
         _sweep(server.grpc_url, "grpc", tmp_path / "thread", *own, "--workers", "thread")
-        refused = run_perfprobe(
-            "sweep", "-i", "grpc", "-u", server.grpc_url, "--ssl-ca-file", str(cert), "-m", "simple",
-            "--request-timeout", "5", "--no-report", "--output-dir", str(tmp_path / "refused"), timeout=120,
-        )  # fmt: skip
-        assert refused.returncode == exitcodes.SERVER_UNREACHABLE, refused.stderr
-        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+        _assert_refused(server.grpc_url, tmp_path / "refused", "--ssl-ca-file", str(cert))  # no certificate
 
 
 def test_describe_over_tls(tls_server: tuple[EmbeddedServer, Path, Path]) -> None:
