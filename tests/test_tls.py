@@ -127,6 +127,7 @@ def _assert_refused(url: str, out: Path, *flags: str) -> None:
     [
         (("--ssl-key-file", "key.pem"), "--ssl-key-file needs --ssl-cert-file"),
         (("--ssl-ca-file", "/no/such/ca.pem"), "--ssl-ca-file /no/such/ca.pem: no such file"),
+        (("--ssl-ca-file", __file__, "--serve"), "--serve starts a server without TLS"),
     ],
 )
 def test_bad_tls_options_are_one_line_and_exit_2(flags: tuple[str, ...], says: str) -> None:

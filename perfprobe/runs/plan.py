@@ -331,6 +331,9 @@ def plan(options: SweepOptions) -> SweepPlan:
         from perfprobe.report.summary import parse_budget
 
         parse_budget(options.latency_budget)  # a bad budget stops the run before any load
+    tls = tls_files(options.ssl_ca_file, options.ssl_cert_file, options.ssl_key_file)
+    if tls is not None and options.serve:
+        raise UsageError("--serve starts a server without TLS: drop the --ssl-* files, or give -u for a TLS server")
     if options.binary_search and options.latency_threshold is None:
         raise UsageError("--binary-search needs --latency-threshold MS")
     _check_counts(options)
@@ -352,7 +355,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         serve=options.serve,
         serve_repositories=list(options.serve_models),
         headers=parse_headers(options.header),
-        tls=tls_files(options.ssl_ca_file, options.ssl_cert_file, options.ssl_key_file),
+        tls=tls,
         load_kind=load_kind,
         level_spec=level_spec,
         levels=levels,
