@@ -114,7 +114,7 @@ def test_library_open_loop_holds_each_models_rate(server) -> None:
         (
             ["simple", "identity"],
             {"concurrency": None, "request_trace": '{"timestamp_ms": 0}\n{"timestamp_ms": 10}\n'},
-            "do not combine with --request-trace",
+            "give the others a rate of their own (-m identity@rate=R)",
         ),
         (["simple", "identity@c=0"], {}, "the level must be a whole number above 0"),
         (["simple", "identity@speed=2"], {}, "is not c=N, rate=R or data=FILE"),

@@ -139,6 +139,30 @@ def test_a_trace_is_replayed_at_its_times(
     assert row["Request Rate"] == pytest.approx(800 / (2.0 + 1 / 600) * speedup, rel=0.01)
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_trace_drives_the_first_model_while_another_keeps_its_own_rate(
+    server, tmp_path: Path, processes: int
+) -> None:
+    trace = _write_trace(tmp_path / "trace.jsonl", _two_phases())
+    result = perfprobe.sweep(
+        ["simple", "identity@rate=100"],
+        url=server.http_url,
+        request_trace=str(trace),
+        shape=["INPUT0:16"],
+        processes=processes,
+        measurement_interval=1000,
+        no_report=True,
+    )
+    level = result.level_results[0]
+    assert level.trace is not None and level.trace["sent"] == 800 and level.trace["replayed"] == 1.0
+    traced = level.for_model("simple", level.level).merged()
+    assert traced.completed == 800 and traced.error_count == 0  # the trace's requests, all of them, once
+    assert traced.duration_ns / 1e9 == pytest.approx(2.0, rel=0.05)  # the level ends with the trace's last answer
+    held = level.for_model("identity", 100).merged()
+    assert held.completed / (held.duration_ns / 1e9) == pytest.approx(100, rel=0.05)  # a constant rate of its own
+    assert not level.warnings, level.warnings
+
+
 def test_a_looped_trace_keeps_its_rate_until_stable(server, tmp_path: Path) -> None:
     trace = _write_trace(tmp_path / "short.jsonl", [i * 5.0 for i in range(100)])  # 200 requests/s for 0.5 s
     result = perfprobe.sweep(

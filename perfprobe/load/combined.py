@@ -82,13 +82,15 @@ class CombinedLoad:
         return sum(part.load.finished_in_window() for part in self.parts)
 
     def health(self) -> LoadHealth:
+        """Every model's health; the schedule's progress (a trace's) from the models that follow it."""
         each = [part.load.health() for part in self.parts]
+        following = [h for h, part in zip(each, self.parts, strict=True) if part.level is None]
         return LoadHealth(
             interrupted=any(h.interrupted for h in each),
             connection_failures=sum(h.connection_failures for h in each),
             worker_failures=[failure for h in each for failure in h.worker_failures],
-            sends_made=sum(h.sends_made for h in each),
-            replayed=all(h.replayed for h in each),
+            sends_made=sum(h.sends_made for h in following),
+            replayed=all(h.replayed for h in following),
         )
 
     def sleep(self, seconds: float) -> None:

@@ -306,8 +306,12 @@ def _check_several(options: SweepOptions, parts: list[ModelPart]) -> None:
         return
     if parts[0].level is not None:
         raise UsageError(f"-m {parts[0].name}: the first model follows the sweep's levels (give others fixed ones)")
-    if options.request_trace:  # a trace's times and inputs are one model's
-        raise UsageError("several models (-m twice) do not combine with --request-trace yet: one model per run there")
+    unpaced = [part.name for part in parts[1:] if part.level is None]
+    if options.request_trace and unpaced:  # a trace's times and inputs are one model's
+        raise UsageError(
+            f"with --request-trace the first model follows the trace; give the others a rate of their own "
+            f"(-m {unpaced[0]}@rate=R)"
+        )
 
 
 def plan(options: SweepOptions) -> SweepPlan:

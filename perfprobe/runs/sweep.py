@@ -98,7 +98,11 @@ def measure_sweep(
     models = [control.describe_model(part.name) for part in sweep_plan.parts]
     for model in models:
         check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled)
-    plans = [_plan_for(sweep_plan, part) for part in sweep_plan.parts] if sweep_plan.several else [sweep_plan]
+    plans = (
+        [_plan_for(sweep_plan, part, first=index == 0) for index, part in enumerate(sweep_plan.parts)]
+        if sweep_plan.several
+        else [sweep_plan]
+    )
     loads = [
         _data_and_spec(own, described, own.load_spec(target)) for own, described in zip(plans, models, strict=True)
     ]
@@ -118,12 +122,15 @@ def measure_sweep(
         return _measure_levels(sweep_plan, target, control, models, sweeper, source, observer, spec)
 
 
-def _plan_for(sweep_plan: SweepPlan, part: ModelPart) -> SweepPlan:
+def _plan_for(sweep_plan: SweepPlan, part: ModelPart, first: bool) -> SweepPlan:
     """The plan as one model of several sees it: its own data, and room for its own fixed concurrency.
 
     Its connections and shared-memory regions are sized by ``max_inflight``: a model held at
-    c=16 in a sweep up to c=4 needs 16 of them, or its workers would wait for one another.
+    c=16 in a sweep up to c=4 needs 16 of them, or its workers would wait for one another. A
+    trace (its inputs, its sequences) is the first model's; the others keep rates of their own.
     """
+    if not first:
+        sweep_plan = replace(sweep_plan, trace=None)
     if part.input_data is not None:
         sweep_plan = replace(sweep_plan, data=replace(sweep_plan.data, source=part.input_data))
     if part.level is not None and sweep_plan.load_kind == "concurrency":
