@@ -114,8 +114,12 @@ def test_serve_command_prints_urls_and_stops_on_sigterm(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         out, _ = process.communicate(timeout=60)
     finally:
-        if process.poll() is None:
-            process.kill()
+        if process.poll() is None:  # a failed check above: SIGTERM, so the command stops its tritonserver too
+            process.terminate()
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
     assert process.returncode == 0
     assert "stopped." in out
     assert not [p for p in os.listdir("/proc") if p.isdigit() and _parent(p) == process.pid]
