@@ -160,7 +160,8 @@ def test_a_trace_drives_the_first_model_while_another_keeps_its_own_rate(
     assert traced.duration_ns / 1e9 == pytest.approx(2.0, rel=0.05)  # the level ends with the trace's last answer
     held = level.for_model("identity", 100).merged()
     assert held.completed / (held.duration_ns / 1e9) == pytest.approx(100, rel=0.05)  # a constant rate of its own
-    assert not level.warnings, level.warnings
+    # the level did not wait out its windows for the other model to "finish" the trace (late sends may be warned of)
+    assert not any("replayed" in warning for warning in level.warnings), level.warnings
 
 
 def test_a_looped_trace_keeps_its_rate_until_stable(server, tmp_path: Path) -> None:
