@@ -21,7 +21,7 @@ from perfprobe.client._proto import grpc_service_pb2_grpc as pb_grpc
 from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback, retry_while_in_use
 from perfprobe.client.errors import UNREACHABLE, InferenceServerError
 from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
-from perfprobe.client.tls import TlsFiles
+from perfprobe.client.tls import TlsFiles, tls_url
 
 if TYPE_CHECKING:
     from perfprobe.client.grpc_aio import AioGrpcConnection
@@ -61,11 +61,6 @@ def with_request_id(request: GrpcRequest, request_id: str) -> GrpcRequest:
         length >>= 7
     varint.append(length)
     return GrpcRequest(request.payload + _REQUEST_ID_TAG + bytes(varint) + encoded, request.model_name)
-
-
-def tls_url(url: str) -> bool:
-    """Whether a gRPC URL's scheme asks for TLS (``grpcs://``, ``https://``)."""
-    return url.partition("://")[0] in ("grpcs", "https") if "://" in url else False
 
 
 def rpc_error(exc: grpc.RpcError) -> InferenceServerError:

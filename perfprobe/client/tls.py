@@ -19,19 +19,17 @@ class TlsFiles:
     cert_file: str | None = None
     key_file: str | None = None
 
-    def client_options(self) -> dict[str, Any]:
-        """The keyword arguments ``make_client`` takes for these files, TLS on."""
-        return {
-            "ssl": True,
-            "ssl_ca_file": self.ca_file,
-            "ssl_cert_file": self.cert_file,
-            "ssl_key_file": self.key_file,
-        }
+
+def tls_url(url: str) -> bool:
+    """Whether a URL's scheme asks for TLS (``grpcs://``, ``https://``)."""
+    return url.partition("://")[0] in ("grpcs", "https") if "://" in url else False
 
 
 def client_options(tls: TlsFiles | None) -> dict[str, Any]:
     """``make_client``'s TLS keywords: none where the run has no TLS files (the URL's scheme still decides)."""
-    return tls.client_options() if tls is not None else {}
+    if tls is None:
+        return {}
+    return {"ssl": True, "ssl_ca_file": tls.ca_file, "ssl_cert_file": tls.cert_file, "ssl_key_file": tls.key_file}
 
 
 def tls_context(tls: TlsFiles, alpn: list[str], cooperative: bool) -> Any:

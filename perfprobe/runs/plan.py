@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from perfprobe.client.tls import TlsFiles
+from perfprobe.client.tls import TlsFiles, tls_url
 from perfprobe.data import synthetic
 from perfprobe.errors import UsageError
 from perfprobe.load.dataset import DataOptions
@@ -121,7 +121,7 @@ class SweepPlan:
 
     def _uses_tls(self, url: str) -> bool:
         """Whether the load talks TLS: files given, or a URL whose scheme asks for it."""
-        return self.tls is not None or url.partition("://")[0] in ("https", "grpcs")
+        return self.tls is not None or tls_url(url)
 
     def describe_levels(self) -> str:
         if self.trace is not None:

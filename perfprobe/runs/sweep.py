@@ -182,24 +182,19 @@ class LoadSource:
     nodes: list[str]
 
 
-@contextlib.contextmanager
 def _load_source(
     sweep_plan: SweepPlan,
     loads: list[tuple[list[Any], LoadSpec]],
     control: InferenceClient,
     models: list[ModelDescription],
     observer: RunObserver,
-) -> Iterator[LoadSource]:
+) -> contextlib.AbstractContextManager[LoadSource]:
     """The plan's load (each model's, in the plan's order): in this process, or in load processes of its own."""
     if sweep_plan.spread:
-        with _spread_loads(sweep_plan, loads, control, models, observer) as source:
-            yield source
-    elif sweep_plan.several:
-        with _several_loads(sweep_plan, loads, control, models, observer) as source:
-            yield source
-    else:
-        with _one_load(loads[0], control, models[0], observer) as source:
-            yield source
+        return _spread_loads(sweep_plan, loads, control, models, observer)
+    if sweep_plan.several:
+        return _several_loads(sweep_plan, loads, control, models, observer)
+    return _one_load(loads[0], control, models[0], observer)
 
 
 @contextlib.contextmanager
