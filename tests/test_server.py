@@ -7,6 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from conftest import TEST_MODELS
 
 from perfprobe import cli, exitcodes
 from perfprobe.server import EmbeddedServer, PortInUse, ServerNotInstalled, distribution
@@ -145,6 +146,42 @@ def test_a_killed_servers_backend_regions_are_released_and_a_running_servers_kep
     assert not own & backend_regions()
     with make_client("http", server.http_url) as client:  # the session's server still has its regions
         assert client.is_model_ready("simple")
+
+
+def test_a_server_stopped_without_grace_leaves_no_backend_regions() -> None:
+    """SIGKILL right after SIGTERM: the dying backend stubs still map their regions for a moment.
+
+    Before stop() waited for the server's process group to end, 2 to 9 of this repository's 15
+    regions were left in /dev/shm on every try (taken for in use by stubs being torn down).
+    """
+    from perfprobe.server.backend_regions import SHM_DIR, backend_regions
+
+    if not SHM_DIR.is_dir():
+        pytest.skip("no /dev/shm here")
+    before = backend_regions()
+    server = EmbeddedServer(model_repositories=[TEST_MODELS], pick_free_ports=True).start()
+    own = backend_regions() - before
+    assert len(own) > 1, "the python backend made too few regions to check"
+    server.stop(grace_s=0.0)
+    assert not own & backend_regions()
+    assert set(server.released_regions) <= own
+
+
+def test_the_group_counts_as_running_until_only_zombies_are_left(tmp_path) -> None:
+    """Fake /proc: a stub whose name holds ") " still counts; a zombie and another group's process do not."""
+    from perfprobe.server.backend_regions import await_group_end, group_running
+
+    def process(pid: int, name: str, state: str, group: int) -> None:
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "stat").write_text(f"{pid} ({name}) {state} 1 {group} {group} 0 -1 4194560\n")
+
+    process(300, "tritonserver", "Z", 300)
+    process(400, "other) S 1 300", "S", 400)  # another group, whose name would mislead a plain split
+    assert not group_running(300, tmp_path)
+    assert await_group_end(300, timeout_s=0.0, proc=tmp_path)
+    process(301, "triton_python_ backend) stub", "R", 300)
+    assert group_running(300, tmp_path)
+    assert not await_group_end(300, timeout_s=0.05, proc=tmp_path, poll_s=0.01)
 
 
 def test_only_regions_no_live_process_uses_are_released(tmp_path) -> None:

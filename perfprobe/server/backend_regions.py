@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from pathlib import Path
 
 REGION_PREFIX = "triton_python_backend_shm_region_"
@@ -63,6 +64,33 @@ def _open(process: Path, prefix: str) -> set[str]:
 def _region_name(path_text: str, prefix: str) -> str:
     """``/dev/shm/NAME`` (maybe followed by `` (deleted)``) → NAME."""
     return REGION_PREFIX + path_text[len(prefix) :].split()[0]
+
+
+def group_running(group_id: int, proc: Path = PROC) -> bool:
+    """Whether a process of this process group still runs (a zombie has let go of its memory)."""
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError), open(Path(entry.path) / "stat") as stat:
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses, so split after the last ")"
+            state, _, group = stat.read().rpartition(")")[2].split()[:3]
+            if int(group) == group_id and state != "Z":
+                return True
+    return False
+
+
+def await_group_end(group_id: int, timeout_s: float, proc: Path = PROC, poll_s: float = 0.02) -> bool:
+    """Wait until no process of the group runs; False if one still does after ``timeout_s``.
+
+    A process sent SIGKILL keeps its mappings until the kernel has torn it down, so a region
+    looked at right after the signal still reads as in use by a backend stub that is dying.
+    """
+    deadline = time.monotonic() + timeout_s
+    while group_running(group_id, proc):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
+    return True
 
 
 def release_leftovers(appeared: set[str], shm_dir: Path = SHM_DIR, proc: Path = PROC) -> list[str]:

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from perfprobe.server import distribution
-from perfprobe.server.backend_regions import backend_regions, release_leftovers
+from perfprobe.server.backend_regions import await_group_end, backend_regions, release_leftovers
 from perfprobe.server.repository import BUILTIN_MODELS, materialize_builtin
 
 LOOPBACK = "127.0.0.1"
@@ -74,6 +74,7 @@ class EmbeddedServer:
         pick_free_ports: bool = False,
         startup_timeout_s: float = 180.0,
         exit_timeout_s: int = 5,
+        group_end_timeout_s: float = 5.0,
         log_verbose: int = 0,
         log_path: str | os.PathLike[str] | None = None,
         explicit_model_control: bool = True,
@@ -88,6 +89,7 @@ class EmbeddedServer:
         self.pick_free_ports = pick_free_ports
         self.startup_timeout_s = startup_timeout_s
         self.exit_timeout_s = exit_timeout_s
+        self.group_end_timeout_s = group_end_timeout_s  # for killed backend stubs to let go of their regions
         self.log_verbose = log_verbose
         self.explicit_model_control = explicit_model_control
         self.extra_args = list(extra_args)
@@ -235,6 +237,7 @@ class EmbeddedServer:
                     _signal_group(process.pid, signal.SIGKILL)
                     process.wait()
             _signal_group(process.pid, signal.SIGKILL)  # stragglers (backend stubs), if any
+            await_group_end(process.pid, self.group_end_timeout_s)
             # a server that was killed (or crashed) left its python backend's regions behind
             self.released_regions = release_leftovers(backend_regions() - self._regions_before)
         handle = getattr(self, "_log_handle", None)
