@@ -33,6 +33,28 @@ def _two_phases() -> list[float]:
 # ---- the schedule, without a server ----------------------------------------------------------
 
 
+@pytest.mark.parametrize("late", [0, 5])
+def test_late_sends_of_a_trace_are_told_as_late_not_as_a_trace_not_followed(late: int) -> None:
+    """A trace has no rate to fall short of: what can be told is the share of its sends that were late."""
+    from perfprobe.load.sweeper import LevelResult, MeasureSettings, Sweeper, WindowRecord
+    from perfprobe.measure.histogram import HistogramLimits
+    from perfprobe.measure.window import Window, merge_window
+
+    window = Window(0, HistogramLimits())
+    slot = window.slot("w")
+    for index in range(100):
+        slot.success(1_000_000)
+        slot.scheduled(1_000_000, 3_000_000 if index < late else 0, index < late)
+    record = WindowRecord(merge_window(window, window.start_ns + 1_000_000_000), {}, None, 1_000_000, True)
+    level = LevelResult("rate", 100, [record])
+    Sweeper(lambda: None, None, ["m"], MeasureSettings())._diagnose(level, open_loop=True, schedule_rate=None)  # type: ignore[arg-type]
+    assert not any("could not" in warning for warning in level.warnings)
+    said = [warning for warning in level.warnings if "fell behind the trace" in warning]
+    assert len(said) == (1 if late else 0)
+    if late:
+        assert "5.0% of sends late (5 late sends, worst lag 3.0 ms)" in said[0]
+
+
 def test_a_trace_schedule_keeps_its_times_scaled_and_ends() -> None:
     times = TraceTimes((0, 1_000_000, 5_000_000))
     schedule = ScheduleSpec(1.0, trace=times).build()
