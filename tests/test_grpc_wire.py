@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 
 from perfprobe.client import InferenceServerError, InferInput, grpc_wire, make_client
+from perfprobe.client.compression import compress, decompress
+from perfprobe.client.errors import BAD_RESPONSE
 from perfprobe.client.grpc_client import GrpcRequest
 from perfprobe.client.grpc_wire import GrpcWireConnection, GrpcWireStream, grpc_timeout, header_block
 
@@ -79,8 +81,9 @@ def test_a_tensor_larger_than_every_window_goes_through(server) -> None:
         wire.close()
 
 
-def test_compression_leaves_unary_calls_to_grpcio_and_tls_does_not() -> None:
-    assert make_client("grpc", "127.0.0.1:1", request_compression="gzip").wire_connection() is None
+def test_compression_and_tls_stay_on_the_own_connection() -> None:
+    compressed = make_client("grpc", "127.0.0.1:1", request_compression="gzip").wire_connection()
+    assert ("grpc-encoding", "gzip") in hpack.Decoder().decode(compressed._block)
     assert make_client("http", "127.0.0.1:1").wire_connection() is None
     secure = make_client("grpc", "grpcs://127.0.0.1:1").wire_connection()
     assert secure is not None and secure._tls is not None  # TLS with the system's roots, offering h2
@@ -338,6 +341,41 @@ def test_a_trailers_only_refusal_keeps_its_code_and_message_and_the_connection(s
     assert connection.send_raw(_request(b"x")) == b"next"
     connection.close()
     assert server.connections == 1
+
+
+def test_compressed_messages_each_way_and_an_encoding_never_offered(stand_in) -> None:
+    """The request goes flagged and compressed; an answer is read in the encoding its headers name."""
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    def answer_compressed(encoding: str) -> Callable[[Peer, int], None]:
+        def send(peer: Peer, stream_id: int) -> None:
+            packed = compress(b"answer" * 50, "gzip")
+            peer.headers(
+                stream_id, [(":status", "200"), ("content-type", "application/grpc"), ("grpc-encoding", encoding)]
+            )
+            peer.send(DATA, 0, stream_id, b"\x01" + struct.pack(">I", len(packed)) + packed)
+            peer.headers(stream_id, [("grpc-status", "0")], end=True)
+
+        return send
+
+    def script(peer: Peer) -> None:
+        for send in (answer_compressed("gzip"), answer_compressed("br")):
+            stream_id, headers, body = peer.request()
+            seen.append((headers, body))
+            send(peer, stream_id)
+        _linger(peer)
+
+    server = stand_in(script)
+    connection = GrpcWireConnection(server.address, PATH, [], 5.0, decode=lambda raw: raw, compression="gzip")
+    assert connection.send_raw(_request(b"question" * 50)) == b"answer" * 50
+    headers, body = seen[0]
+    assert headers["grpc-encoding"] == "gzip" and "gzip" in headers["grpc-accept-encoding"]
+    assert body[0] == 1 and int.from_bytes(body[1:5], "big") == len(body) - 5 < 400
+    assert decompress(body[5:], "gzip") == b"question" * 50
+    with pytest.raises(InferenceServerError) as refused:
+        connection.send_raw(_request(b"again"))
+    assert refused.value.failure == BAD_RESPONSE and "'br'" in refused.value.message
+    connection.close()
 
 
 @pytest.mark.parametrize(

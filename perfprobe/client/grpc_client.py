@@ -19,6 +19,7 @@ from perfprobe.client import protoconv
 from perfprobe.client._proto import grpc_service_pb2 as pb
 from perfprobe.client._proto import grpc_service_pb2_grpc as pb_grpc
 from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback, retry_while_in_use
+from perfprobe.client.compression import check_algorithm
 from perfprobe.client.errors import UNREACHABLE, InferenceServerError
 from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
 from perfprobe.client.tls import TlsFiles, tls_url
@@ -222,8 +223,7 @@ class GrpcClient(InferenceClient):
         keepalive_permit_without_calls: bool = False,
         max_message_bytes: int = INT32_MAX,
     ) -> None:
-        if request_compression not in _COMPRESSION:
-            raise ValueError(f"compression must be gzip, deflate or None, not {request_compression!r}")
+        check_algorithm(request_compression)
         ssl = ssl or tls_url(url)
         if "://" in url:
             url = url.partition("://")[2]
@@ -251,7 +251,7 @@ class GrpcClient(InferenceClient):
         else:
             self._channel = grpc.insecure_channel(self.url, options=options)
         self._channel_options = options
-        self._wire_ok = request_compression is None  # what a wire connection can carry
+        self._wire_compression = request_compression
         self._tls = TlsFiles(ssl_ca_file, ssl_cert_file, ssl_key_file) if ssl else None
         self._wire_tls: dict[bool, Any] = {}  # SSL contexts for wire connections, by cooperative
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
@@ -443,13 +443,8 @@ class GrpcClient(InferenceClient):
         """The shared channel, seen as one worker's connection (gRPC multiplexes one channel)."""
         return GrpcConnection(self)
 
-    def wire_connection(self, cooperative: bool = False) -> GrpcWireConnection | None:
-        """A worker's own HTTP/2 connection for ``ModelInfer`` without grpcio (``grpc_wire``).
-
-        None where this client's settings need grpcio: request compression.
-        """
-        if not self._wire_ok:
-            return None
+    def wire_connection(self, cooperative: bool = False) -> GrpcWireConnection:
+        """A worker's own HTTP/2 connection for ``ModelInfer`` without grpcio (``grpc_wire``)."""
         from perfprobe.client.grpc_wire import GrpcWireConnection
 
         return GrpcWireConnection(
@@ -460,12 +455,11 @@ class GrpcClient(InferenceClient):
             self.decode_raw,
             cooperative,
             tls=self._wire_context(cooperative),
+            compression=self._wire_compression,
         )
 
-    def wire_stream(self, cooperative: bool = False) -> GrpcWireStream | None:
-        """A worker's own HTTP/2 connection for one ``ModelStreamInfer`` stream at a time (None: as above)."""
-        if not self._wire_ok:
-            return None
+    def wire_stream(self, cooperative: bool = False) -> GrpcWireStream:
+        """A worker's own HTTP/2 connection for one ``ModelStreamInfer`` stream at a time."""
         from perfprobe.client.grpc_wire import GrpcWireStream
 
         return GrpcWireStream(
@@ -474,6 +468,7 @@ class GrpcClient(InferenceClient):
             self._metadata,
             cooperative,
             tls=self._wire_context(cooperative),
+            compression=self._wire_compression,
         )
 
     def _wire_context(self, cooperative: bool) -> Any:

@@ -6,8 +6,9 @@ worker has one request in flight on its own connection, so it needs very little 
 one stream at a time, request headers encoded once (HPACK literals, never indexed),
 the server's header blocks decoded with ``hpack``, flow control kept simple by advertising the
 largest receive windows and honouring the server's. Facts from RFC 9113 (HTTP/2), RFC 7541
-(HPACK) and gRPC's "gRPC over HTTP2" document; TLS through Python's ``ssl`` (ALPN ``h2``);
-compression stays with grpcio.
+(HPACK) and gRPC's "gRPC over HTTP2" document; TLS through Python's ``ssl`` (ALPN ``h2``).
+With compression each request message is compressed as it is sent (as grpcio does), and
+compressed answers are taken in any encoding offered.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from urllib.parse import unquote
 import grpc
 import hpack
 
+from perfprobe.client.compression import ALGORITHMS, compress, decompress
 from perfprobe.client.errors import BAD_RESPONSE, TIMEOUT, UNREACHABLE, InferenceServerError
 from perfprobe.client.sockets import send_whole
 
@@ -95,12 +97,19 @@ def grpc_timeout(timeout_s: float) -> str:
 
 
 def header_block(
-    path: str, authority: str, metadata: list[tuple[str, str]], timeout_s: float | None, scheme: str = "http"
+    path: str,
+    authority: str,
+    metadata: list[tuple[str, str]],
+    timeout_s: float | None,
+    scheme: str = "http",
+    compression: str | None = None,
 ) -> bytes:
     """The request's HPACK block: the same bytes for every call on a connection."""
     fields = [("te", "trailers"), ("content-type", "application/grpc")]
     if timeout_s is not None:
         fields.append(("grpc-timeout", grpc_timeout(timeout_s)))
+    if compression is not None:  # without it no encoding is offered, and the server sends none
+        fields += [("grpc-encoding", compression), ("grpc-accept-encoding", ",".join(("identity", *ALGORITHMS)))]
     fields += [(name.lower(), value) for name, value in metadata]
     pseudo = [(":method", "POST"), (":scheme", scheme), (":path", path), (":authority", authority)]
     return b"".join(_literal(name, value) for name, value in (*pseudo, *fields))
@@ -129,13 +138,21 @@ class _Http2:
     request given up on is never read as the next one's. ``cooperative`` uses gevent's sockets
     (greenlet workers need them whether or not the process is patched). ``tls``: an SSL context
     (gevent's, for ``cooperative``) that offers ``h2``; the connection is then TLS, as gRPC's is.
+    ``compression``: how every message sent is compressed (the header block must say so too).
     """
 
     def __init__(
-        self, address: tuple[str, int], block: bytes, cooperative: bool, connect_timeout_s: float, tls: Any = None
+        self,
+        address: tuple[str, int],
+        block: bytes,
+        cooperative: bool,
+        connect_timeout_s: float,
+        tls: Any = None,
+        compression: str | None = None,
     ) -> None:
         self._address = address
         self._block = block
+        self._compression = compression
         self._connect_timeout_s = connect_timeout_s
         self._cooperative = cooperative
         self._tls = tls
@@ -180,7 +197,11 @@ class _Http2:
     def _send_message(self, stream: _Stream, payload: bytes, end_stream: bool, with_headers: bool) -> None:
         """One length-prefixed message in DATA frames, within the server's windows and frame size."""
         self._sock.settimeout(max(self._deadline - time.monotonic(), 0.001) if self._deadline != _NEVER else None)
-        message = b"\x00" + struct.pack(">I", len(payload)) + payload
+        if self._compression is None:
+            message = b"\x00" + struct.pack(">I", len(payload)) + payload
+        else:
+            packed = compress(payload, self._compression)
+            message = b"\x01" + struct.pack(">I", len(packed)) + packed
         out = [self._headers_frames(stream.id)] if with_headers else []
         offset = 0
         while True:
@@ -222,11 +243,15 @@ class _Http2:
         length = int.from_bytes(body[1:5], "big")
         if len(body) < 5 + length:
             return None
-        if body[0] != 0:
-            raise InferenceServerError("a compressed response, which was not asked for", failure=BAD_RESPONSE)
+        compressed = body[0] != 0
         message = bytes(body[5 : 5 + length])
         del body[: 5 + length]
-        return message
+        if not compressed:
+            return message
+        try:  # the server compresses only in an encoding offered, and names it in grpc-encoding
+            return decompress(message, stream.headers.get("grpc-encoding", "identity"))
+        except ValueError as exc:
+            raise InferenceServerError(str(exc), failure=BAD_RESPONSE) from None
 
     # ---- frames from the server ---------------------------------------------------------------
 
@@ -401,10 +426,11 @@ class GrpcWireConnection(_Http2):
         cooperative: bool = False,
         connect_timeout_s: float = 10.0,
         tls: Any = None,
+        compression: str | None = None,
     ) -> None:
         scheme = "https" if tls is not None else "http"
-        block = header_block(path, f"{address[0]}:{address[1]}", metadata, timeout_s, scheme)
-        super().__init__(address, block, cooperative, connect_timeout_s, tls)
+        block = header_block(path, f"{address[0]}:{address[1]}", metadata, timeout_s, scheme, compression)
+        super().__init__(address, block, cooperative, connect_timeout_s, tls, compression)
         self.decode_raw = decode  # what ``send_raw`` returns, as outputs (timed apart as Client Recv)
         self._timeout_s = timeout_s
         self.last_send_ns = 0
@@ -443,10 +469,11 @@ class GrpcWireStream(_Http2):
         cooperative: bool = False,
         connect_timeout_s: float = 10.0,
         tls: Any = None,
+        compression: str | None = None,
     ) -> None:
         scheme = "https" if tls is not None else "http"
-        block = header_block(path, f"{address[0]}:{address[1]}", metadata, None, scheme)
-        super().__init__(address, block, cooperative, connect_timeout_s, tls)
+        block = header_block(path, f"{address[0]}:{address[1]}", metadata, None, scheme, compression)
+        super().__init__(address, block, cooperative, connect_timeout_s, tls, compression)
         self._timeout_s: float | None = None
 
     def write(self, payload: bytes, timeout_s: float) -> None:

@@ -8,10 +8,8 @@ use one ``HttpClient`` per thread (greenlets of one thread may share one).
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
-import zlib
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -22,12 +20,12 @@ from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 
 from perfprobe.client import datatypes
 from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback, retry_while_in_use
-from perfprobe.client.errors import TIMEOUT, UNREACHABLE, InferenceServerError
+from perfprobe.client.compression import check_algorithm, compress, decompress
+from perfprobe.client.errors import BAD_RESPONSE, TIMEOUT, UNREACHABLE, InferenceServerError
 from perfprobe.client.http_wire import PlainSocketPool, WireConnection, WireError, encode_request
 from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
-COMPRESSIONS = ("gzip", "deflate")
 
 
 @dataclass(frozen=True)
@@ -43,18 +41,12 @@ class HttpRequest:
     binary: tuple[bytes, ...] = field(default=(), repr=False)
 
 
-def _compress(body: bytes, algorithm: str) -> bytes:
-    if algorithm == "gzip":
-        return gzip.compress(body, compresslevel=1)
-    return zlib.compress(body, 1)
-
-
-def _decompress(body: bytes, encoding: str) -> bytes:
-    if encoding == "gzip":
-        return gzip.decompress(body)
-    if encoding == "deflate":
-        return zlib.decompress(body)
-    return body
+def _decoded(body: bytes, encoding: str) -> bytes:
+    """A compressed answer's body; one that cannot be decompressed is a bad response."""
+    try:
+        return decompress(body, encoding)
+    except ValueError as exc:
+        raise InferenceServerError(str(exc), failure=BAD_RESPONSE) from None
 
 
 class HttpClient(InferenceClient):
@@ -82,8 +74,7 @@ class HttpClient(InferenceClient):
         connection_timeout = timeout_s if connect_timeout_s is None else connect_timeout_s
         network_timeout = timeout_s
         for algorithm in (request_compression, response_compression):
-            if algorithm is not None and algorithm not in COMPRESSIONS:
-                raise ValueError(f"compression must be one of {COMPRESSIONS}, not {algorithm!r}")
+            check_algorithm(algorithm)
         if "://" in url:
             scheme, _, url = url.partition("://")
             ssl = ssl or scheme == "https"
@@ -144,7 +135,7 @@ class HttpClient(InferenceClient):
             raise _no_answer(self.url, exc) from exc
         encoding = response.get("content-encoding")
         if encoding:
-            payload = _decompress(payload, str(encoding))
+            payload = _decoded(payload, str(encoding))
         return response.status_code, response, payload
 
     def _json(self, method: str, uri: str, body: dict[str, Any] | None = None) -> Any:
@@ -295,7 +286,7 @@ class HttpClient(InferenceClient):
             body = b"".join([json_part, *binary])
             headers[HEADER_LENGTH] = str(len(json_part))
         if self._request_compression:
-            body = _compress(body, self._request_compression)
+            body = compress(body, self._request_compression)
             headers["Content-Encoding"] = self._request_compression
         if self._response_compression:
             headers["Accept-Encoding"] = self._response_compression
@@ -337,7 +328,7 @@ class HttpClient(InferenceClient):
             raise _no_answer(self.url, exc) from exc
         encoding = headers.get("content-encoding")
         if encoding:
-            payload = _decompress(payload, encoding)
+            payload = _decoded(payload, encoding)
         if status != 200:
             raise _error(status, payload)
         header_length = headers.get(HEADER_LENGTH.lower())

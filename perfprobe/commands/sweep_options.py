@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from perfprobe.client.compression import ALGORITHMS
 from perfprobe.commands.common import add_shared_memory_options
 from perfprobe.load.runtime import WORKER_KINDS
 from perfprobe.load.schedule import DISTRIBUTIONS
@@ -62,7 +63,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         choices=GRPC_TRANSPORTS,
         default=default("grpc_transport"),
         help="gRPC on thread and greenlet workers: perfprobe's own HTTP/2 connection per worker "
-        "(h2, the default; compression uses grpcio) or grpcio's channel",
+        "(h2, the default) or grpcio's channel",
+    )
+    load.add_argument(
+        "--compression",
+        choices=ALGORITHMS,
+        help="compress requests (and, over HTTP, ask for compressed answers); each request is compressed "
+        "once when built over HTTP, as it is sent over gRPC",
     )
     load.add_argument(
         "--processes",

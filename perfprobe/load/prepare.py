@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from perfprobe.client import InferenceClient, make_client
+from perfprobe.client.compression import client_options as compression_options
 from perfprobe.client.model import ModelDescription
 from perfprobe.client.tls import TlsFiles, client_options
 from perfprobe.load.engine import EngineSettings, SequencePlan
@@ -33,6 +34,7 @@ class LoadSpec:
     url: str
     headers: dict[str, str]
     tls: TlsFiles | None  # TLS files (TLS on); None: the URL's scheme decides
+    compression: str | None  # gzip or deflate: requests compressed (over HTTP, answers asked compressed)
     request_timeout_s: float
     mode: str
     worker_kind: str
@@ -93,6 +95,7 @@ def prepared_load(
         headers=spec.headers,
         timeout_s=spec.request_timeout_s,
         **client_options(spec.tls),
+        **compression_options(spec.protocol, spec.compression),
     )
     send_path: SendPath | None = None
     try:

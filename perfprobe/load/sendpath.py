@@ -8,7 +8,7 @@ calls and streams alike, on an HTTP/2 connection per worker that perfprobe speak
 (``grpc_wire``): about a third of grpcio's client CPU per request and no cross-thread hand-off
 per answer, which is what decides the round trip at one or two requests in flight. One thread
 with an event loop beats many GIL-bound threads for a Python client from eight in flight on.
-With ``--grpc-transport grpcio`` (and always with compression) gRPC goes through grpcio:
+With ``--grpc-transport grpcio`` gRPC goes through grpcio:
 streams best as coroutines on one ``grpc.aio`` event loop, unary calls on threads.
 
 The choice reads the client's declared abilities (``cooperative``, ``supports_streams``), not
@@ -67,7 +67,6 @@ def build_send_path(
         wire = _wire_path(client, mode, runtime, request_timeout_s, decode_outputs)
         if wire is not None:
             return wire
-        notes.append("gRPC goes through grpcio: perfprobe's own HTTP/2 connection carries no compression")
     if mode == "stream":
         return SendPath(runtime, lambda: StreamSender(client, runtime, request_timeout_s), notes)
     if client.cooperative:

@@ -46,6 +46,7 @@ class SweepOptions:
     mode: str = "sync"
     workers: str | None = None
     grpc_transport: str = "h2"  # gRPC on thread/greenlet workers: our own HTTP/2 connection, or grpcio
+    compression: str | None = None  # gzip or deflate: requests compressed (and HTTP's answers asked compressed)
     request_timeout: float = 30.0
     processes: int | str | None = None  # load processes: N or "auto"; default 1, or one per CPU with cluster
     cluster: str | None = None  # Ray cluster address, or "auto" (RAY_ADDRESS)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from perfprobe.client.compression import ALGORITHMS
 from perfprobe.client.tls import TlsFiles, tls_url
 from perfprobe.data import synthetic
 from perfprobe.errors import UsageError
@@ -82,6 +83,7 @@ class SweepPlan:
     trace_loop: bool = False
     sequence_length_given: bool = False
     tls: TlsFiles | None = None  # --ssl-* files (TLS on); without them the URL's scheme decides
+    compression: str | None = None  # gzip or deflate
 
     @property
     def several(self) -> bool:
@@ -100,6 +102,7 @@ class SweepPlan:
             url=target.url,
             headers=self.headers,
             tls=self.tls,
+            compression=self.compression,
             request_timeout_s=self.request_timeout_s,
             mode=self.mode,
             worker_kind=self.worker_kind,
@@ -149,6 +152,7 @@ class SweepPlan:
             "worker_kind": self.worker_kind,
             "grpc_transport": self._grpc_transport(),
             "tls": self._uses_tls(target.url),
+            "compression": self.compression,
             "load_kind": self.load_kind,
             "level_spec": self.level_spec,
             "levels": self.levels,
@@ -279,6 +283,8 @@ def _check_choices(options: SweepOptions) -> None:
             raise UsageError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
     if options.workers is not None and options.workers not in WORKER_KINDS:
         raise UsageError(f"--workers must be one of {', '.join(WORKER_KINDS)}")
+    if options.compression is not None and options.compression not in ALGORITHMS:
+        raise UsageError(f"--compression must be one of {', '.join(ALGORITHMS)}")
     given = [
         options.concurrency not in (None, ""),
         options.request_rate not in (None, ""),
@@ -360,6 +366,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         serve_repositories=list(options.serve_models),
         headers=parse_headers(options.header),
         tls=tls,
+        compression=options.compression,
         load_kind=load_kind,
         level_spec=level_spec,
         levels=levels,
