@@ -1,12 +1,14 @@
-"""gRPC over TLS: perfprobe's own HTTP/2 connections against grpcio's channel, on one TLS Triton.
+"""gRPC over TLS or compressed: perfprobe's own HTTP/2 connections against grpcio's channel, on one Triton.
 
-Until 2026-11-23 any TLS run went through grpcio. Each measurement is one ``perfprobe sweep``
+Until 2026-11-23 any TLS or compressed run went through grpcio. Each measurement is one ``perfprobe sweep``
 command at one concurrency against an embedded real Triton whose gRPC endpoint takes TLS only
 (a self-signed certificate made for the run, passed as ``--ssl-ca-file``); the two transports run
 back to back in an order that alternates round by round, each with its default workers
 (greenlets on h2, threads on grpcio unary calls), and the median of the rounds is reported.
+``--compression gzip`` compresses every request on both transports; ``--no-tls`` leaves TLS out.
 
-    python benchmarks/tls_transport.py [--levels 1,8] [--rounds 3] [--markdown FILE]
+    python benchmarks/tls_transport.py [--levels 1,8] [--rounds 3] [--compression gzip] [--no-tls]
+        [--markdown FILE]
 """
 
 from __future__ import annotations
@@ -48,11 +50,12 @@ def self_signed(folder: Path) -> tuple[Path, Path]:
     return key, cert
 
 
-def measure(server: EmbeddedServer, cert: Path, level: int, transport: str) -> Measured:
+def measure(server: EmbeddedServer, flags: list[str], level: int, transport: str) -> Measured:
+    """One sweep at ``level`` on ``transport``; ``flags``: TLS and compression, the same for both transports."""
     with tempfile.TemporaryDirectory() as out:
         subprocess.run(
-            [sys.executable, "-m", "perfprobe", "sweep", "-i", "grpc", "-u", server.grpc_url, "--ssl-ca-file",
-             str(cert), "-m", "simple", "--grpc-transport", transport, "--concurrency", str(level),
+            [sys.executable, "-m", "perfprobe", "sweep", "-i", "grpc", "-u", server.grpc_url, *flags,
+             "-m", "simple", "--grpc-transport", transport, "--concurrency", str(level),
              "--measurement-interval", "2000", "--max-trials", "6", "--no-report", "--output-dir", out],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600,
         )  # fmt: skip
@@ -94,20 +97,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="1,8")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compression", choices=["gzip", "deflate"], help="compress every request")
+    parser.add_argument("--no-tls", action="store_true", help="plain gRPC (with --compression: compression alone)")
     parser.add_argument("--markdown", help="append the table to this file")
     args = parser.parse_args()
     levels = [int(level) for level in args.levels.split(",")]
     started = time.monotonic()
     with tempfile.TemporaryDirectory() as folder:
-        key, cert = self_signed(Path(folder))
-        tls = ["--grpc-use-ssl=true", f"--grpc-server-cert={cert}", f"--grpc-server-key={key}"]
-        with EmbeddedServer(builtin_models=["simple"], pick_free_ports=True, extra_args=tls) as server:
+        server_args, flags = [], ["--compression", args.compression] if args.compression else []
+        if not args.no_tls:
+            key, cert = self_signed(Path(folder))
+            server_args = ["--grpc-use-ssl=true", f"--grpc-server-cert={cert}", f"--grpc-server-key={key}"]
+            flags += ["--ssl-ca-file", str(cert)]
+        with EmbeddedServer(builtin_models=["simple"], pick_free_ports=True, extra_args=server_args) as server:
             results = alternating_rounds(
-                args.rounds, levels, TRANSPORTS, lambda level, transport: measure(server, cert, level, transport)
+                args.rounds, levels, TRANSPORTS, lambda level, transport: measure(server, flags, level, transport)
             )
+    over = " ".join(part for part in ("TLS" if not args.no_tls else "", args.compression or "") if part) or "plain"
     text = (
         f"Machine: {os.cpu_count()} cores, {platform.processor() or platform.machine()}; server and client share "
-        f"it. Median of {args.rounds} alternating rounds.\n\n"
+        f"it. gRPC {over}. Median of {args.rounds} alternating rounds.\n\n"
         + table(results, levels)
         + f"\n\nRun time: {time.monotonic() - started:.0f} s.\n"
     )
