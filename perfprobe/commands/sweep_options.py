@@ -72,6 +72,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "once when built over HTTP, as it is sent over gRPC",
     )
     load.add_argument(
+        "--request-parameter",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE:TYPE",
+        help="a custom parameter every request carries, TYPE string, int, float or bool (repeatable)",
+    )
+    load.add_argument(
         "--processes",
         metavar="N|auto",
         help="load processes, merged into one measurement (default 1; auto: one per usable core, "

@@ -35,6 +35,7 @@ class LoadSpec:
     headers: dict[str, str]
     tls: TlsFiles | None  # TLS files (TLS on); None: the URL's scheme decides
     compression: str | None  # gzip or deflate: requests compressed (over HTTP, answers asked compressed)
+    parameters: dict[str, bool | int | float | str]  # custom parameters every request carries
     request_timeout_s: float
     mode: str
     worker_kind: str
@@ -119,11 +120,26 @@ def prepared_load(
                 )
             else:
                 requests, per_worker = dataset.build_requests(load_client, model, items), None
+            if spec.parameters:  # added once here, so no send pays for them
+                requests, per_worker = _with_parameters(load_client, spec.parameters, requests, per_worker)
             yield PreparedLoad(spec, send_path, requests, per_worker, load_client.with_parameters)
     finally:
         if send_path is not None:
             send_path.runtime.close()
         load_client.close()
+
+
+def _with_parameters(
+    client: InferenceClient,
+    parameters: dict[str, bool | int | float | str],
+    requests: list[Any],
+    per_worker: list[list[Any]] | None,
+) -> tuple[list[Any], list[list[Any]] | None]:
+    """The same requests, each carrying ``parameters`` (a sequence's own are added on top, per send)."""
+    carrying = [client.with_parameters(request, parameters) for request in requests]
+    if per_worker is None:
+        return carrying, None
+    return carrying, [[client.with_parameters(request, parameters) for request in own] for own in per_worker]
 
 
 @contextlib.contextmanager

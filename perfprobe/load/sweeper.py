@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from perfprobe.client import InferenceClient
-from perfprobe.client.errors import TIMEOUT
+from perfprobe.client.errors import CONNECTION_FAILURES, TIMEOUT
 from perfprobe.errors import LoadFailed, PerfprobeError, ServerUnreachable
 from perfprobe.load.liveness import ServerWatch
 from perfprobe.load.schedule import ScheduleSpec
@@ -416,6 +416,9 @@ class Sweeper:
             result.warnings += _foreign_load_warning(result)
 
 
+NOT_ANSWERED = CONNECTION_FAILURES | {TIMEOUT, "NO_RESPONSE"}  # error codes of requests no answer came back for
+
+
 def _foreign_load_warning(result: LevelResult) -> list[str]:
     """A warning when the server counted more successes than we completed: someone else is loading it."""
     windows = [w for w in result.reported if result.target_model in w.server]
@@ -439,6 +442,14 @@ def _foreign_load_warning(result: LevelResult) -> list[str]:
     excess = server - ours
     if excess <= slack:
         return []
+    # a backend that reports an error inside its response (Triton's python backend) has the request
+    # counted as a success: those answers account for up to this many of the server's successes
+    answered_errors = sum(count for w in windows for code, count in w.stats.errors.items() if code not in NOT_ANSWERED)
+    if excess <= answered_errors + slack:
+        return [
+            f"the server counted as successful {excess} requests it answered with an error (the model "
+            "reports errors inside its responses): the server-side figures include them"
+        ]
     return [
         f"the server counted {excess} more successful requests than perfprobe completed: another "
         "client is loading this model, so the server-side figures include its requests"

@@ -47,6 +47,7 @@ class SweepOptions:
     workers: str | None = None
     grpc_transport: str = "h2"  # gRPC on thread/greenlet workers: our own HTTP/2 connection, or grpcio
     compression: str | None = None  # gzip or deflate: requests compressed (and HTTP's answers asked compressed)
+    request_parameter: list[str] | dict[str, Any] = field(default_factory=list)  # NAME:VALUE:TYPE, or a dict
     request_timeout: float = 30.0
     processes: int | str | None = None  # load processes: N or "auto"; default 1, or one per CPU with cluster
     cluster: str | None = None  # Ray cluster address, or "auto" (RAY_ADDRESS)
@@ -173,6 +174,44 @@ def tls_files(ca_file: str | None, cert_file: str | None, key_file: str | None) 
         if path is not None and not Path(path).is_file():
             raise UsageError(f"{option} {path}: no such file")
     return TlsFiles(ca_file, cert_file, key_file)
+
+
+PARAMETER_TYPES = ("string", "int", "float", "bool")
+
+
+def parse_request_parameters(values: list[str] | dict[str, Any]) -> dict[str, bool | int | float | str]:
+    """``NAME:VALUE:TYPE`` strings (perf_analyzer's form; TYPE one of ``PARAMETER_TYPES``), or a dict
+    whose values keep their Python types: the custom parameters every request carries."""
+    if isinstance(values, dict):
+        for name, value in values.items():
+            if not isinstance(value, (bool, int, float, str)):
+                raise UsageError(f"request parameter {name!r}: a bool, int, float or str, not {type(value).__name__}")
+        return dict(values)
+    parameters: dict[str, bool | int | float | str] = {}
+    for text in values:
+        name, _, rest = text.partition(":")
+        value, typed, kind = rest.rpartition(":")
+        if not name or not typed or kind not in PARAMETER_TYPES:
+            raise UsageError(
+                f"--request-parameter {text!r}: expected NAME:VALUE:TYPE, TYPE one of {', '.join(PARAMETER_TYPES)}"
+            )
+        parameters[name] = _typed_parameter(text, value, kind)
+    return parameters
+
+
+def _typed_parameter(text: str, value: str, kind: str) -> bool | int | float | str:
+    if kind == "string":
+        return value
+    if kind == "bool":
+        if value.lower() not in ("true", "false"):
+            raise UsageError(f"--request-parameter {text!r}: a bool is true or false")
+        return value.lower() == "true"
+    try:
+        return int(value) if kind == "int" else float(value)
+    except ValueError:
+        raise UsageError(
+            f"--request-parameter {text!r}: {value!r} is not a{'n int' if kind == 'int' else ' float'}"
+        ) from None
 
 
 def parse_headers(values: list[str] | dict[str, str]) -> dict[str, str]:

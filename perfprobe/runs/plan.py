@@ -27,6 +27,7 @@ from perfprobe.runs.options import (
     concurrency_text,
     most_in_flight,
     parse_headers,
+    parse_request_parameters,
     process_count,
     tls_files,
     worker_kind,
@@ -84,6 +85,7 @@ class SweepPlan:
     sequence_length_given: bool = False
     tls: TlsFiles | None = None  # --ssl-* files (TLS on); without them the URL's scheme decides
     compression: str | None = None  # gzip or deflate
+    request_parameters: dict[str, bool | int | float | str] = field(default_factory=dict)  # on every request
 
     @property
     def several(self) -> bool:
@@ -103,6 +105,7 @@ class SweepPlan:
             headers=self.headers,
             tls=self.tls,
             compression=self.compression,
+            parameters=self.request_parameters,
             request_timeout_s=self.request_timeout_s,
             mode=self.mode,
             worker_kind=self.worker_kind,
@@ -153,6 +156,7 @@ class SweepPlan:
             "grpc_transport": self._grpc_transport(),
             "tls": self._uses_tls(target.url),
             "compression": self.compression,
+            "request_parameters": self.request_parameters or None,
             "load_kind": self.load_kind,
             "level_spec": self.level_spec,
             "levels": self.levels,
@@ -367,6 +371,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         headers=parse_headers(options.header),
         tls=tls,
         compression=options.compression,
+        request_parameters=parse_request_parameters(options.request_parameter),
         load_kind=load_kind,
         level_spec=level_spec,
         levels=levels,
