@@ -75,11 +75,13 @@ def perfprobe_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "perfprobe", *args]
 
 
-def run_perfprobe(*args: str, timeout: float = 240, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_perfprobe(
+    *args: str, timeout: float = 240, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """The perfprobe command as a user runs it, in a subprocess."""
     merged = {**os.environ, **(env or {})}
     return subprocess.run(
-        perfprobe_command(*args), capture_output=True, text=True, timeout=timeout, check=False, env=merged
+        perfprobe_command(*args), capture_output=True, text=True, timeout=timeout, check=False, env=merged, cwd=cwd
     )
 
 

@@ -96,3 +96,49 @@ def test_a_node_lost_mid_level_stops_the_run_keeping_finished_levels(server, ray
     assert process.returncode == exitcodes.SERVER_ERROR, stderr
     assert len(stderr.strip().splitlines()) == 1 and "load process" in stderr, stderr
     assert results.read_text().splitlines()[1].startswith("2,")  # the finished level is kept
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, Path]]:
+    """Triton with gRPC over TLS only, and the folder holding its certificate (``server.crt``)."""
+    from perfprobe.server import EmbeddedServer
+    from tests.test_tls import _self_signed
+
+    folder = tmp_path_factory.mktemp("cluster_tls")
+    key, cert = _self_signed(folder)
+    tls_args = ["--grpc-use-ssl=true", f"--grpc-server-cert={cert}", f"--grpc-server-key={key}"]
+    with EmbeddedServer(builtin_models=["simple"], pick_free_ports=True, extra_args=tls_args) as running:
+        yield running, folder
+
+
+def test_tls_files_reach_load_processes_on_other_nodes_as_their_contents(
+    ray_cluster, tls_server: tuple[object, Path], tmp_path: Path
+) -> None:
+    """A relative ``--ssl-ca-file`` means nothing where a Ray actor runs: the processes get the file's contents."""
+    server, folder = tls_server
+    result = run_perfprobe(
+        "sweep", "-i", "grpc", "-u", server.grpc_url, "--ssl-ca-file", "server.crt", "-m", "simple",
+        "--cluster", ray_cluster.address, "--processes", "2", "--concurrency", "2", *_settings(tmp_path),
+        env=LOOPBACK_ONLY, cwd=folder,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert document["settings"]["tls"] is True and len(set(document["settings"]["ray_nodes"])) == 2
+    for window in document["levels"][0]["windows"]:
+        assert window["server"]["simple"]["counts"]["success"] == window["completed"] > 0
+        assert len(window["processes"]) == 2
+
+
+def test_tls_contents_are_written_for_this_user_only_and_removed() -> None:
+    import stat
+
+    from perfprobe.client.tls import TlsPems, written
+
+    pems = TlsPems(b"ca", b"cert", None)
+    with written(pems) as files:
+        assert files.key_file is None
+        for path, content in ((files.ca_file, b"ca"), (files.cert_file, b"cert")):
+            assert Path(path).read_bytes() == content
+            assert stat.S_IMODE(Path(path).stat().st_mode) == 0o600
+        assert stat.S_IMODE(Path(path).parent.stat().st_mode) == 0o700
+    assert not Path(path).parent.exists()

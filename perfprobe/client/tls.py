@@ -1,13 +1,20 @@
 """TLS to the server: the certificate files a run was given, and the contexts made from them.
 
 A server behind TLS whose certificate a private CA signed needs that CA's certificate; one that
-asks clients for theirs needs a certificate and its key. The files are plain paths, so they
-travel to load processes with the rest of a load's settings.
+asks clients for theirs needs a certificate and its key. Load processes get the files' contents,
+not their paths (a cluster's other machines do not have the paths), and write them to private
+files of their own for as long as they run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -18,6 +25,41 @@ class TlsFiles:
     ca_file: str | None = None
     cert_file: str | None = None
     key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class TlsPems:
+    """The contents of a run's TLS files, for a process on a machine where their paths mean nothing."""
+
+    ca: bytes | None = None
+    cert: bytes | None = None
+    key: bytes | None = None
+
+    @classmethod
+    def read(cls, tls: TlsFiles) -> TlsPems:
+        def content(path: str | None) -> bytes | None:
+            return Path(path).read_bytes() if path is not None else None
+
+        return cls(content(tls.ca_file), content(tls.cert_file), content(tls.key_file))
+
+
+@contextlib.contextmanager
+def written(pems: TlsPems) -> Iterator[TlsFiles]:
+    """The contents as files only this user can read, removed on the way out."""
+    folder = tempfile.mkdtemp(prefix="perfprobe-tls-")  # mode 0700
+    try:
+
+        def write(name: str, content: bytes | None) -> str | None:
+            if content is None:
+                return None
+            path = os.path.join(folder, name)
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
+                handle.write(content)
+            return path
+
+        yield TlsFiles(write("ca.pem", pems.ca), write("cert.pem", pems.cert), write("key.pem", pems.key))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def tls_url(url: str) -> bool:

@@ -7,6 +7,7 @@ actor that forwards to the pipe); everything it answers is plain, picklable data
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import socket
 import time
@@ -17,7 +18,7 @@ import numpy as np
 
 from perfprobe.client import make_client
 from perfprobe.client.model import ModelDescription
-from perfprobe.client.tls import client_options
+from perfprobe.client.tls import TlsPems, client_options, written
 from perfprobe.load.combined import CombinedLoad, ModelLoad
 from perfprobe.load.liveness import ServerWatch
 from perfprobe.load.open_files import ensure_open_files
@@ -45,6 +46,7 @@ class MemberSpec:
     models: list[MemberModel]
     region_token: str  # names this process's shared-memory regions: the coordinator can release them
     greenlets: bool  # the process patches for gevent first thing
+    tls: TlsPems | None = None  # the TLS files' contents (the loads' own ``tls`` is left None): written where it runs
 
 
 @dataclass
@@ -67,6 +69,11 @@ class LoadProcess:
         self.problems: list[str] = []
         self._stack = contextlib.ExitStack()
         try:
+            if spec.tls is not None:  # the coordinator's paths may not exist here: its files, written here
+                files = self._stack.enter_context(written(spec.tls))
+                spec.models = [
+                    dataclasses.replace(part, load=dataclasses.replace(part.load, tls=files)) for part in spec.models
+                ]
             first = spec.models[0].load
             ensure_open_files(sum(part.load.max_inflight for part in spec.models))  # the models share this process
             self.control = self._stack.enter_context(

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from perfprobe.client import InferenceClient
+from perfprobe.client.tls import TlsPems
 from perfprobe.errors import UsageError
 from perfprobe.load.runtime import needs_greenlets, usable_cores
 from perfprobe.spread.group import GroupSettings, LoadGroup, running_group, split_count
@@ -22,15 +23,16 @@ def member_specs(models: list[MemberModel], count: int) -> list[MemberSpec]:
     token = run_token()
     first = models[0].load
     greenlets = needs_greenlets(first.protocol, first.mode, first.worker_kind)
+    pems = TlsPems.read(first.tls) if first.tls is not None else None  # read once, carried to every process
     return [
-        MemberSpec(index, [_model_share(model, index, count) for model in models], f"{token}_p{index}", greenlets)
+        MemberSpec(index, [_model_share(model, index, count) for model in models], f"{token}_p{index}", greenlets, pems)
         for index in range(count)
     ]
 
 
 def _model_share(model: MemberModel, index: int, count: int) -> MemberModel:
     """A model's load in process ``index``: room for its share in flight; a stateful model's ids of its own."""
-    load = dataclasses.replace(model.load, max_inflight=-(-model.load.max_inflight // count))
+    load = dataclasses.replace(model.load, max_inflight=-(-model.load.max_inflight // count), tls=None)
     if load.sequences is not None:
         live = max(1, split_count(load.sequences.live, count)[index])  # at least one live sequence each
         load = dataclasses.replace(load, sequences=load.sequences.share(index, count, live))
