@@ -95,5 +95,16 @@ def test_a_parameter_value_may_hold_colons_and_a_dict_value_must_be_plain() -> N
     from perfprobe.runs.options import parse_request_parameters
 
     assert parse_request_parameters(["url:http://a:1/b:string"]) == {"url": "http://a:1/b"}
+    # a YAML config may give a mapping among the strings (``--config`` wraps one value in a list)
+    assert parse_request_parameters([{"level": 3}, "gate:open:string"]) == {"level": 3, "gate": "open"}
     with pytest.raises(UsageError, match="a bool, int, float or str"):
         parse_request_parameters({"nested": [1, 2]})
+
+
+def test_a_config_file_may_give_the_parameters_as_a_mapping(server, tmp_path: Path) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("request_parameter:\n  gate: open\n  level: 3\n  strict: true\n  scale: 0.5\n")
+    result = _sweep(server, "http", tmp_path / "out", "--concurrency", "1", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    document = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert document["settings"]["request_parameters"] == AS_DICT

@@ -47,7 +47,7 @@ class SweepOptions:
     workers: str | None = None
     grpc_transport: str = "h2"  # gRPC on thread/greenlet workers: our own HTTP/2 connection, or grpcio
     compression: str | None = None  # gzip or deflate: requests compressed (and HTTP's answers asked compressed)
-    request_parameter: list[str] | dict[str, Any] = field(default_factory=list)  # NAME:VALUE:TYPE, or a dict
+    request_parameter: list[str | dict[str, Any]] | dict[str, Any] = field(default_factory=list)  # NAME:VALUE:TYPE
     request_timeout: float = 30.0
     processes: int | str | None = None  # load processes: N or "auto"; default 1, or one per CPU with cluster
     cluster: str | None = None  # Ray cluster address, or "auto" (RAY_ADDRESS)
@@ -179,24 +179,33 @@ def tls_files(ca_file: str | None, cert_file: str | None, key_file: str | None) 
 PARAMETER_TYPES = ("string", "int", "float", "bool")
 
 
-def parse_request_parameters(values: list[str] | dict[str, Any]) -> dict[str, bool | int | float | str]:
-    """``NAME:VALUE:TYPE`` strings (perf_analyzer's form; TYPE one of ``PARAMETER_TYPES``), or a dict
-    whose values keep their Python types: the custom parameters every request carries."""
-    if isinstance(values, dict):
-        for name, value in values.items():
-            if not isinstance(value, (bool, int, float, str)):
-                raise UsageError(f"request parameter {name!r}: a bool, int, float or str, not {type(value).__name__}")
-        return dict(values)
+def parse_request_parameters(
+    values: list[str | dict[str, Any]] | dict[str, Any],
+) -> dict[str, bool | int | float | str]:
+    """``NAME:VALUE:TYPE`` strings (perf_analyzer's form; TYPE one of ``PARAMETER_TYPES``), or dicts
+    (from Python or a YAML config) whose values keep their types: the custom parameters every request carries."""
     parameters: dict[str, bool | int | float | str] = {}
-    for text in values:
-        name, _, rest = text.partition(":")
-        value, typed, kind = rest.rpartition(":")
-        if not name or not typed or kind not in PARAMETER_TYPES:
-            raise UsageError(
-                f"--request-parameter {text!r}: expected NAME:VALUE:TYPE, TYPE one of {', '.join(PARAMETER_TYPES)}"
-            )
-        parameters[name] = _typed_parameter(text, value, kind)
+    for item in [values] if isinstance(values, dict) else values:
+        if isinstance(item, dict):
+            parameters.update(_plain_parameters(item))
+        elif isinstance(item, str):
+            name, _, rest = item.partition(":")
+            value, typed, kind = rest.rpartition(":")
+            if not name or not typed or kind not in PARAMETER_TYPES:
+                raise UsageError(
+                    f"--request-parameter {item!r}: expected NAME:VALUE:TYPE, TYPE one of {', '.join(PARAMETER_TYPES)}"
+                )
+            parameters[name] = _typed_parameter(item, value, kind)
+        else:
+            raise UsageError(f"--request-parameter {item!r}: expected NAME:VALUE:TYPE or a mapping")
     return parameters
+
+
+def _plain_parameters(given: dict[str, Any]) -> dict[str, bool | int | float | str]:
+    for name, value in given.items():
+        if not isinstance(value, (bool, int, float, str)):
+            raise UsageError(f"request parameter {name!r}: a bool, int, float or str, not {type(value).__name__}")
+    return {str(name): value for name, value in given.items()}
 
 
 def _typed_parameter(text: str, value: str, kind: str) -> bool | int | float | str:
