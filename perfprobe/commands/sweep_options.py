@@ -191,6 +191,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="skip the charts, summary.md and report.html written at the end (perfprobe report makes them later)",
     )
     out.add_argument(
+        "--export-requests",
+        action="store_true",
+        help="also write requests.jsonl: every measured request's send and end times (wall clock, ns), "
+        "outcome, model and load process (memory grows with the requests measured)",
+    )
+    out.add_argument(
         "--latency-budget",
         metavar="[METRIC=]DURATION",
         help="the report names the highest load within this latency, e.g. 5ms or p95=2ms (default metric p99)",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from perfprobe.load.schedule import ScheduleSpec
 from perfprobe.load.windowed import ClosedWindow, LoadHealth, LocalLoad
-from perfprobe.measure.window import merge_concurrent
+from perfprobe.measure.window import merge_concurrent, tag_requests
 
 
 @dataclass
@@ -67,7 +67,10 @@ class CombinedLoad:
             for part in self.parts:
                 part.load.pause()
         closed = [part.load.close_window(drain, timeout_s, give_up) for part in self.parts]
-        stats = {part.name: window.stats for part, window in zip(self.parts, closed, strict=True)}
+        stats = {
+            part.name: tag_requests(window.stats, model=part.name)
+            for part, window in zip(self.parts, closed, strict=True)
+        }
         return ClosedWindow(
             merge_concurrent(list(stats.values())),
             max(window.cpu_ns for window in closed),  # one process: each part measured the same CPU clock

@@ -38,6 +38,7 @@ class EngineSettings:
     wait_slice_ns: int = 1_000_000_000  # open loop: longest single sleep before a send (a stop wakes it anyway)
     stop_timeout_s: float = 30.0
     ready_timeout_s: float = 10.0  # open loop: how long the schedule waits for workers' connections
+    record_requests: bool = False  # keep every request's times and outcome (``--export-requests``)
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,8 @@ class LoadEngine:
 
     def _record(self, key: Any, sent_ns: int, done_ns: int, outcome: Outcome, intended_ns: int | None) -> None:
         slot = self.recorder.current.slot(key)
+        if slot.requests is not None:
+            slot.requests.append((sent_ns, done_ns, intended_ns, outcome.error))
         if outcome.resent or outcome.dropped:
             slot.irregular(outcome.resent, outcome.dropped)
         if outcome.error is not None:

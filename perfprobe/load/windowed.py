@@ -135,7 +135,7 @@ class LocalLoad:
         send_items: tuple[int, ...] = (),
     ) -> LocalLoad:
         """A fresh engine recording into a fresh recorder (one per load level)."""
-        recorder = Recorder()
+        recorder = Recorder(record_requests=settings is not None and settings.record_requests)
         engine = LoadEngine(
             runtime, sender_factory, requests, recorder, settings, per_worker_requests, sequences, send_items
         )

@@ -18,6 +18,10 @@ from perfprobe.measure.histogram import HistogramLimits, LatencyHistogram
 
 REASONS_KEPT = 5  # distinct server error messages kept per window (and per level)
 
+# one request, for ``--export-requests``: its send and its end (wall-clock ns), its intended send
+# time (open loop), its error code (None: success), its model (several at once) and load process
+RequestRecord = tuple[int, int, int | None, str | None, str | None, int | None]
+
 
 class WindowSlot:
     """What one worker saw during one window.
@@ -43,9 +47,10 @@ class WindowSlot:
         "dropped",
         "sequence_latencies",
         "sequences_failed",
+        "requests",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, record_requests: bool = False) -> None:
         self.latencies: list[int] = []
         self.intended: list[int] = []
         self.first_response: list[int] = []
@@ -62,6 +67,8 @@ class WindowSlot:
         self.dropped = 0
         self.sequence_latencies: list[int] = []  # stateful models: first send to last response, per sequence
         self.sequences_failed = 0
+        # each request's (send, end, intended, error) on the perf_counter clock; None: not asked for
+        self.requests: list[tuple[int, int, int | None, str | None]] | None = [] if record_requests else None
 
     def success(self, latency_ns: int, send_ns: int = 0, recv_ns: int = 0) -> None:
         self.latencies.append(latency_ns)
@@ -107,16 +114,17 @@ class WindowSlot:
 class Window:
     """An open window: one slot per recording thread (see the module docstring)."""
 
-    def __init__(self, index: int, limits: HistogramLimits) -> None:
+    def __init__(self, index: int, limits: HistogramLimits, record_requests: bool = False) -> None:
         self.index = index
         self.limits = limits
+        self.record_requests = record_requests
         self.start_ns = time.perf_counter_ns()
         self.slots: dict[Any, WindowSlot] = {}
 
     def slot(self, key: Any) -> WindowSlot:
         found = self.slots.get(key)
         if found is None:
-            found = self.slots.setdefault(key, WindowSlot())
+            found = self.slots.setdefault(key, WindowSlot(self.record_requests))
         return found
 
     def finished(self) -> int:
@@ -146,6 +154,7 @@ class WindowStats:
     dropped: int = 0
     sequence_latency: LatencyHistogram | None = None  # stateful models: per completed sequence
     sequences_failed: int = 0
+    requests: list[RequestRecord] | None = None  # every request of the window (``--export-requests``)
 
     @property
     def sequences_completed(self) -> int:
@@ -214,8 +223,45 @@ def merge_window(window: Window, end_ns: int) -> WindowStats:
         sequence_latency=histogram("sequence_latencies"),
         max_lag_ns=max((slot.max_lag_ns for slot in slots), default=0),
         reasons=_merge_reasons([slot.reasons for slot in slots]),
+        requests=_wall_clock_requests(window, slots),
         **totals,
     )
+
+
+def _wall_clock_requests(window: Window, slots: list[WindowSlot]) -> list[RequestRecord] | None:
+    """The window's requests in send order, on the wall clock (comparable across load processes)."""
+    if not window.record_requests:
+        return None
+    offset = time.time_ns() - time.perf_counter_ns()
+    records: list[RequestRecord] = [
+        (sent + offset, done + offset, intended + offset if intended is not None else None, error, None, None)
+        for slot in slots
+        for sent, done, intended, error in slot.requests or ()
+    ]
+    records.sort(key=_sent)
+    return records
+
+
+def _sent(record: RequestRecord) -> int:
+    return record[0]
+
+
+def tag_requests(stats: WindowStats, model: str | None = None, process: int | None = None) -> WindowStats:
+    """The window with its requests marked as one model's, or one load process's."""
+    if stats.requests is None:
+        return stats
+    tagged = [
+        (
+            sent,
+            done,
+            intended,
+            error,
+            model if model is not None else own_model,
+            process if process is not None else own,
+        )
+        for sent, done, intended, error, own_model, own in stats.requests
+    ]
+    return dataclasses.replace(stats, requests=tagged)
 
 
 def merge_stats(windows: list[WindowStats]) -> WindowStats:
@@ -265,19 +311,25 @@ def merge_concurrent(parts: list[WindowStats]) -> WindowStats:
     (not their sum, as consecutive windows would).
     """
     merged = merge_stats(parts)
-    return dataclasses.replace(merged, index=parts[0].index, duration_ns=max(part.duration_ns for part in parts))
+    requests = None
+    if any(part.requests is not None for part in parts):
+        requests = sorted((record for part in parts for record in part.requests or ()), key=_sent)
+    return dataclasses.replace(
+        merged, index=parts[0].index, duration_ns=max(part.duration_ns for part in parts), requests=requests
+    )
 
 
 class Recorder:
     """Holds the open window; the controller rotates it at window boundaries."""
 
-    def __init__(self, limits: HistogramLimits | None = None) -> None:
+    def __init__(self, limits: HistogramLimits | None = None, record_requests: bool = False) -> None:
         self.limits = limits or HistogramLimits()
+        self.record_requests = record_requests
         self._next_index = 0
         self.current = self._open()
 
     def _open(self) -> Window:
-        window = Window(self._next_index, self.limits)
+        window = Window(self._next_index, self.limits, self.record_requests)
         self._next_index += 1
         return window
 

@@ -83,6 +83,7 @@ class SweepOptions:
     csv: str | None = None
     output_dir: str | None = None
     no_report: bool = False
+    export_requests: bool = False  # keep every measured request, written as requests.jsonl
     latency_budget: str | None = None
 
     @classmethod

@@ -75,6 +75,13 @@ class SweepResult:
         return {level.level: level.merged().latency for level in self.level_results}
 
     @property
+    def requests(self) -> pd.DataFrame:
+        """Every measured request (``export_requests=True``; else empty): ``requests.jsonl`` as a table."""
+        from perfprobe.report.request_log import request_rows
+
+        return pd.DataFrame(list(request_rows(self.level_results)))
+
+    @property
     def server_statistics(self) -> dict[float, ServerDelta | None]:
         """Per level, the target model's server-side statistics over its reported windows."""
         return {level.level: level.server() for level in self.level_results}
@@ -86,7 +93,8 @@ class SweepResult:
         csv_copy: str | Path | None = None,
         latency_budget: str | None = None,
     ) -> Path:
-        """Write ``results.csv`` and ``results.json`` (and with ``report``, charts and summaries) there.
+        """Write ``results.csv`` and ``results.json`` (``requests.jsonl`` too where the run kept its requests;
+        with ``report``, charts and summaries) there.
 
         ``latency_budget`` (``5ms``, ``p95=2ms``) names in the report the highest load within it.
         """
@@ -95,6 +103,10 @@ class SweepResult:
         if self.parts:
             write_csv(path / "results-by-model.csv", self.load_kind, self.model_rows, by_model=True)
         runfile.write(path / "results.json", self.document)
+        from perfprobe.report.request_log import FILE_NAME, kept_requests, write_request_log
+
+        if kept_requests(self.level_results):
+            write_request_log(path / FILE_NAME, self.level_results)
         if csv_copy:
             write_csv(Path(csv_copy), self.load_kind, self.rows)
         if report and self.rows:

@@ -25,6 +25,7 @@ from perfprobe.load.open_files import ensure_open_files
 from perfprobe.load.prepare import LoadSpec, PreparedLoad, prepared_load
 from perfprobe.load.schedule import ScheduleSpec
 from perfprobe.load.windowed import ClosedWindow, LoadHealth, LocalLoad, ProcessShare
+from perfprobe.measure.window import tag_requests
 
 
 @dataclass
@@ -148,7 +149,8 @@ class LoadProcess:
     def close_window(self, drain: bool, timeout_s: float) -> tuple[ClosedWindow, LoadHealth]:
         load = self._current()
         closing = load.close_window(drain, timeout_s, self._give_up)
-        stats = closing.stats
+        closing.stats = stats = tag_requests(closing.stats, process=self.spec.index)
+        closing.parts = {name: tag_requests(part, process=self.spec.index) for name, part in closing.parts.items()}
         closing.shares = [
             ProcessShare(
                 self.spec.index,
