@@ -7,10 +7,7 @@ bytes per inference, and an uncompressed one never less than the tensor itself.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,54 +17,10 @@ from perfprobe.client import InferenceServerError, InferInput, make_client
 from perfprobe.client.errors import BAD_RESPONSE
 from perfprobe.server import EmbeddedServer
 from tests.conftest import run_perfprobe
+from tests.relay import Relay
 
 ELEMENTS = 16384  # float32 zeros: 64 KiB of tensor per request, each way
 TENSOR_BYTES = ELEMENTS * 4
-
-
-class CountingRelay:
-    """Forwards TCP connections to ``upstream``, counting the bytes each way."""
-
-    def __init__(self, upstream: tuple[str, int]) -> None:
-        self.upstream = upstream
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sent = self.received = 0  # towards the server, back from it
-        self._lock = threading.Lock()
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                near, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            far = socket.create_connection(self.upstream)
-            for sock in (near, far):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._sockets += [near, far]
-            threading.Thread(target=self._pump, args=(near, far, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(far, near, False), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket, upstream: bool) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(262144):
-                sink.sendall(data)
-                with self._lock:
-                    if upstream:
-                        self.sent += len(data)
-                    else:
-                        self.received += len(data)
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.shutdown(socket.SHUT_RDWR)
-
-    def close(self) -> None:
-        self.listener.close()
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
 
 
 def _identity_successes(server) -> int:
@@ -78,7 +31,7 @@ def _identity_successes(server) -> int:
 def _bytes_per_inference(server, protocol: str, tmp_path: Path, *flags: str) -> tuple[float, float, dict]:
     """A short sweep of ``identity`` on zeros through a relay: bytes sent and received per inference."""
     host, port = server.url(protocol).rsplit(":", 1)
-    relay = CountingRelay((host, int(port)))
+    relay = Relay((host, int(port)))
     before = _identity_successes(server)
     try:
         result = run_perfprobe(

@@ -1,23 +1,22 @@
 """TLS: gRPC against a real Triton started with a self-signed certificate; HTTPS through a TLS relay.
 
 Triton's HTTP endpoint has no TLS of its own (deployments put a TLS proxy in front of it), so the
-HTTPS tests go through ``TlsRelay``, a fake proxy that ends TLS and passes bytes on to the real server.
+HTTPS tests go through ``tests.relay.Relay``, a stand-in proxy that ends TLS and passes bytes on to the
+real server.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import ssl
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import run_perfprobe
+from relay import Relay
 
 from perfprobe import exitcodes
 from perfprobe.client import InferenceServerError, InferInput
@@ -136,61 +135,15 @@ def test_bad_tls_options_are_one_line_and_exit_2(flags: tuple[str, ...], says: s
     assert says in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-class TlsRelay:
-    """A fake TLS proxy: ends TLS with the given certificate and passes the bytes on to ``upstream``."""
-
-    def __init__(self, upstream: tuple[str, int], cert: Path, key: Path) -> None:
-        self.upstream = upstream
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(cert, key)
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                plain, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            threading.Thread(target=self._serve, args=(plain,), daemon=True).start()
-
-    def _serve(self, plain: socket.socket) -> None:
-        try:
-            secure = self.context.wrap_socket(plain, server_side=True)
-            upstream = socket.create_connection(self.upstream)
-        except OSError:
-            plain.close()
-            return
-        upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sockets += [secure, upstream]
-        threading.Thread(target=self._pump, args=(upstream, secure), daemon=True).start()
-        self._pump(secure, upstream)
-
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := source.recv(65536):
-                sink.sendall(data)
-        for end in (source, sink):
-            with contextlib.suppress(OSError):
-                end.close()
-
-    def close(self) -> None:
-        self.listener.close()
-        for sock in self.sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
-
-
 @pytest.mark.parametrize("workers", ["thread", "greenlet"])
 def test_an_https_sweep_through_a_tls_proxy(
     server, tls_server: tuple[EmbeddedServer, Path, Path], tmp_path: Path, workers: str
 ) -> None:
     _, cert, key = tls_server
     host, port = server.http_url.rsplit(":", 1)
-    relay = TlsRelay((host, int(port)), cert, key)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    relay = Relay((host, int(port)), context)
     try:
         _sweep(f"https://127.0.0.1:{relay.port}", "http", tmp_path, "--ssl-ca-file", str(cert), "--workers", workers)
     finally:

@@ -1,0 +1,66 @@
+"""A stand-in proxy for tests: forwards TCP connections to a real server, counting the bytes each way.
+
+With an SSL server context it also ends TLS, as the proxy in front of Triton's HTTP endpoint
+would in a deployment (Triton's HTTP endpoint has no TLS of its own).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import ssl
+import threading
+
+
+class Relay:
+    """Listens on a loopback port of its own; ``sent``: bytes towards the server, ``received``: back."""
+
+    def __init__(self, upstream: tuple[str, int], tls: ssl.SSLContext | None = None) -> None:
+        self.upstream = upstream
+        self.tls = tls
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sent = self.received = 0
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                near, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._serve, args=(near,), daemon=True).start()
+
+    def _serve(self, near: socket.socket) -> None:
+        try:
+            if self.tls is not None:
+                near = self.tls.wrap_socket(near, server_side=True)
+            far = socket.create_connection(self.upstream)
+        except OSError:
+            near.close()
+            return
+        far.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sockets += [near, far]
+        threading.Thread(target=self._pump, args=(far, near, False), daemon=True).start()
+        self._pump(near, far, True)
+
+    def _pump(self, source: socket.socket, sink: socket.socket, towards_server: bool) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(262144):
+                sink.sendall(data)
+                with self._lock:
+                    if towards_server:
+                        self.sent += len(data)
+                    else:
+                        self.received += len(data)
+        for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
