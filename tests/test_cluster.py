@@ -73,31 +73,6 @@ def test_cluster_spreads_processes_over_nodes_and_merges_exactly(
             assert len(window["processes"]) == (level["level"] if len(models) == 1 else 2)
 
 
-def test_a_node_lost_mid_level_stops_the_run_keeping_finished_levels(server, ray_cluster, tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        perfprobe_command(
-            "sweep", "-u", server.http_url, "-m", "simple", "--cluster", ray_cluster.address, "--processes", "2",
-            "--concurrency", "2:8:x2", *_settings(tmp_path),
-        ),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**__import__("os").environ, **LOOPBACK_ONLY},
-    )  # fmt: skip
-    results = tmp_path / "results.csv"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if results.exists() and len(results.read_text().splitlines()) >= 2:
-            break
-        time.sleep(0.05)
-    assert process.poll() is None, process.communicate()[1]
-    time.sleep(0.3)  # into the second level
-    worker = next(node for node in ray_cluster.worker_nodes)
-    ray_cluster.remove_node(worker)
-    _, stderr = process.communicate(timeout=180)
-    assert process.returncode == exitcodes.SERVER_ERROR, stderr
-    assert len(stderr.strip().splitlines()) == 1 and "load process" in stderr, stderr
-    assert results.read_text().splitlines()[1].startswith("2,")  # the finished level is kept
-
-
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[object, Path]]:
     """Triton with gRPC over TLS only, and the folder holding its certificate (``server.crt``)."""
@@ -142,3 +117,29 @@ def test_tls_contents_are_written_for_this_user_only_and_removed() -> None:
             assert stat.S_IMODE(Path(path).stat().st_mode) == 0o600
         assert stat.S_IMODE(Path(path).parent.stat().st_mode) == 0o700
     assert not Path(path).parent.exists()
+
+
+# removes a node from the module's cluster: keep it the last test that needs two nodes
+def test_a_node_lost_mid_level_stops_the_run_keeping_finished_levels(server, ray_cluster, tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        perfprobe_command(
+            "sweep", "-u", server.http_url, "-m", "simple", "--cluster", ray_cluster.address, "--processes", "2",
+            "--concurrency", "2:8:x2", *_settings(tmp_path),
+        ),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**__import__("os").environ, **LOOPBACK_ONLY},
+    )  # fmt: skip
+    results = tmp_path / "results.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if results.exists() and len(results.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()[1]
+    time.sleep(0.3)  # into the second level
+    worker = next(node for node in ray_cluster.worker_nodes)
+    ray_cluster.remove_node(worker)
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == exitcodes.SERVER_ERROR, stderr
+    assert len(stderr.strip().splitlines()) == 1 and "load process" in stderr, stderr
+    assert results.read_text().splitlines()[1].startswith("2,")  # the finished level is kept

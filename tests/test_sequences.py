@@ -80,6 +80,22 @@ def server_view(log: Path, max_live: int | None = None) -> list[list[int]]:
     return ended
 
 
+def settled_view(log: Path, max_live: int | None = None, within_s: float = 60.0) -> list[list[int]]:
+    """``server_view`` once the model has worked through its queue: the last ENDs a client sent before
+    it exited may still wait there, and a loaded machine can pause the model over a second."""
+    deadline, size = time.monotonic() + within_s, -1
+    while time.monotonic() < deadline and log.stat().st_size != size:
+        size = log.stat().st_size
+        time.sleep(1.0)
+    while True:
+        try:
+            return server_view(log, max_live)
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
 def _ids(log: Path) -> set[Any]:
     return {json.loads(line)[0] for line in log.read_text().splitlines()}
 
@@ -310,7 +326,7 @@ def test_ctrl_c_still_ends_the_live_sequences(sequence_server, tmp_path: Path, p
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == exitcodes.INTERRUPTED, err
-    sequences = server_view(log, max_live=3)  # nothing left open on the server
+    sequences = settled_view(log, max_live=3)  # nothing left open on the server
     assert any(len(s) < 40 for s in sequences)  # the ones cut short by the interrupt got their END
 
 
@@ -332,16 +348,5 @@ def test_timed_out_steps_still_end_their_sequences(sequence_server) -> None:
     row = failed.value.result.rows[0]
     assert row["Errors"] > 0 and row["Completed"] == 0 and row["Sequences Failed"] > 0
     assert "TIMEOUT" in row["Warnings"]
-    settled, size = time.monotonic() + 60, -1
-    while time.monotonic() < settled and log.stat().st_size != size:  # the server works through its queue
-        size = log.stat().st_size
-        time.sleep(1.0)
-    while True:  # a loaded machine can pause the model over a second: its last ENDs may still be on the way
-        try:
-            sequences = server_view(log)  # each timed-out sequence got its END: nothing stale on the server
-            break
-        except AssertionError:
-            if time.monotonic() >= settled:
-                raise
-            time.sleep(0.5)
+    sequences = settled_view(log)  # each timed-out sequence got its END: nothing stale on the server
     assert sequences and all(len(s) <= 2 for s in sequences)  # a timed-out step, then END

@@ -13,7 +13,7 @@ LEVEL = 1  # fastest: the client's own cost stays small beside the server's deco
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
-def client_options(protocol: str, algorithm: str | None) -> dict[str, str]:
+def compression_options(protocol: str, algorithm: str | None) -> dict[str, str]:
     """``make_client``'s keywords for a load that compresses: requests on both protocols; over HTTP
     the answers too (``Accept-Encoding``). A gRPC server compresses answers by its own setting, and
     perfprobe's connections take them in any encoding they offered."""

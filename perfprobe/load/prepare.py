@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from perfprobe.client import InferenceClient, make_client
-from perfprobe.client.compression import client_options as compression_options
+from perfprobe.client.compression import compression_options
 from perfprobe.client.model import ModelDescription
 from perfprobe.client.tls import TlsFiles, client_options
 from perfprobe.load.engine import EngineSettings, SequencePlan
