@@ -182,6 +182,7 @@ def test_the_group_counts_as_running_until_only_zombies_are_left(tmp_path) -> No
     process(301, "triton_python_ backend) stub", "R", 300)
     assert group_running(300, tmp_path)
     assert not await_group_end(300, timeout_s=0.05, proc=tmp_path, poll_s=0.01)
+    assert not group_running(300, tmp_path / "no_proc")  # no /proc to read (not Linux): nothing to wait for
 
 
 def test_only_regions_no_live_process_uses_are_released(tmp_path) -> None:

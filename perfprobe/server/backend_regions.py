@@ -67,7 +67,9 @@ def _region_name(path_text: str, prefix: str) -> str:
 
 
 def group_running(group_id: int, proc: Path = PROC) -> bool:
-    """Whether a process of this process group still runs (a zombie has let go of its memory)."""
+    """Whether a process of this process group still runs (a zombie has let go of its memory); False without /proc."""
+    if not proc.is_dir():
+        return False
     for entry in os.scandir(proc):
         if not entry.name.isdigit():
             continue
