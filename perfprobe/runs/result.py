@@ -13,6 +13,7 @@ from perfprobe.load.sweeper import LevelResult
 from perfprobe.measure.histogram import LatencyHistogram
 from perfprobe.measure.server_stats import ServerDelta
 from perfprobe.report import runfile
+from perfprobe.report.request_log import FILE_NAME, kept_requests, request_rows, write_request_log
 from perfprobe.report.results import columns, combined_row, level_row, model_row, write_csv
 from perfprobe.runs.models import ModelPart
 
@@ -77,8 +78,6 @@ class SweepResult:
     @property
     def requests(self) -> pd.DataFrame:
         """Every measured request (``export_requests=True``; else empty): ``requests.jsonl`` as a table."""
-        from perfprobe.report.request_log import request_rows
-
         return pd.DataFrame(list(request_rows(self.level_results)))
 
     @property
@@ -103,8 +102,6 @@ class SweepResult:
         if self.parts:
             write_csv(path / "results-by-model.csv", self.load_kind, self.model_rows, by_model=True)
         runfile.write(path / "results.json", self.document)
-        from perfprobe.report.request_log import FILE_NAME, kept_requests, write_request_log
-
         if kept_requests(self.level_results):
             write_request_log(path / FILE_NAME, self.level_results)
         if csv_copy:
