@@ -106,8 +106,10 @@ def test_compressed_grpc_answers_are_decompressed_on_perfprobes_own_connection(
     from perfprobe.client import grpc_wire
 
     taken: list[str] = []
-    real = grpc_wire.decompress
-    monkeypatch.setattr(grpc_wire, "decompress", lambda data, encoding: taken.append(encoding) or real(data, encoding))
+    real = grpc_wire.decompressed_answer
+    monkeypatch.setattr(
+        grpc_wire, "decompressed_answer", lambda data, encoding: taken.append(encoding) or real(data, encoding)
+    )
     values = np.zeros(ELEMENTS, dtype=np.float32)
     values[::7] = 3.5
     with make_client("grpc", compressing_server.grpc_url, request_compression=algorithm) as client:
@@ -135,7 +137,7 @@ def test_an_answer_in_an_encoding_not_offered_is_a_bad_response() -> None:
         with pytest.raises(ValueError):
             decompress(data, encoding)
     with pytest.raises(InferenceServerError) as refused:
-        from perfprobe.client.http_client import _decoded
+        from perfprobe.client.compression import decompressed_answer
 
-        _decoded(b"not deflate", "deflate")
+        decompressed_answer(b"not deflate", "deflate")
     assert refused.value.failure == BAD_RESPONSE

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import zlib
 
+from perfprobe.client.errors import BAD_RESPONSE, InferenceServerError
+
 ALGORITHMS = ("gzip", "deflate")
 LEVEL = 1  # fastest: the client's own cost stays small beside the server's decompression
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -45,3 +47,11 @@ def decompress(data: bytes, encoding: str) -> bytes:
         return zlib.decompress(data, _WBITS[encoding])
     except zlib.error as exc:
         raise ValueError(f"an answer that does not decompress as {encoding}: {exc}") from None
+
+
+def decompressed_answer(data: bytes, encoding: str) -> bytes:
+    """A server's compressed answer as sent; one that cannot be decompressed is a bad response."""
+    try:
+        return decompress(data, encoding)
+    except ValueError as exc:
+        raise InferenceServerError(str(exc), failure=BAD_RESPONSE) from None

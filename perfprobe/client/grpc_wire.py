@@ -24,7 +24,7 @@ from urllib.parse import unquote
 import grpc
 import hpack
 
-from perfprobe.client.compression import ALGORITHMS, compress, decompress
+from perfprobe.client.compression import ALGORITHMS, compress, decompressed_answer
 from perfprobe.client.errors import BAD_RESPONSE, TIMEOUT, UNREACHABLE, InferenceServerError
 from perfprobe.client.sockets import send_whole
 
@@ -248,10 +248,8 @@ class _Http2:
         del body[: 5 + length]
         if not compressed:
             return message
-        try:  # the server compresses only in an encoding offered, and names it in grpc-encoding
-            return decompress(message, stream.headers.get("grpc-encoding", "identity"))
-        except ValueError as exc:
-            raise InferenceServerError(str(exc), failure=BAD_RESPONSE) from None
+        # the server compresses only in an encoding offered, and names it in grpc-encoding
+        return decompressed_answer(message, stream.headers.get("grpc-encoding", "identity"))
 
     # ---- frames from the server ---------------------------------------------------------------
 

@@ -20,8 +20,8 @@ from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 
 from perfprobe.client import datatypes
 from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback, retry_while_in_use
-from perfprobe.client.compression import check_algorithm, compress, decompress
-from perfprobe.client.errors import BAD_RESPONSE, TIMEOUT, UNREACHABLE, InferenceServerError
+from perfprobe.client.compression import check_algorithm, compress, decompressed_answer
+from perfprobe.client.errors import TIMEOUT, UNREACHABLE, InferenceServerError
 from perfprobe.client.http_wire import PlainSocketPool, WireConnection, WireError, encode_request
 from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
 
@@ -39,14 +39,6 @@ class HttpRequest:
     wire: bytes  # the whole HTTP/1.1 request, as sent
     json_header: dict[str, Any] = field(default_factory=dict, repr=False)  # kept to re-encode with parameters
     binary: tuple[bytes, ...] = field(default=(), repr=False)
-
-
-def _decoded(body: bytes, encoding: str) -> bytes:
-    """A compressed answer's body; one that cannot be decompressed is a bad response."""
-    try:
-        return decompress(body, encoding)
-    except ValueError as exc:
-        raise InferenceServerError(str(exc), failure=BAD_RESPONSE) from None
 
 
 class HttpClient(InferenceClient):
@@ -135,7 +127,7 @@ class HttpClient(InferenceClient):
             raise _no_answer(self.url, exc) from exc
         encoding = response.get("content-encoding")
         if encoding:
-            payload = _decoded(payload, str(encoding))
+            payload = decompressed_answer(payload, str(encoding))
         return response.status_code, response, payload
 
     def _json(self, method: str, uri: str, body: dict[str, Any] | None = None) -> Any:
@@ -328,7 +320,7 @@ class HttpClient(InferenceClient):
             raise _no_answer(self.url, exc) from exc
         encoding = headers.get("content-encoding")
         if encoding:
-            payload = _decoded(payload, encoding)
+            payload = decompressed_answer(payload, encoding)
         if status != 200:
             raise _error(status, payload)
         header_length = headers.get(HEADER_LENGTH.lower())
