@@ -215,6 +215,41 @@ def test_stop_reports_workers_that_would_not_finish() -> None:
         FakeDeafSender.release.set()
 
 
+class FakeInterruptedStartRuntime(ThreadRuntime):
+    """Fake: Ctrl-C lands while the third worker is being started, as a real SIGINT can inside Thread.start.
+
+    ``started`` says whether that worker's thread got to run (the interrupt cut its start's wait
+    short) or was only made; the fourth worker is never spawned.
+    """
+
+    def __init__(self, started: bool) -> None:
+        self.started = started
+        self.spawned = 0
+
+    def spawn(self, target: Any, name: str, keep: Any) -> None:
+        self.spawned += 1
+        if self.spawned < 3:
+            super().spawn(target, name, keep)
+            return
+        if self.started:
+            super().spawn(target, name, keep)
+        else:
+            keep(threading.Thread(target=target, name=name, daemon=True))
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("started", [True, False], ids=["thread-ran", "thread-made"])
+def test_ctrl_c_while_workers_start_leaves_every_started_worker_joined(started: bool) -> None:
+    server = FakeServer(0.0005)
+    engine = _engine(server, Recorder(), FakeInterruptedStartRuntime(started), stop_timeout_s=5)
+    with pytest.raises(KeyboardInterrupt):
+        engine.start_closed(4)
+    workers = list(engine._workers)
+    assert engine.stop()  # a worker never spawned is no handle to join
+    assert [worker.handle is not None for worker in workers] == [True, True, True, False]
+    assert not any(worker.handle.is_alive() for worker in workers[:3])
+
+
 def test_drain_gives_up_when_told_to() -> None:
     engine = LoadEngine(ThreadRuntime(), FakeHangingSender, [b"r"], Recorder(), EngineSettings(stop_timeout_s=5))
     engine.start_closed(2)

@@ -59,6 +59,9 @@ class _Worker:
         self.sender: Sender | None = None
         self.ticket: Ticket | None = None  # a sequence step in flight
 
+    def keep(self, handle: Any) -> None:
+        self.handle = handle
+
 
 class InFlight:
     """Requests in flight, counted under one lock with the pause flag.
@@ -526,7 +529,7 @@ class LoadEngine:
         self._workers = [_Worker(index) for index in range(count)]
         run = self._run_coroutine_worker if self.runtime.is_async else self._run_worker
         for worker in self._workers:
-            worker.handle = self.runtime.spawn(lambda w=worker: run(w, loop), f"perfprobe-worker-{worker.index}")
+            self.runtime.spawn(lambda w=worker: run(w, loop), f"perfprobe-worker-{worker.index}", worker.keep)
 
     def in_flight(self) -> int:
         return self._in_flight.count

@@ -123,10 +123,16 @@ class Runtime:
     def interrupt(self, handle: Any) -> None:
         """While stopping: end a worker's wait at once where the kind allows it (coroutines)."""
 
-    def spawn(self, target: Callable[[], None], name: str) -> Any:
+    def spawn(self, target: Callable[[], None], name: str, keep: Callable[[Any], None]) -> None:
+        """Start ``target``; its handle goes to ``keep`` before it can run.
+
+        So a Ctrl-C raised inside the start (a thread's start waits for the thread) never leaves a
+        running worker that nobody can join.
+        """
         raise NotImplementedError
 
     def join(self, handle: Any, timeout_s: float) -> bool:
+        """Wait for a worker; True once it ended (or never started: ``handle`` None)."""
         raise NotImplementedError
 
     def sleep(self, seconds: float) -> None:
@@ -147,13 +153,18 @@ class Runtime:
 class ThreadRuntime(Runtime):
     kind = "thread"
 
-    def spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
+    def spawn(self, target: Callable[[], None], name: str, keep: Callable[[Any], None]) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
+        keep(thread)
         thread.start()
-        return thread
 
-    def join(self, handle: threading.Thread, timeout_s: float) -> bool:
-        handle.join(timeout_s)
+    def join(self, handle: threading.Thread | None, timeout_s: float) -> bool:
+        if handle is None:
+            return True
+        try:
+            handle.join(timeout_s)
+        except RuntimeError:  # its start() was interrupted before the thread ran: nothing to wait for
+            return True
         return not handle.is_alive()
 
     def sleep(self, seconds: float) -> None:
@@ -177,12 +188,15 @@ class GreenletRuntime(Runtime):
 
         self._gevent = gevent
 
-    def spawn(self, target: Callable[[], None], name: str) -> Any:
-        greenlet = self._gevent.spawn(target)
+    def spawn(self, target: Callable[[], None], name: str, keep: Callable[[Any], None]) -> None:
+        greenlet = self._gevent.Greenlet(target)
         greenlet.name = name
-        return greenlet
+        keep(greenlet)
+        greenlet.start()
 
     def join(self, handle: Any, timeout_s: float) -> bool:
+        if handle is None:
+            return True
         handle.join(timeout_s)
         return handle.dead
 
@@ -221,12 +235,15 @@ class AsyncioRuntime(Runtime):
         self._thread = threading.Thread(target=self.loop.run_forever, name="perfprobe-asyncio", daemon=True)
         self._thread.start()
 
-    def spawn(self, target: Callable[[], Any], name: str) -> Any:
-        return self._asyncio.run_coroutine_threadsafe(target(), self.loop)
+    def spawn(self, target: Callable[[], Any], name: str, keep: Callable[[Any], None]) -> None:
+        # a task scheduled here whose future an interrupt kept from ``keep`` is cancelled by ``close``
+        keep(self._asyncio.run_coroutine_threadsafe(target(), self.loop))
 
     def join(self, handle: Any, timeout_s: float) -> bool:
         import concurrent.futures
 
+        if handle is None:
+            return True
         done, _ = concurrent.futures.wait([handle], timeout=timeout_s)
         return bool(done)
 
@@ -236,7 +253,8 @@ class AsyncioRuntime(Runtime):
     def interrupt(self, handle: Any) -> None:
         # a stopping run keeps nothing of the requests still in flight, and an await on a stream
         # the server dropped can outlast the stop otherwise: cancel the worker's task
-        handle.cancel()
+        if handle is not None:
+            handle.cancel()
 
     def waiter(self) -> Waiter:
         raise NotImplementedError("coroutine workers await their calls; they need no waiter")
