@@ -125,3 +125,25 @@ def test_without_the_option_nothing_is_kept(server, tmp_path: Path) -> None:
         w.stats.completed + w.stats.error_count for level in kept.level_results for w in level.windows
     )
     assert {"send_ns", "end_ns", "latency_us", "error", "reported"} <= set(kept.requests.columns)
+
+
+def test_each_saved_level_leaves_memory_and_reads_back_whole(server, tmp_path: Path) -> None:
+    """With an output directory the log grows level by level; memory keeps no level already written."""
+    written_after: list[int] = []
+
+    class CountingObserver(perfprobe.RunObserver):
+        def level_done(self, level) -> None:
+            written_after.append(len((tmp_path / "run" / "requests.jsonl").read_text().splitlines()))
+
+    result = perfprobe.sweep(
+        "simple", url=server.http_url, concurrency="1:2", measurement_interval=300, max_trials=2,
+        export_requests=True, output_dir=str(tmp_path / "run"), no_report=True, observer=CountingObserver(),
+    )  # fmt: skip
+    per_level = [sum(w.stats.completed + w.stats.error_count for w in level.windows) for level in result.level_results]
+    assert written_after == list(itertools.accumulate(per_level))  # each level appended as it ended
+    assert all(w.stats.requests is None for level in result.level_results for w in level.windows)
+    read_back = result.requests  # from the file now
+    assert read_back.groupby("level").size().tolist() == per_level
+    assert read_back["latency_us"].gt(0).all() and read_back["error"].isna().all()
+    result.save(tmp_path / "copy")  # elsewhere: the saved requests go along, whole
+    assert (tmp_path / "copy" / "requests.jsonl").read_text() == (tmp_path / "run" / "requests.jsonl").read_text()

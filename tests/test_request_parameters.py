@@ -54,7 +54,11 @@ def test_every_request_carries_the_parameters_with_their_types(
         assert level["error_reasons"] == []
         for window in level["windows"]:
             assert window["errors"] == {}
-            assert window["server"]["parameter_gate"]["counts"]["success"] == window["completed"] > 0
+            served = window["server"]["parameter_gate"]["counts"]["success"]
+            assert window["completed"] > 0
+            # open loop is not drained at window boundaries: a request in flight there is the server's
+            # in one window and the client's in the next
+            assert served == window["completed"] if window["drained"] else abs(served - window["completed"]) <= 3
 
 
 def test_a_parameter_missing_or_of_another_type_fails_every_request(server, tmp_path: Path) -> None:

@@ -40,8 +40,9 @@ def test_each_model_has_rows_and_the_server_agrees_per_window(two_models: Path) 
         ("simple", "2"),
         ("fixed_delay", "3"),  # held at its own level while the sweep moved
     ]
-    # its 4 instances serve 3 requests at once only if 3 are really in flight: about 3 / 25 ms
-    assert all(float(r["Inferences/Second"]) > 0.8 * 3 / 0.025 for r in by_model if r["Model"] == "fixed_delay")
+    # each request takes at least 25 ms, so two in flight could not pass 2 / 25 ms = 80/s: beyond it,
+    # three were (3 / 25 ms = 120/s at best; a loaded 2-core machine gets ~100)
+    assert all(float(r["Inferences/Second"]) > 1.06 * 2 / 0.025 for r in by_model if r["Model"] == "fixed_delay")
     for index, row in enumerate(combined):
         mine = by_model[2 * index : 2 * index + 2]
         assert all(int(r["Completed"]) > 0 and r["Errors"] == "0" for r in mine)
@@ -95,7 +96,7 @@ def test_library_open_loop_holds_each_models_rate(server) -> None:
         url=server.http_url,
         request_rate="80",
         shape=["INPUT0:16"],
-        measurement_interval=500,
+        measurement_interval=1000,  # 40 answers a window: one stall of the shared 2 cores costs a few percent, not 20
         max_trials=2,
     )
     rows = result.levels_by_model.set_index("Model")

@@ -46,11 +46,25 @@ def kept_requests(levels: list[LevelResult]) -> bool:
     return any(window.stats.requests is not None for level in levels for window in level.windows)
 
 
-def write_request_log(path: Path, levels: list[LevelResult]) -> int:
-    """Write the rows to ``path``; how many were written."""
+def append_request_log(path: Path, levels: list[LevelResult]) -> int:
+    """Add the levels' rows at the end of ``path``; how many were written."""
     count = 0
-    with path.open("w") as handle:
+    with path.open("a") as handle:
         for row in request_rows(levels):
             handle.write(json.dumps(row, separators=(",", ":")) + "\n")
             count += 1
     return count
+
+
+def read_request_log(path: Path) -> list[dict[str, Any]]:
+    """The rows of a written ``requests.jsonl``, as ``request_rows`` made them."""
+    with path.open() as handle:
+        return [json.loads(line) for line in handle]
+
+
+def release_requests(level: LevelResult) -> None:
+    """Drop a level's request records once they are written: they are most of a kept level's memory."""
+    for window in level.windows:
+        window.stats.requests = None
+        for part in window.parts.values():
+            part.requests = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,14 @@ from perfprobe.load.sweeper import LevelResult
 from perfprobe.measure.histogram import LatencyHistogram
 from perfprobe.measure.server_stats import ServerDelta
 from perfprobe.report import runfile
-from perfprobe.report.request_log import FILE_NAME, kept_requests, request_rows, write_request_log
+from perfprobe.report.request_log import (
+    FILE_NAME,
+    append_request_log,
+    kept_requests,
+    read_request_log,
+    release_requests,
+    request_rows,
+)
 from perfprobe.report.results import columns, combined_row, level_row, model_row, write_csv
 from perfprobe.runs.models import ModelPart
 
@@ -38,6 +46,9 @@ class SweepResult:
     parts: list[ModelPart] = field(default_factory=list)  # several models at once: each with its level
     part_composing: dict[str, list[str]] = field(default_factory=dict)  # and each one's composing models
     model_rows: list[dict[str, Any]] = field(default_factory=list)  # their rows (results-by-model.csv)
+    # once saved, the kept requests of the first ``_requests_saved`` levels live in this file, not in memory
+    _requests_file: Path | None = field(default=None, init=False, repr=False)
+    _requests_saved: int = field(default=0, init=False, repr=False)
 
     @property
     def composing_models(self) -> list[str]:
@@ -78,12 +89,32 @@ class SweepResult:
     @property
     def requests(self) -> pd.DataFrame:
         """Every measured request (``export_requests=True``; else empty): ``requests.jsonl`` as a table."""
-        return pd.DataFrame(list(request_rows(self.level_results)))
+        saved = read_request_log(self._requests_file) if self._requests_file is not None else []
+        return pd.DataFrame(saved + list(request_rows(self.level_results[self._requests_saved :])))
 
     @property
     def server_statistics(self) -> dict[float, ServerDelta | None]:
         """Per level, the target model's server-side statistics over its reported windows."""
         return {level.level: level.server() for level in self.level_results}
+
+    def _save_requests(self, target: Path) -> None:
+        """Append the levels not yet saved to ``target``, then let their records go.
+
+        A sweep saves after every level, so a long run with ``--export-requests`` holds one level's
+        requests in memory, not the run's; ``requests`` reads the saved ones back.
+        """
+        fresh = self.level_results[self._requests_saved :]
+        if self._requests_file is None:
+            if not kept_requests(fresh):
+                return
+            target.write_text("")
+        elif self._requests_file.resolve() != target.resolve():
+            shutil.copyfile(self._requests_file, target)
+        self._requests_file = target
+        append_request_log(target, fresh)
+        for level in fresh:
+            release_requests(level)
+        self._requests_saved = len(self.level_results)
 
     def save(
         self,
@@ -102,8 +133,7 @@ class SweepResult:
         if self.parts:
             write_csv(path / "results-by-model.csv", self.load_kind, self.model_rows, by_model=True)
         runfile.write(path / "results.json", self.document)
-        if kept_requests(self.level_results):
-            write_request_log(path / FILE_NAME, self.level_results)
+        self._save_requests(path / FILE_NAME)
         if csv_copy:
             write_csv(Path(csv_copy), self.load_kind, self.rows)
         if report and self.rows:
