@@ -13,11 +13,17 @@ import threading
 
 
 class Relay:
-    """Listens on a loopback port of its own; ``sent``: bytes towards the server, ``received``: back."""
+    """Listens on a loopback port of its own; ``sent``: bytes towards the server, ``received``: back.
 
-    def __init__(self, upstream: tuple[str, int], tls: ssl.SSLContext | None = None) -> None:
+    ``keep``: the first that many bytes each way are kept too (``traffic_sent``, ``traffic_received``).
+    """
+
+    def __init__(self, upstream: tuple[str, int], tls: ssl.SSLContext | None = None, keep: int = 0) -> None:
         self.upstream = upstream
         self.tls = tls
+        self.keep = keep
+        self.traffic_sent = bytearray()
+        self.traffic_received = bytearray()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.sent = self.received = 0
@@ -55,6 +61,8 @@ class Relay:
                         self.sent += len(data)
                     else:
                         self.received += len(data)
+                    kept = self.traffic_sent if towards_server else self.traffic_received
+                    kept += data[: max(self.keep - len(kept), 0)]
         for end in (source, sink):
             with contextlib.suppress(OSError):
                 end.close()

@@ -173,8 +173,14 @@ class InferenceClient(ABC):
         inputs: list[InferInput],
         outputs: list[RequestedOutput] | None = None,
         options: RequestOptions | None = None,
+        *,
+        binary_inputs: bool = True,
     ) -> Any:
-        """Encode a request once; the result can be sent many times by ``send``."""
+        """Encode a request once; the result can be sent many times by ``send``.
+
+        ``binary_inputs`` False: HTTP puts the input tensors in the JSON header as values (FP16 and
+        BF16, which JSON cannot carry, stay binary); gRPC, whose tensors are always bytes, refuses it.
+        """
 
     def with_parameters(self, request: Any, parameters: dict[str, bool | int | float | str]) -> Any:
         """A request made by ``build_request`` with request-level parameters added, tensors not re-encoded."""

@@ -154,7 +154,10 @@ def json_values(array: np.ndarray, datatype: str) -> list[Any]:
         raise ValueError(f"{datatype} tensors can only be sent as binary data")
     flat = np.asarray(array).reshape(-1)
     if datatype == "BYTES":
-        return [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in flat]
+        try:
+            return [item.decode("utf-8") if isinstance(item, bytes) else str(item) for item in flat]
+        except UnicodeDecodeError:
+            raise ValueError("a BYTES element that is not UTF-8 text: JSON carries only text, send it binary") from None
     return flat.tolist()
 
 

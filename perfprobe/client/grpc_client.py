@@ -393,7 +393,11 @@ class GrpcClient(InferenceClient):
         inputs: list[InferInput],
         outputs: list[RequestedOutput] | None = None,
         options: RequestOptions | None = None,
+        *,
+        binary_inputs: bool = True,
     ) -> GrpcRequest:
+        if not binary_inputs:
+            raise ValueError("gRPC carries tensors as bytes: there is no JSON tensor format")
         return GrpcRequest(build_infer_request(model_name, inputs, outputs, options).SerializeToString(), model_name)
 
     @staticmethod

@@ -24,6 +24,9 @@ class SharedMemoryRef:
     offset: int = 0
 
 
+TENSOR_FORMATS = ("binary", "json")  # HTTP: tensors after the JSON header, or as JSON values in it
+
+
 class InferInput:
     """One named input tensor, either carried in the request or placed in shared memory."""
 

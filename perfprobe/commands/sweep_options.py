@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from perfprobe.client.compression import ALGORITHMS
+from perfprobe.client.tensors import TENSOR_FORMATS
 from perfprobe.commands.common import add_shared_memory_options
 from perfprobe.load.runtime import WORKER_KINDS
 from perfprobe.load.schedule import DISTRIBUTIONS
@@ -78,6 +79,14 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         metavar="NAME:VALUE:TYPE",
         help="a custom parameter every request carries, TYPE string, int, float or bool (repeatable)",
     )
+    for side in ("input", "output"):
+        load.add_argument(
+            f"--{side}-tensor-format",
+            choices=TENSOR_FORMATS,
+            default=default(f"{side}_tensor_format"),
+            help=f"HTTP: {side} tensors as binary data after the JSON header (the default) or as JSON "
+            "values in it (for KServe v2 servers without Triton's binary extension; FP16/BF16 stay binary)",
+        )
     load.add_argument(
         "--processes",
         metavar="N|auto",

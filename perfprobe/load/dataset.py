@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from perfprobe.client import InferenceClient, InferInput, RequestedOutput, RequestOptions
-from perfprobe.client.datatypes import numpy_dtype, to_wire_array
+from perfprobe.client.datatypes import BINARY_ONLY, numpy_dtype, to_wire_array
 from perfprobe.client.model import ModelDescription
 from perfprobe.data import synthetic
 from perfprobe.errors import UsageError
@@ -303,9 +303,18 @@ def build_requests(
     model: ModelDescription,
     items: list[dict[str, np.ndarray]],
     options: RequestOptions | None = None,
+    *,
+    json_inputs: bool = False,
+    json_outputs: bool = False,
 ) -> list[Any]:
-    """Encode each data item once into the client's ready-to-send request."""
-    outputs = [RequestedOutput(spec.name) for spec in model.outputs]
+    """Encode each data item once into the client's ready-to-send request.
+
+    ``json_inputs`` / ``json_outputs``: HTTP's tensors as JSON values instead of binary data (an
+    FP16 or BF16 tensor stays binary: JSON cannot carry it, and Triton refuses to try).
+    """
+    outputs = [
+        RequestedOutput(spec.name, binary=not json_outputs or spec.datatype in BINARY_ONLY) for spec in model.outputs
+    ]
     options = options_for(model, options)
     requests = []
     for item in items:
@@ -318,5 +327,8 @@ def build_requests(
             )
             for name, array in item.items()
         ]
-        requests.append(client.build_request(model.name, inputs, outputs, options))
+        try:
+            requests.append(client.build_request(model.name, inputs, outputs, options, binary_inputs=not json_inputs))
+        except ValueError as exc:  # data this format cannot carry (JSON: BYTES that are not text)
+            raise UsageError(f"{model.name}: {exc}") from None
     return requests

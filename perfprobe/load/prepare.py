@@ -36,6 +36,8 @@ class LoadSpec:
     tls: TlsFiles | None  # TLS files (TLS on); None: the URL's scheme decides
     compression: str | None  # gzip or deflate: requests compressed (over HTTP, answers asked compressed)
     parameters: dict[str, bool | int | float | str]  # custom parameters every request carries
+    json_inputs: bool  # HTTP: input tensors as JSON values in the request's header, not binary after it
+    json_outputs: bool  # HTTP: output tensors asked for as JSON values likewise
     request_timeout_s: float
     mode: str
     worker_kind: str
@@ -119,7 +121,9 @@ def prepared_load(
                     spec.batch_size,
                 )
             else:
-                requests, per_worker = dataset.build_requests(load_client, model, items), None
+                requests = dataset.build_requests(load_client, model, items, json_inputs=spec.json_inputs,
+                                                  json_outputs=spec.json_outputs)  # fmt: skip
+                per_worker = None
             if spec.parameters:  # added once here, so no send pays for them
                 requests, per_worker = _with_parameters(load_client, spec.parameters, requests, per_worker)
             yield PreparedLoad(spec, send_path, requests, per_worker, load_client.with_parameters)

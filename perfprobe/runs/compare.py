@@ -170,8 +170,11 @@ def _cell_options(
     cell.no_report = True  # one report for the whole matrix, at the end
     cell.csv = None
     cell.serve = False  # the compare's server is already there
-    if transport != "none" and not base.output_shared_memory_size:
-        cell.output_shared_memory_size = max(size, 4096)
+    if transport != "none":
+        if not base.output_shared_memory_size:
+            cell.output_shared_memory_size = max(size, 4096)
+        # its tensors are in shared memory: the request carries none, in JSON or otherwise
+        cell.input_tensor_format = cell.output_tensor_format = "binary"
     return cell
 
 

@@ -48,6 +48,8 @@ class SweepOptions:
     grpc_transport: str = "h2"  # gRPC on thread/greenlet workers: our own HTTP/2 connection, or grpcio
     compression: str | None = None  # gzip or deflate: requests compressed (and HTTP's answers asked compressed)
     request_parameter: list[str | dict[str, Any]] | dict[str, Any] = field(default_factory=list)  # NAME:VALUE:TYPE
+    input_tensor_format: str = "binary"  # HTTP: tensors as binary data after the JSON header, or in it (json)
+    output_tensor_format: str = "binary"  # HTTP: answers' tensors likewise
     request_timeout: float = 30.0
     processes: int | str | None = None  # load processes: N or "auto"; default 1, or one per CPU with cluster
     cluster: str | None = None  # Ray cluster address, or "auto" (RAY_ADDRESS)

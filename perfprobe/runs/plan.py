@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from perfprobe.client.compression import ALGORITHMS
+from perfprobe.client.tensors import TENSOR_FORMATS
 from perfprobe.client.tls import TlsFiles, tls_url
 from perfprobe.data import synthetic
 from perfprobe.errors import UsageError
@@ -86,6 +87,8 @@ class SweepPlan:
     tls: TlsFiles | None = None  # --ssl-* files (TLS on); without them the URL's scheme decides
     compression: str | None = None  # gzip or deflate
     request_parameters: dict[str, bool | int | float | str] = field(default_factory=dict)  # on every request
+    json_inputs: bool = False  # HTTP: --input-tensor-format json
+    json_outputs: bool = False  # HTTP: --output-tensor-format json
 
     @property
     def several(self) -> bool:
@@ -106,6 +109,8 @@ class SweepPlan:
             tls=self.tls,
             compression=self.compression,
             parameters=self.request_parameters,
+            json_inputs=self.json_inputs,
+            json_outputs=self.json_outputs,
             request_timeout_s=self.request_timeout_s,
             mode=self.mode,
             worker_kind=self.worker_kind,
@@ -124,6 +129,15 @@ class SweepPlan:
         if self.protocol != "grpc" or self.worker_kind == "asyncio":
             return None
         return self.grpc_transport
+
+    def _tensor_format(self) -> dict[str, str] | None:
+        """HTTP's tensor formats, input and output (None on gRPC, whose tensors are always binary)."""
+        if self.protocol != "http":
+            return None
+        return {
+            side: "json" if own else "binary"
+            for side, own in (("input", self.json_inputs), ("output", self.json_outputs))
+        }
 
     def _uses_tls(self, url: str) -> bool:
         """Whether the load talks TLS: files given, or a URL whose scheme asks for it."""
@@ -156,6 +170,7 @@ class SweepPlan:
             "grpc_transport": self._grpc_transport(),
             "tls": self._uses_tls(target.url),
             "compression": self.compression,
+            "tensor_format": self._tensor_format(),
             "export_requests": self.engine.record_requests,
             "request_parameters": self.request_parameters or None,
             "load_kind": self.load_kind,
@@ -270,6 +285,20 @@ def _check_counts(options: SweepOptions) -> None:
         raise UsageError("--stability-percentage must be positive")
 
 
+def _check_tensor_formats(options: SweepOptions) -> None:
+    """JSON tensors exist only in HTTP requests and answers, and only for tensors the request carries."""
+    for side in ("input", "output"):
+        if getattr(options, f"{side}_tensor_format") != "json":
+            continue
+        if options.protocol != "http":
+            raise UsageError(f"--{side}-tensor-format json is HTTP's: gRPC carries tensors as bytes; add -i http")
+        if options.shared_memory != "none":
+            raise UsageError(
+                f"--{side}-tensor-format json puts tensors in the request's JSON; with --shared-memory "
+                f"{options.shared_memory} they are in shared memory instead"
+            )
+
+
 def _check_choices(options: SweepOptions) -> None:
     from perfprobe.client.factory import PROTOCOLS
     from perfprobe.load.runtime import WORKER_KINDS
@@ -290,6 +319,9 @@ def _check_choices(options: SweepOptions) -> None:
         raise UsageError(f"--workers must be one of {', '.join(WORKER_KINDS)}")
     if options.compression is not None and options.compression not in ALGORITHMS:
         raise UsageError(f"--compression must be one of {', '.join(ALGORITHMS)}")
+    for side in ("input", "output"):
+        if getattr(options, f"{side}_tensor_format") not in TENSOR_FORMATS:
+            raise UsageError(f"--{side}-tensor-format must be one of {', '.join(TENSOR_FORMATS)}")
     given = [
         options.concurrency not in (None, ""),
         options.request_rate not in (None, ""),
@@ -352,6 +384,7 @@ def plan(options: SweepOptions) -> SweepPlan:
     if options.binary_search and options.latency_threshold is None:
         raise UsageError("--binary-search needs --latency-threshold MS")
     _check_counts(options)
+    _check_tensor_formats(options)
     latency_key = "mean"
     if options.percentile is not None:
         if options.percentile not in PERCENTILES:
@@ -373,6 +406,8 @@ def plan(options: SweepOptions) -> SweepPlan:
         tls=tls,
         compression=options.compression,
         request_parameters=parse_request_parameters(options.request_parameter),
+        json_inputs=options.input_tensor_format == "json",
+        json_outputs=options.output_tensor_format == "json",
         load_kind=load_kind,
         level_spec=level_spec,
         levels=levels,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from perfprobe.client import InferenceClient, make_client
+from perfprobe.client.datatypes import BINARY_ONLY
 from perfprobe.client.model import ModelDescription
 from perfprobe.client.tls import client_options
 from perfprobe.errors import AllRequestsFailed, PerfprobeError, RunInterrupted, UsageError
@@ -98,6 +99,8 @@ def measure_sweep(
     models = [control.describe_model(part.name) for part in sweep_plan.parts]
     for model in models:
         check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled)
+        for text in _binary_only_notes(sweep_plan, model):
+            observer.note(text)
     plans = (
         [_plan_for(sweep_plan, part, first=index == 0) for index, part in enumerate(sweep_plan.parts)]
         if sweep_plan.several
@@ -120,6 +123,19 @@ def measure_sweep(
             on_window=observer.window,
         )
         return _measure_levels(sweep_plan, target, control, models, sweeper, source, observer, spec)
+
+
+def _binary_only_notes(sweep_plan: SweepPlan, model: ModelDescription) -> list[str]:
+    """JSON tensors asked for, and tensors JSON cannot carry: they go binary, and the run says which."""
+    notes = []
+    for side, asked, specs in (
+        ("input", sweep_plan.json_inputs, model.inputs),
+        ("output", sweep_plan.json_outputs, model.outputs),
+    ):
+        kept = [f"{spec.name} ({spec.datatype})" for spec in specs if spec.datatype in BINARY_ONLY]
+        if asked and kept:
+            notes.append(f"{model.name}: {side}s {', '.join(kept)} stay binary: JSON cannot carry FP16 or BF16")
+    return notes
 
 
 def _plan_for(sweep_plan: SweepPlan, part: ModelPart, first: bool) -> SweepPlan:
