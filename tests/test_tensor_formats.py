@@ -68,6 +68,11 @@ def test_each_side_goes_over_the_wire_as_asked(server, tmp_path: Path, inputs: s
     assert (b'"binary_data":false' in sent) == (outputs == "json")
     assert (b'"datatype":"INT32","shape":[1,16],"data":[' in received) == (outputs == "json")
     assert (b"inference-header-content-length" in received.lower()) == (outputs == "binary")
+    if inputs == outputs == "json":  # the report says so, in its title and its settings
+        assert run_perfprobe("report", str(tmp_path)).returncode == 0
+        summary = (tmp_path / "summary.md").read_text()
+        assert summary.splitlines()[0].endswith(", JSON inputs and outputs")
+        assert "- **HTTP tensors:** input json, output json" in summary
 
 
 def test_fp16_tensors_stay_binary_and_the_run_says_so(server, tmp_path: Path) -> None:

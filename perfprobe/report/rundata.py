@@ -139,6 +139,9 @@ class SweepRun:
         ]
         if settings.get("shared_memory") not in (None, "none"):
             parts.append(f"{settings['shared_memory']} shm")
+        json_sides = [side for side, shown in (settings.get("tensor_format") or {}).items() if shown == "json"]
+        if json_sides:
+            parts.append("JSON " + " and ".join(f"{side}s" for side in json_sides))
         if settings.get("batch_size", 1) != 1:
             parts.append(f"batch {settings['batch_size']}")
         return ", ".join(parts)

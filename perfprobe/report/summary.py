@@ -25,6 +25,7 @@ SETTING_KEYS = (
     ("shapes", "shapes"),
     ("input_data", "input data"),
     ("shared_memory", "shared memory"),
+    ("tensor_format", "HTTP tensors"),
     ("window_mode", "window"),
     ("window_ms", "window (ms)"),
     ("window_requests", "window (requests)"),
@@ -141,7 +142,11 @@ def _settings(settings: dict) -> list[tuple[str, str]]:
         value = settings.get(key)
         if value in (None, "", [], False):
             continue
-        facts.append((label, ", ".join(map(str, value)) if isinstance(value, list) else str(value)))
+        if isinstance(value, dict):  # {"input": "json", "output": "binary"}
+            text = ", ".join(f"{side} {shown}" for side, shown in value.items())
+        else:
+            text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+        facts.append((label, text))
     return facts
 
 
