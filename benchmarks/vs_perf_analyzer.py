@@ -9,7 +9,8 @@ window are included on both sides alike (perf_analyzer reports nothing finer). p
 in-window figure is reported beside it: its process CPU during the reported windows over
 the requests the server counted in them, without interpreter start-up and writing results.
 
-    python benchmarks/vs_perf_analyzer.py [--levels 1,2,4,8] [--window-ms 2000] [--markdown docs/benchmarks.md]
+    python benchmarks/vs_perf_analyzer.py [--levels 1,2,4,8] [--window-ms 2000] [--tensor-format json]
+        [--markdown docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ def main() -> int:
     parser.add_argument("--markdown", help="append the table to this Markdown file")
     parser.add_argument("--model", default="simple", help="model both tools load (running_sum: a sequence model)")
     parser.add_argument("--model-repository", help="serve this repository too (e.g. tests/models)")
+    parser.add_argument(
+        "--tensor-format", choices=("binary", "json"), default="binary", help="HTTP tensors both ways, both tools"
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)  # stop the embedded server on SIGTERM too
     binary, pa_env = install_perf_analyzer()
@@ -151,6 +155,9 @@ def main() -> int:
                     )
                     # both tools take these flags with the same names and meanings
                     target = ["-m", args.model, "-u", server.url(protocol), "-i", protocol]
+                    if protocol == "http" and args.tensor_format != "binary":
+                        target += ["--input-tensor-format", args.tensor_format]
+                        target += ["--output-tensor-format", args.tensor_format]
                     windows = [
                         "--measurement-interval",
                         str(args.window_ms),
@@ -220,7 +227,7 @@ def main() -> int:
         machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         with open(args.markdown, "a") as handle:
             handle.write(
-                f"\n### {stamp} — {args.model}, {machine}, window {args.window_ms} ms, "
+                f"\n### {stamp} — {args.model}, {machine}, window {args.window_ms} ms, {args.tensor_format} tensors, "
                 f"stability {args.stability:g}%, Triton {server.version}\n\n"
             )
             handle.write("\n".join(lines) + "\n")
