@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from perfprobe.client import make_client
-from perfprobe.server import EmbeddedServer
+from perfprobe.server import BUILTIN_MODELS, EmbeddedServer
 from perfprobe.server.distribution import cache_dir
 
 PA_VERSION = "2.48.0"
@@ -119,6 +119,7 @@ def main() -> int:
     parser.add_argument("--markdown", help="append the table to this Markdown file")
     parser.add_argument("--model", default="simple", help="model both tools load (running_sum: a sequence model)")
     parser.add_argument("--model-repository", help="serve this repository too (e.g. tests/models)")
+    parser.add_argument("--shape", action="append", default=[], metavar="NAME:DIMS", help="both tools' --shape")
     parser.add_argument(
         "--tensor-format", choices=("binary", "json"), default="binary", help="HTTP tensors both ways, both tools"
     )
@@ -129,7 +130,7 @@ def main() -> int:
     lines = []
     with (
         EmbeddedServer(
-            builtin_models=["simple"],
+            builtin_models=sorted({"simple", args.model} & set(BUILTIN_MODELS)),
             model_repositories=[args.model_repository] if args.model_repository else [],
             pick_free_ports=True,
         ) as server,
@@ -155,6 +156,7 @@ def main() -> int:
                     )
                     # both tools take these flags with the same names and meanings
                     target = ["-m", args.model, "-u", server.url(protocol), "-i", protocol]
+                    target += [flag for shape in args.shape for flag in ("--shape", shape)]
                     if protocol == "http" and args.tensor_format != "binary":
                         target += ["--input-tensor-format", args.tensor_format]
                         target += ["--output-tensor-format", args.tensor_format]
