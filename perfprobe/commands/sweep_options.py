@@ -203,7 +203,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--export-requests",
         action="store_true",
         help="also write requests.jsonl: every measured request's send and end times (wall clock, ns), "
-        "outcome, model and load process (memory grows with the requests measured)",
+        "outcome, model and load process (each level written as it ends, then let go of)",
     )
     out.add_argument(
         "--latency-budget",

@@ -311,6 +311,8 @@ def _check_choices(options: SweepOptions) -> None:
         "distribution": DISTRIBUTIONS,
         "shared_memory": ("none", "system", "cuda"),
         "measurement_mode": ("time_windows", "count_windows"),
+        "input_tensor_format": TENSOR_FORMATS,
+        "output_tensor_format": TENSOR_FORMATS,
     }
     for name, allowed in choices.items():
         if getattr(options, name) not in allowed:
@@ -319,9 +321,6 @@ def _check_choices(options: SweepOptions) -> None:
         raise UsageError(f"--workers must be one of {', '.join(WORKER_KINDS)}")
     if options.compression is not None and options.compression not in ALGORITHMS:
         raise UsageError(f"--compression must be one of {', '.join(ALGORITHMS)}")
-    for side in ("input", "output"):
-        if getattr(options, f"{side}_tensor_format") not in TENSOR_FORMATS:
-            raise UsageError(f"--{side}-tensor-format must be one of {', '.join(TENSOR_FORMATS)}")
     given = [
         options.concurrency not in (None, ""),
         options.request_rate not in (None, ""),
