@@ -51,13 +51,13 @@ def _wants_greenlets(args: argparse.Namespace) -> bool:
     """A command that drives load (it has ``--workers``) with settings that run greenlet workers."""
     if not hasattr(args, "workers"):
         return False
-    from perfprobe.load.runtime import needs_greenlets
     from perfprobe.runs.options import SweepOptions, process_count, worker_kind
+    from perfprobe.transport import transport_for
 
     options = SweepOptions.from_namespace(args)
     if options.cluster or process_count(options) != 1:
         return False  # the load runs in load processes, each patching for itself; this one only coordinates
-    return needs_greenlets(options.protocol, options.mode, worker_kind(options))
+    return transport_for(options.protocol).needs_greenlets(options.mode, worker_kind(options))
 
 
 def _fail(code: int, message: str) -> int:

@@ -7,11 +7,11 @@ import pytest
 from perfprobe.errors import LoadFailed
 from perfprobe.load.engine import LoadEngine
 from perfprobe.load.runtime import ThreadRuntime
-from perfprobe.load.senders import Outcome, Sender
 from perfprobe.load.sweeper import MeasureSettings, Sweeper
 from perfprobe.load.windowed import LocalLoad
 from perfprobe.measure.stability import StabilityRule
 from perfprobe.measure.window import Recorder
+from perfprobe.transport.base import Outcome, Sender
 
 
 class FakeFlakySender(Sender):

@@ -18,12 +18,13 @@ from perfprobe.client.errors import TIMEOUT
 from perfprobe.load.engine import EngineSettings, LoadEngine
 from perfprobe.load.runtime import GreenletRuntime, ThreadRuntime
 from perfprobe.load.search import LatencyLimit, search_levels
-from perfprobe.load.senders import BlockingSender, FutureSender, Outcome, Sender
 from perfprobe.load.sweeper import LevelResult, MeasureSettings, Sweeper, WindowRecord, _foreign_load_warning
 from perfprobe.load.windowed import LocalLoad
 from perfprobe.measure.server_stats import ServerDelta
 from perfprobe.measure.stability import StabilityRule
 from perfprobe.measure.window import Recorder
+from perfprobe.transport.base import BlockingSender, Outcome, Sender
+from perfprobe.transport.kserve_grpc import FutureSender
 
 
 class FakeServer:
@@ -495,14 +496,14 @@ def test_a_timed_out_stream_request_counts_once_and_its_stream_is_replaced() -> 
     import asyncio
 
     from perfprobe.client.grpc_client import GrpcRequest
-    from perfprobe.load.aio_senders import AioStreamSender
+    from perfprobe.transport.kserve_grpc import AioStreamSender
 
     async def scenario() -> list[Any]:
         client = FakeAioClient([["silent"], ["stale first", "plain"]])
         sender = AioStreamSender(client, timeout_s=0.05)  # type: ignore[arg-type]
         request = GrpcRequest(b"", "fake")
         outcomes = [await sender.call(request) for _ in range(3)]
-        await sender.aclose()
+        await sender.close()
         return [outcomes, client.streams]
 
     (first, second, third), streams = asyncio.run(scenario())

@@ -22,6 +22,7 @@ from perfprobe.client.compression import compress, decompress
 from perfprobe.client.errors import BAD_RESPONSE
 from perfprobe.client.grpc_client import GrpcRequest
 from perfprobe.client.grpc_wire import GrpcWireConnection, GrpcWireStream, grpc_timeout, header_block
+from perfprobe.transport import transport_for
 
 PATH = "/inference.GRPCInferenceService/ModelInfer"
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -84,7 +85,7 @@ def test_a_tensor_larger_than_every_window_goes_through(server) -> None:
 def test_compression_and_tls_stay_on_the_own_connection() -> None:
     compressed = make_client("grpc", "127.0.0.1:1", request_compression="gzip").wire_connection()
     assert ("grpc-encoding", "gzip") in hpack.Decoder().decode(compressed._block)
-    assert make_client("http", "127.0.0.1:1").wire_connection() is None
+    assert transport_for("http").connections == ()  # HTTP has one way to send; only gRPC offers the own HTTP/2
     secure = make_client("grpc", "grpcs://127.0.0.1:1").wire_connection()
     assert secure is not None and secure._tls is not None  # TLS with the system's roots, offering h2
     assert hpack.Decoder().decode(secure._block)[1] == (":scheme", "https")

@@ -20,8 +20,8 @@ from perfprobe.load.engine import EngineSettings, LoadEngine
 from perfprobe.load.pacing import AsyncPacer, GreenletPacer, Pacer, ThreadPacer, make_timerfd
 from perfprobe.load.runtime import GreenletRuntime, ThreadRuntime
 from perfprobe.load.schedule import Schedule
-from perfprobe.load.senders import Outcome, Sender
 from perfprobe.measure.window import Recorder
+from perfprobe.transport.base import Outcome, Sender
 
 _now = time.perf_counter_ns
 LINUX = sys.platform.startswith("linux")

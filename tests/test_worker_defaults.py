@@ -12,8 +12,9 @@ import pytest
 from conftest import run_perfprobe
 
 from perfprobe.cli import _wants_greenlets, build_parser
-from perfprobe.load.runtime import HTTP_THREADS_UP_TO, usable_cores
+from perfprobe.load.runtime import usable_cores
 from perfprobe.runs.options import SweepOptions, worker_kind
+from perfprobe.transport.kserve_http import THREADS_UP_TO as HTTP_THREADS_UP_TO
 
 FAST = ["--measurement-interval", "300", "--stability-windows", "2", "--max-trials", "3", "--no-report"]
 

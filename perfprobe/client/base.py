@@ -5,9 +5,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from perfprobe.client.model import ModelDescription
+
+if TYPE_CHECKING:
+    from perfprobe.client.errors import InferenceServerError
 from perfprobe.client.tensors import InferInput, InferResult, RequestedOutput
 
 # callback for async and streamed inference: exactly one of result / error is set
@@ -94,17 +97,20 @@ class StreamHandle(Protocol):
 class InferenceClient(ABC):
     """The operations of the KServe v2 protocol plus Triton's extensions.
 
-    The load path uses ``build_request`` once per data item, then ``dedicated`` connections
-    (blocking workers), ``send_raw_future`` (workers that must not block: gRPC under greenlets,
-    ``--mode async``) or ``start_stream`` (``--mode stream``), and ``decode_raw``. ``cooperative``
-    says whether this client's blocking calls yield to other greenlets (geventhttpclient's do;
-    grpcio's block the thread), which decides how greenlet workers drive it.
+    Only the core protocol is abstract (health, metadata, inference); every extension (model
+    configuration, statistics, repository, shared memory, trace, logging) and every load-path
+    call has a default that raises ``not_supported``, so a client for another server or endpoint
+    implements what it has and nothing else. How a load sends on a client (which of its
+    load-path calls, on which worker kind) is its transport's decision (``perfprobe.transport``).
     """
 
     protocol: str = ""
-    cooperative: bool = False
-    supports_streams: bool = False
-    supports_asyncio: bool = False  # has ``aio_connection``: unary calls and streams on an asyncio loop
+
+    def not_supported(self, what: str) -> InferenceServerError:
+        """The error for a call this client's server or protocol does not offer."""
+        from perfprobe.client.errors import NOT_SUPPORTED, InferenceServerError
+
+        return InferenceServerError(f"{self.protocol}: {what} is not supported here", failure=NOT_SUPPORTED)
 
     @abstractmethod
     def is_server_live(self) -> bool: ...
@@ -121,8 +127,8 @@ class InferenceClient(ABC):
     @abstractmethod
     def model_metadata(self, model_name: str, model_version: str = "") -> dict[str, Any]: ...
 
-    @abstractmethod
-    def model_config(self, model_name: str, model_version: str = "") -> dict[str, Any]: ...
+    def model_config(self, model_name: str, model_version: str = "") -> dict[str, Any]:
+        raise self.not_supported("model configuration (Triton's model-configuration extension)")
 
     def describe_model(self, model_name: str, model_version: str = "") -> ModelDescription:
         """Metadata and configuration decoded into one typed description."""
@@ -130,41 +136,41 @@ class InferenceClient(ABC):
             self.model_metadata(model_name, model_version), self.model_config(model_name, model_version)
         )
 
-    @abstractmethod
-    def inference_statistics(self, model_name: str = "", model_version: str = "") -> dict[str, Any]: ...
+    def inference_statistics(self, model_name: str = "", model_version: str = "") -> dict[str, Any]:
+        raise self.not_supported("inference statistics (Triton's statistics extension)")
 
-    @abstractmethod
-    def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]: ...
+    def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
+        raise self.not_supported("the model repository index (repository extension)")
 
-    @abstractmethod
-    def load_model(self, model_name: str, config: str | None = None) -> None: ...
+    def load_model(self, model_name: str, config: str | None = None) -> None:
+        raise self.not_supported("loading models (repository extension)")
 
-    @abstractmethod
-    def unload_model(self, model_name: str, unload_dependents: bool = False) -> None: ...
+    def unload_model(self, model_name: str, unload_dependents: bool = False) -> None:
+        raise self.not_supported("unloading models (repository extension)")
 
-    @abstractmethod
-    def register_system_shared_memory(self, name: str, key: str, byte_size: int, offset: int = 0) -> None: ...
+    def register_system_shared_memory(self, name: str, key: str, byte_size: int, offset: int = 0) -> None:
+        raise self.not_supported("system shared memory")
 
-    @abstractmethod
-    def unregister_system_shared_memory(self, name: str) -> None: ...
+    def unregister_system_shared_memory(self, name: str) -> None:
+        raise self.not_supported("system shared memory")
 
-    @abstractmethod
-    def system_shared_memory_status(self, name: str = "") -> dict[str, dict[str, Any]]: ...
+    def system_shared_memory_status(self, name: str = "") -> dict[str, dict[str, Any]]:
+        raise self.not_supported("system shared memory")
 
-    @abstractmethod
-    def register_cuda_shared_memory(self, name: str, raw_handle: bytes, device_id: int, byte_size: int) -> None: ...
+    def register_cuda_shared_memory(self, name: str, raw_handle: bytes, device_id: int, byte_size: int) -> None:
+        raise self.not_supported("CUDA shared memory")
 
-    @abstractmethod
-    def unregister_cuda_shared_memory(self, name: str) -> None: ...
+    def unregister_cuda_shared_memory(self, name: str) -> None:
+        raise self.not_supported("CUDA shared memory")
 
-    @abstractmethod
-    def cuda_shared_memory_status(self, name: str = "") -> dict[str, dict[str, Any]]: ...
+    def cuda_shared_memory_status(self, name: str = "") -> dict[str, dict[str, Any]]:
+        raise self.not_supported("CUDA shared memory")
 
-    @abstractmethod
-    def trace_settings(self, model_name: str = "", settings: dict[str, Any] | None = None) -> dict[str, Any]: ...
+    def trace_settings(self, model_name: str = "", settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        raise self.not_supported("trace settings (trace extension)")
 
-    @abstractmethod
-    def log_settings(self, settings: dict[str, Any] | None = None) -> dict[str, Any]: ...
+    def log_settings(self, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        raise self.not_supported("log settings (logging extension)")
 
     @abstractmethod
     def build_request(
@@ -190,41 +196,33 @@ class InferenceClient(ABC):
     def send(self, request: Any) -> InferResult:
         """Send a request made by ``build_request`` and wait for its result."""
 
-    @abstractmethod
     def send_raw(self, request: Any) -> Any:
         """Send a request made by ``build_request``; the undecoded response (see ``decode_raw``)."""
+        raise self.not_supported("undecoded sends")
 
-    @abstractmethod
     def decode_raw(self, raw: Any) -> InferResult:
         """Decode what ``send_raw`` returned."""
+        raise self.not_supported("undecoded sends")
 
-    @abstractmethod
     def dedicated(self, blocking: bool = False) -> LoadConnection:
         """A connection one worker keeps; ``blocking``: a plain socket for a native thread's own use."""
-
-    def wire_connection(self, cooperative: bool = False) -> LoadConnection | None:
-        """A worker's own connection that bypasses the client's library (None: there is none)."""
-        return None
-
-    def wire_stream(self, cooperative: bool = False) -> Any:
-        """A worker's own bidirectional stream that bypasses the client's library (None: there is none)."""
-        return None
+        raise self.not_supported("per-worker connections")
 
     def send_raw_future(self, request: Any) -> Any:
         """A future (``add_done_callback``, ``result``, ``cancel``) of the undecoded response."""
-        raise NotImplementedError(f"{self.protocol} has no futures for raw requests")
+        raise self.not_supported("futures for undecoded sends")
 
     def start_stream(self, callback: ResultCallback, stream_timeout_s: float | None = None) -> StreamHandle:
         """Open a bidirectional stream whose responses (and errors) go to ``callback``."""
-        raise NotImplementedError(f"{self.protocol} has no bidirectional streams")
+        raise self.not_supported("bidirectional streams")
 
     def aio_connection(self) -> Any:
         """A connection of the running asyncio loop: ``await infer(payload)``, ``open_stream()``, ``close()``."""
-        raise NotImplementedError(f"{self.protocol} has no asyncio connection")
+        raise self.not_supported("asyncio connections")
 
-    @abstractmethod
     def send_async(self, request: Any, callback: ResultCallback) -> Any:
         """Send without waiting; ``callback`` runs once with the result or the error."""
+        raise self.not_supported("sends without waiting")
 
     def infer(
         self,

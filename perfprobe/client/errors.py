@@ -4,6 +4,7 @@ from __future__ import annotations
 
 TIMEOUT = "TIMEOUT"
 UNREACHABLE = "UNREACHABLE"
+NOT_SUPPORTED = "NOT_SUPPORTED"  # a call the server or protocol does not offer (an absent extension)
 BAD_RESPONSE = "BAD_RESPONSE"  # an answer that contradicts itself (outputs shorter than their shape)
 # error codes that mean the server itself is gone, not that it refused one request
 CONNECTION_FAILURES = frozenset({UNREACHABLE, "UNAVAILABLE"})

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from perfprobe.client.base import InferenceClient
 
 DEFAULT_URLS = {"http": "localhost:8000", "grpc": "localhost:8001"}
 PROTOCOLS = tuple(DEFAULT_URLS)
+# clients of protocols added by a transport (``perfprobe.transport.register``): name → (default URL, constructor)
+_added: dict[str, tuple[str, Callable[..., InferenceClient]]] = {}
+
+
+def register_client(protocol: str, default_url: str, constructor: Callable[..., InferenceClient]) -> None:
+    """Serve ``protocol`` with ``constructor(url, concurrency=N, **options)`` (built-in names keep theirs)."""
+    if protocol not in PROTOCOLS:
+        _added[protocol] = (default_url, constructor)
+
+
+def default_url(protocol: str) -> str:
+    """Where a protocol's server listens when no ``-u`` is given (perf_analyzer's ports for the built-in ones)."""
+    return DEFAULT_URLS[protocol] if protocol in DEFAULT_URLS else _added[protocol][0]
 
 
 def make_client(
@@ -19,8 +33,11 @@ def make_client(
     the ``ssl_*`` files). ``concurrency`` is how many requests may be in flight at once: the size
     of HTTP's connection pool; gRPC multiplexes them on one channel and needs no pool.
     """
+    if protocol in _added:
+        address, constructor = _added[protocol]
+        return constructor(url or address, concurrency=concurrency, **options)
     if protocol not in PROTOCOLS:
-        raise ValueError(f"protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+        raise ValueError(f"protocol must be one of {', '.join((*PROTOCOLS, *_added))}, not {protocol!r}")
     url = url or DEFAULT_URLS[protocol]
     if protocol == "http":
         from perfprobe.client.http_client import HttpClient

@@ -204,8 +204,6 @@ class GrpcClient(InferenceClient):
     """A client for one server's gRPC endpoint: sync, future-based async, and streams."""
 
     protocol = "grpc"
-    supports_streams = True
-    supports_asyncio = True
 
     def __init__(
         self,

@@ -45,7 +45,6 @@ class HttpClient(InferenceClient):
     """A synchronous (and greenlet-async) client for one server's HTTP endpoint."""
 
     protocol = "http"
-    cooperative = True  # geventhttpclient's sockets yield to other greenlets while they wait
 
     def __init__(
         self,

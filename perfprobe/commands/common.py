@@ -13,7 +13,9 @@ if TYPE_CHECKING:
 
 def add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-u", "--url", help="server address (default localhost:8000 for HTTP, localhost:8001 for gRPC)")
-    parser.add_argument("-i", "--protocol", choices=("http", "grpc"), default="http", help="protocol (default http)")
+    from perfprobe.transport import protocols
+
+    parser.add_argument("-i", "--protocol", choices=protocols(), default="http", help="protocol (default http)")
     parser.add_argument(
         "-H",
         "--header",

@@ -13,8 +13,8 @@ from perfprobe.client.tensors import TENSOR_FORMATS
 from perfprobe.commands.common import add_shared_memory_options
 from perfprobe.load.runtime import WORKER_KINDS
 from perfprobe.load.schedule import DISTRIBUTIONS
-from perfprobe.load.sendpath import GRPC_TRANSPORTS, MODES
 from perfprobe.runs.options import default
+from perfprobe.transport import MODES, connections
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +61,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     )
     load.add_argument(
         "--grpc-transport",
-        choices=GRPC_TRANSPORTS,
+        choices=connections(),
         default=default("grpc_transport"),
         help="gRPC on thread and greenlet workers: perfprobe's own HTTP/2 connection per worker "
         "(h2, the default) or grpcio's channel",

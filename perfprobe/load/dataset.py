@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from perfprobe.client import InferenceClient, InferInput, RequestedOutput, RequestOptions
+from perfprobe.client import InferenceClient, RequestedOutput, RequestOptions
 from perfprobe.client.datatypes import BINARY_ONLY, numpy_dtype, to_wire_array
 from perfprobe.client.model import ModelDescription
 from perfprobe.data import synthetic
 from perfprobe.errors import UsageError
 from perfprobe.load.trace import RequestTrace
+from perfprobe.transport import TensorFormats, transport_for
 
 
 @dataclass(frozen=True)
@@ -316,19 +317,13 @@ def build_requests(
         RequestedOutput(spec.name, binary=not json_outputs or spec.datatype in BINARY_ONLY) for spec in model.outputs
     ]
     options = options_for(model, options)
+    transport = transport_for(client.protocol)
+    formats = TensorFormats(json_inputs, json_outputs)
     requests = []
     for item in items:
-        inputs = [
-            InferInput(
-                name,
-                to_wire_array(array, model.input(name).datatype),
-                model.input(name).datatype,
-                shape=list(array.shape),
-            )
-            for name, array in item.items()
-        ]
+        arrays = {name: to_wire_array(array, model.input(name).datatype) for name, array in item.items()}
         try:
-            requests.append(client.build_request(model.name, inputs, outputs, options, binary_inputs=not json_inputs))
+            requests.append(transport.prepare(client, model, arrays, outputs, options, formats))
         except ValueError as exc:  # data this format cannot carry (JSON: BYTES that are not text)
             raise UsageError(f"{model.name}: {exc}") from None
     return requests

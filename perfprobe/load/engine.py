@@ -11,23 +11,26 @@ sends counted, so a client that cannot keep up is visible in the results.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from perfprobe.client.errors import CONNECTION_FAILURES
-from perfprobe.load.pacing import COARSE_TIMER_LATENESS_NS, AsyncPacer, Pacer
-from perfprobe.load.runtime import Runtime
+from perfprobe.load.pacing import COARSE_TIMER_LATENESS_NS, Pacer
+from perfprobe.load.runtime import Runtime, awaitable_call, settled
 from perfprobe.load.schedule import Schedule
-from perfprobe.load.senders import STOPPED, Outcome, Sender, failed
 from perfprobe.load.sequences import FINISHED, SequenceEnd, SequenceFeed, SequenceSettings, Ticket, TraceSequenceFeed
 from perfprobe.measure.window import Recorder
+from perfprobe.transport.base import STOPPED, Outcome, Sender, failed
 
 _now = time.perf_counter_ns
 REPLAYED = (-1, -1)  # ``_due``: the schedule has no sends left (a trace replayed once); compared by identity
+SendCall = Callable[[Any], Awaitable[Outcome]]  # a worker's sender's ``call``, awaited
+WorkerLoop = Callable[["_Worker", SendCall, Any], Awaitable[None]]  # worker, its send call, its recording key
 
 
 @dataclass(frozen=True)
@@ -157,8 +160,8 @@ class LoadEngine:
         if intended_ns is not None:
             lag = sent_ns - intended_ns
             slot.scheduled(done_ns - intended_ns, max(lag, 0), lag > self.settings.late_threshold_ns)
-        if outcome.response_times:
-            times = outcome.response_times
+        if outcome.responses:  # a streamed request: its responses' arrivals
+            times = [response.arrival_ns for response in outcome.responses]
             gaps = [b - a for a, b in itertools.pairwise(times)]
             slot.streamed(times[0] - sent_ns, gaps, len(times))
 
@@ -169,29 +172,35 @@ class LoadEngine:
             return self.per_worker_requests[worker.index]
         return self.requests
 
-    def _send_one(self, worker: _Worker, sender: Sender, key: Any, request: Any, intended: int | None) -> None:
+    # Every worker loop below is written once, as a coroutine. On the asyncio runtime it runs on
+    # the event loop and its awaits suspend; on thread and greenlet workers ``runtime.start_worker``
+    # drives it to the end in one step, because everything it awaits there (the sender's call, the
+    # runtime's ``nap``, the pacer's wait) blocks its thread or greenlet instead of suspending.
+
+    async def _send_one(self, call: SendCall, key: Any, request: Any, intended: int | None) -> Outcome:
         """Send one request and record it, whatever happens: no failure of one request ends a worker."""
         sent = _now()
         try:
-            outcome = sender.call(request)
+            outcome = await call(request)
         except Exception as exc:  # a sender bug or an unforeseen client failure: an error, counted
             outcome = failed(exc)
         self._record(key, sent, _now(), outcome, intended)
+        return outcome
 
-    def _run_worker(self, worker: _Worker, loop: Callable[[_Worker, Sender, Any], None]) -> None:
+    async def _worker_life(self, worker: _Worker, loop: WorkerLoop) -> None:
         """A worker's life: its sender, its loop, and a loud record if it ends before ``stop``."""
         sender: Sender | None = None
         try:
-            sender = worker.sender = self.sender_factory()
+            sender = worker.sender = self.sender_factory()  # made where the worker runs (its event loop)
             self._ready.leave()  # counted down: this worker can send
-            loop(worker, sender, self.runtime.identity())
+            await loop(worker, awaitable_call(sender), self.runtime.identity())
         except BaseException as exc:  # noqa: BLE001 — recorded, never silently lost
             self._ended_by(worker, exc)
         else:
             self._ended_by(worker, None)
         finally:
             if sender is not None:
-                sender.close()
+                await settled(sender.close())
             if worker.pacer is not None:
                 worker.pacer.close()
 
@@ -214,47 +223,51 @@ class LoadEngine:
         if not isinstance(exc, Exception):
             raise exc
 
-    def _closed_loop(self, worker: _Worker, sender: Sender, key: Any) -> None:
+    async def _closed_loop(self, worker: _Worker, call: SendCall, key: Any) -> None:
         requests = self._requests_of(worker)
         count = len(requests)
         position = worker.index % count
-        sleep, poll = self.runtime.sleep, self.settings.idle_poll_s
+        nap, poll = self.runtime.nap, self.settings.idle_poll_s
         in_flight = self._in_flight
         while not self._stopping:
             if not in_flight.enter():  # paused: a window boundary is being drained
-                sleep(poll)
+                await nap(poll)
                 continue
             try:
-                self._send_one(worker, sender, key, requests[position], None)
+                await self._send_one(call, key, requests[position], None)
             finally:
                 in_flight.leave()
             position = position + 1 if position + 1 < count else 0
 
-    def _open_loop(self, worker: _Worker, sender: Sender, key: Any) -> None:
+    async def _until_schedule_starts(self) -> None:
+        """Open loop: wait until every worker is ready and the schedule has its start."""
+        nap, poll = self.runtime.nap, self.settings.idle_poll_s
+        while not self._schedule_start_ns and not self._stopping:
+            await nap(poll)
+
+    async def _open_loop(self, worker: _Worker, call: SendCall, key: Any) -> None:
         requests = self._requests_of(worker)
         count = len(requests)
         schedule = self._schedule
         assert schedule is not None
-        item_of = self._item_of
-        sleep = self.runtime.sleep
+        item_of, nap = self._item_of, self.runtime.nap
         pacer = worker.pacer = self.runtime.pacer()
-        while not self._schedule_start_ns and not self._stopping:  # until every worker is ready
-            sleep(self.settings.idle_poll_s)
+        await self._until_schedule_starts()
         while not self._stopping:
             send = schedule.next_send()
             if send is None:  # a trace replayed to its end: nothing left to send at this level
                 while not self._stopping:
-                    sleep(0.01)
+                    await nap(0.01)
                 break
             intended = self._schedule_start_ns + send[0]
-            self._wait_until_due(pacer, intended)
+            await self._wait_until_due(pacer, intended)
             if self._stopping:
                 break
             if not self._in_flight.enter():  # open loop is never paused; counted alike for stop
                 schedule.answer()
                 continue
             try:
-                self._send_one(worker, sender, key, requests[item_of(send[1], count)], intended)
+                await self._send_one(call, key, requests[item_of(send[1], count)], intended)
             finally:
                 self._in_flight.leave()
                 schedule.answer()
@@ -279,12 +292,12 @@ class LoadEngine:
         worker.ticket = ticket if isinstance(ticket, Ticket) else None
         return ticket
 
-    def _step_made(self, worker: _Worker, key: Any, sent: int, outcome: Outcome, intended: int | None) -> None:
-        """Record a step that was sent as a request, and its sequence when the step ended one."""
-        ticket, done = worker.ticket, _now()
+    async def _make_step(self, worker: _Worker, call: SendCall, key: Any, request: Any, intended: int | None) -> None:
+        """Send a step as a request and record it, and its sequence when the step ended one."""
+        ticket, sent = worker.ticket, _now()
         assert ticket is not None and self._feed is not None
-        self._record(key, sent, done, outcome, intended)
-        ended = self._feed.settle(ticket, outcome.error, sent, done)
+        outcome = await self._send_one(call, key, request, intended)
+        ended = self._feed.settle(ticket, outcome.error, sent, _now())
         worker.ticket = None
         if ended is not None:
             self._record_sequence(key, ended)
@@ -318,74 +331,32 @@ class LoadEngine:
         items = self.send_items
         return items[number % len(items)] if items else number % count
 
-    def _sequence_loop(self, worker: _Worker, sender: Sender, key: Any) -> None:
+    async def _sequence_loop(self, worker: _Worker, call: SendCall, key: Any) -> None:
         requests = self._requests_of(worker)
-        sleep, poll = self.runtime.sleep, self.settings.idle_poll_s
+        nap, poll = self.runtime.nap, self.settings.idle_poll_s
         pacer = worker.pacer = self.runtime.pacer() if self._schedule is not None else None
         due: tuple[int, int] | None = None
-        while self._schedule is not None and not self._schedule_start_ns and not self._stopping:
-            sleep(poll)  # open loop: until every worker is ready
+        if self._schedule is not None:
+            await self._until_schedule_starts()
         while not self._stopping:
             due = self._due(due)
             if due is REPLAYED:  # idle until the level ends (or its live sequences are finished)
-                sleep(0.01)
+                await nap(0.01)
                 due = None
                 continue
             intended = due[0] if due is not None else None
             if intended is not None and pacer is not None:
-                self._wait_until_due(pacer, intended)
+                await self._wait_until_due(pacer, intended)
                 if self._stopping:  # woken by the stop: the step it waited for is not sent
                     break
             ticket = self._take_step(worker, due)
             if not isinstance(ticket, Ticket):
                 if ticket is FINISHED:
                     return
-                sleep(poll)
+                await nap(poll)
                 continue
             try:
-                sent = _now()
-                try:
-                    outcome = sender.call(self._step_request(requests, ticket))
-                except Exception as exc:  # a sender bug or an unforeseen client failure: an error, counted
-                    outcome = failed(exc)
-                self._step_made(worker, key, sent, outcome, intended)
-            finally:
-                self._step_over(due)
-            due = None
-
-    async def _sequence_coroutine(self, worker: _Worker, sender: Any, key: Any) -> None:
-        import asyncio
-
-        requests = self._requests_of(worker)
-        poll = self.settings.idle_poll_s
-        pacer = worker.pacer = self.runtime.pacer() if self._schedule is not None else None
-        due: tuple[int, int] | None = None
-        while self._schedule is not None and not self._schedule_start_ns and not self._stopping:
-            await asyncio.sleep(poll)
-        while not self._stopping:
-            due = self._due(due)
-            if due is REPLAYED:
-                await asyncio.sleep(0.01)
-                due = None
-                continue
-            intended = due[0] if due is not None else None
-            if intended is not None and pacer is not None:
-                await self._await_due(pacer, intended)
-                if self._stopping:
-                    break
-            ticket = self._take_step(worker, due)
-            if not isinstance(ticket, Ticket):
-                if ticket is FINISHED:
-                    return
-                await asyncio.sleep(poll)
-                continue
-            try:
-                sent = _now()
-                try:
-                    outcome = await sender.call(self._step_request(requests, ticket))
-                except Exception as exc:
-                    outcome = failed(exc)
-                self._step_made(worker, key, sent, outcome, intended)
+                await self._make_step(worker, call, key, self._step_request(requests, ticket), intended)
             finally:
                 self._step_over(due)
             due = None
@@ -393,100 +364,16 @@ class LoadEngine:
     def _spin_ns(self, pacer: Pacer) -> int:
         return self.settings.spin_ns if pacer.precise else max(self.settings.spin_ns, COARSE_TIMER_LATENESS_NS)
 
-    def _wait_until_due(self, pacer: Pacer, intended: int) -> None:
+    async def _wait_until_due(self, pacer: Pacer, intended: int) -> None:
         """Sleep until ``spin_ns`` before ``intended`` (a stop wakes the pacer), then yield until it."""
-        spin, slice_ns, sleep = self._spin_ns(pacer), self.settings.wait_slice_ns, self.runtime.sleep
+        spin, slice_ns, nap = self._spin_ns(pacer), self.settings.wait_slice_ns, self.runtime.nap
         while intended - _now() > spin and not self._halting():
-            pacer.wait_until(min(intended - spin, _now() + slice_ns))
+            await settled(pacer.wait_until(min(intended - spin, _now() + slice_ns)))
         while _now() < intended and not self._halting():
-            sleep(0)
-
-    async def _await_due(self, pacer: AsyncPacer, intended: int) -> None:
-        """``_wait_until_due`` for a coroutine worker."""
-        import asyncio
-
-        spin, slice_ns = self._spin_ns(pacer), self.settings.wait_slice_ns
-        while intended - _now() > spin and not self._halting():
-            await pacer.wait_until(min(intended - spin, _now() + slice_ns))
-        while _now() < intended and not self._halting():
-            await asyncio.sleep(0)
+            await nap(0)
 
     def _halting(self) -> bool:
         return self._stopping or self._finishing
-
-    # ---- control ------------------------------------------------------------------------------
-
-    # ---- coroutine workers (the asyncio runtime): the same loops, awaiting instead of blocking ----
-
-    async def _run_coroutine_worker(self, worker: _Worker, loop: Callable[[_Worker, Any, Any], Any]) -> None:
-        sender: Any = None
-        try:
-            sender = worker.sender = self.sender_factory()
-            self._ready.leave()
-            await loop(worker, sender, self.runtime.identity())
-        except BaseException as exc:  # noqa: BLE001 — recorded, never silently lost
-            self._ended_by(worker, exc)
-        else:
-            self._ended_by(worker, None)
-        finally:
-            if sender is not None:
-                await sender.aclose()
-            if worker.pacer is not None:
-                worker.pacer.close()
-
-    async def _send_one_awaited(self, sender: Any, key: Any, request: Any, intended: int | None) -> None:
-        sent = _now()
-        try:
-            outcome = await sender.call(request)
-        except Exception as exc:  # a sender bug or an unforeseen client failure: an error, counted
-            outcome = failed(exc)
-        self._record(key, sent, _now(), outcome, intended)
-
-    async def _closed_coroutine(self, worker: _Worker, sender: Any, key: Any) -> None:
-        import asyncio
-
-        requests = self._requests_of(worker)
-        count = len(requests)
-        position = worker.index % count
-        in_flight, poll = self._in_flight, self.settings.idle_poll_s
-        while not self._stopping:
-            if not in_flight.enter():  # paused: a window boundary is being drained
-                await asyncio.sleep(poll)
-                continue
-            try:
-                await self._send_one_awaited(sender, key, requests[position], None)
-            finally:
-                in_flight.leave()
-            position = position + 1 if position + 1 < count else 0
-
-    async def _open_coroutine(self, worker: _Worker, sender: Any, key: Any) -> None:
-        import asyncio
-
-        requests = self._requests_of(worker)
-        count = len(requests)
-        schedule = self._schedule
-        assert schedule is not None
-        pacer = worker.pacer = self.runtime.pacer()
-        while not self._schedule_start_ns and not self._stopping:
-            await asyncio.sleep(self.settings.idle_poll_s)
-        while not self._stopping:
-            send = schedule.next_send()
-            if send is None:  # a trace replayed to its end
-                while not self._stopping:
-                    await asyncio.sleep(0.01)
-                break
-            intended = self._schedule_start_ns + send[0]
-            await self._await_due(pacer, intended)
-            if self._stopping:
-                break
-            if not self._in_flight.enter():
-                schedule.answer()
-                continue
-            try:
-                await self._send_one_awaited(sender, key, requests[self._item_of(send[1], count)], intended)
-            finally:
-                self._in_flight.leave()
-                schedule.answer()
 
     # ---- control ------------------------------------------------------------------------------
 
@@ -494,9 +381,9 @@ class LoadEngine:
         """N workers, each with one request in flight (a stateful model's: one live sequence each)."""
         if self.sequences is not None:
             self._feed = SequenceFeed(self.sequences.settings, closed=True, slots=concurrency)
-            self._start(concurrency, self._sequence_coroutine if self.runtime.is_async else self._sequence_loop)
+            self._start(concurrency, self._sequence_loop)
             return
-        self._start(concurrency, self._closed_coroutine if self.runtime.is_async else self._closed_loop)
+        self._start(concurrency, self._closed_loop)
 
     def start_open(self, schedule: Schedule, max_inflight: int, start_ns: int | None = None) -> None:
         """Workers following ``schedule`` from ``start_ns`` (perf_counter_ns; by default once they are ready).
@@ -511,15 +398,15 @@ class LoadEngine:
             self._feed = (
                 TraceSequenceFeed(settings) if settings.trace_steps else SequenceFeed(settings, False, max_inflight)
             )
-            self._start(max_inflight, self._sequence_coroutine if self.runtime.is_async else self._sequence_loop)
+            self._start(max_inflight, self._sequence_loop)
         else:
-            self._start(max_inflight, self._open_coroutine if self.runtime.is_async else self._open_loop)
+            self._start(max_inflight, self._open_loop)
         deadline = time.monotonic() + self.settings.ready_timeout_s
         while self._ready.count and time.monotonic() < deadline and not self.worker_failures:
             self.runtime.sleep(self.settings.idle_poll_s)
         self._schedule_start_ns = start_ns if start_ns is not None else _now() + 2_000_000
 
-    def _start(self, count: int, loop: Callable[[_Worker, Any, Any], Any]) -> None:
+    def _start(self, count: int, loop: WorkerLoop) -> None:
         self._stopping = False
         self._finishing = False
         self._in_flight = InFlight()
@@ -527,9 +414,9 @@ class LoadEngine:
         for _ in range(count):
             self._ready.enter()
         self._workers = [_Worker(index) for index in range(count)]
-        run = self._run_coroutine_worker if self.runtime.is_async else self._run_worker
         for worker in self._workers:
-            self.runtime.spawn(lambda w=worker: run(w, loop), f"perfprobe-worker-{worker.index}", worker.keep)
+            life = functools.partial(self._worker_life, worker, loop)
+            self.runtime.start_worker(life, f"perfprobe-worker-{worker.index}", worker.keep)
 
     def in_flight(self) -> int:
         return self._in_flight.count

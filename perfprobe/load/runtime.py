@@ -9,39 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import inspect
 import os
 import queue
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from perfprobe.load.pacing import AsyncPacer, GreenletPacer, Pacer, ThreadPacer
+from perfprobe.transport.base import TIMED_OUT, Waiter
 
 WORKER_KINDS = ("greenlet", "thread", "asyncio")
-
-
-# HTTP: a process keeping at most this many requests in flight runs them on threads (docs/benchmarks.md)
-HTTP_THREADS_UP_TO = 4
-
-
-def default_worker_kind(
-    protocol: str, mode: str, grpc_transport: str = "h2", in_flight_per_process: int | None = None
-) -> str:
-    """The cheapest worker kind that keeps up, as measured (``docs/benchmarks.md``; reasons in ``sendpath``).
-
-    HTTP: a thread blocked on its own socket costs a fifth to a third less client CPU per request than a
-    greenlet waiting through gevent's hub, and keeps up while few requests are in flight; from
-    eight in flight per process on, greenlets sustain more requests per second. ``None``: the
-    number is not known before the run (a cluster's CPUs, several models), so greenlets.
-    """
-    if protocol == "http":
-        few = in_flight_per_process is not None and in_flight_per_process <= HTTP_THREADS_UP_TO
-        return "thread" if few and mode == "sync" else "greenlet"
-    if grpc_transport == "h2":
-        return "greenlet"
-    return "asyncio" if mode == "stream" else "thread"
 
 
 def usable_cores() -> int:
@@ -52,27 +32,37 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def needs_greenlets(protocol: str, mode: str, worker_kind: str) -> bool:
-    """Whether a run on this worker kind drives greenlets (and so wants gevent's patching)."""
-    return worker_kind == "greenlet" or (protocol == "http" and mode == "async")
+def drive(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a worker's coroutine to its end in one step, on a thread or greenlet that may block.
 
-
-TIMED_OUT = object()  # what ``Waiter.get`` returns when nothing came in time
-
-
-class Waiter:
-    """A one-shot hand-over of a value from any thread to the worker waiting for it.
-
-    One waiter serves one request: a completion that arrives after its request was given up
-    on lands in a waiter nobody reads, never in the next request's.
+    The engine's loops are written once, as coroutines; on blocking worker kinds nothing they
+    await suspends (each await blocks the thread or greenlet), so one ``send`` runs them through.
     """
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("a worker on a blocking runtime awaited something that suspends (an asyncio call)")
 
-    def set(self, value: Any) -> None:
-        raise NotImplementedError
 
-    def get(self, timeout_s: float | None = None) -> Any:
-        """The value, or ``TIMED_OUT``; never raises for the timeout."""
-        raise NotImplementedError
+async def settled(value: Any) -> Any:
+    """``value``, awaited first when it is awaitable: a blocking or a coroutine method's result alike."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def awaitable_call(sender: Any) -> Callable[[Any], Awaitable[Any]]:
+    """A sender's ``call`` as a coroutine function, whether it blocks (thread, greenlet) or awaits (asyncio)."""
+    call = sender.call
+    if inspect.iscoroutinefunction(call):
+        return call  # type: ignore[no-any-return]
+
+    async def blocking_call(request: Any) -> Any:
+        return call(request)
+
+    return blocking_call
 
 
 class _ThreadWaiter(Waiter):
@@ -115,7 +105,7 @@ class Runtime:
     """Spawn, sleep and wait the way one worker kind does."""
 
     kind = ""
-    is_async = False  # workers are coroutines (``spawn`` takes a coroutine function)
+    is_async = False  # workers' awaits suspend, on an event loop (``spawn`` takes a coroutine function)
 
     def close(self) -> None:
         """Release what the runtime holds between levels (an event loop's thread)."""
@@ -137,6 +127,16 @@ class Runtime:
 
     def sleep(self, seconds: float) -> None:
         raise NotImplementedError
+
+    async def nap(self, seconds: float) -> None:
+        """A worker's sleep, awaited: it blocks a thread or greenlet, and suspends a coroutine."""
+        self.sleep(seconds)
+
+    def start_worker(
+        self, life: Callable[[], Coroutine[Any, Any, None]], name: str, keep: Callable[[Any], None]
+    ) -> None:
+        """Start a worker whose life is the coroutine ``life()``; blocking kinds drive it to its end."""
+        self.spawn(lambda: drive(life()), name, keep)
 
     def waiter(self) -> Waiter:
         raise NotImplementedError
@@ -249,6 +249,14 @@ class AsyncioRuntime(Runtime):
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)  # the controller's thread, not the loop's
+
+    async def nap(self, seconds: float) -> None:
+        await self._asyncio.sleep(seconds)
+
+    def start_worker(
+        self, life: Callable[[], Coroutine[Any, Any, None]], name: str, keep: Callable[[Any], None]
+    ) -> None:
+        self.spawn(life, name, keep)
 
     def interrupt(self, handle: Any) -> None:
         # a stopping run keeps nothing of the requests still in flight, and an await on a stream

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 from perfprobe.load.engine import EngineSettings, LoadEngine, SequencePlan
 from perfprobe.load.runtime import Runtime
 from perfprobe.load.schedule import ScheduleSpec
-from perfprobe.load.senders import Sender
 from perfprobe.measure.window import Recorder, WindowStats
+from perfprobe.transport.base import Sender
 
 
 @dataclass

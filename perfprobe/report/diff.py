@@ -8,11 +8,15 @@ from typing import Any
 from perfprobe.report import charts, level_metrics
 from perfprobe.report.rundata import SweepRun
 
-DIFF_METRICS = ("throughput", "p50", "p90", "p95", "p99", "p99.9", "avg", "server_queue", "error_rate")
+UNITS = {"latency": "us", "throughput": "infer/s"}
 
 
-def level_changes(run_a: SweepRun, run_b: SweepRun, metrics: tuple[str, ...] = DIFF_METRICS) -> list[dict[str, Any]]:
-    """One row per (level both runs measured, metric): A, B, B − A and the change in %."""
+def level_changes(run_a: SweepRun, run_b: SweepRun, metrics: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """One row per (level both runs measured, metric): A, B, B − A and the change in %.
+
+    ``metrics`` by default: every figure declared with a place in the diff (``figures.Figure.diff``).
+    """
+    metrics = metrics or level_metrics.diff_names()
     rows = []
     for level_a in run_a.levels:
         level_b = run_b.level(level_a.level, level_a.load_kind)
@@ -27,7 +31,7 @@ def level_changes(run_a: SweepRun, run_b: SweepRun, metrics: tuple[str, ...] = D
                 {
                     "Level": level_a.label,
                     "Metric": metric.name,
-                    "Unit": {"latency": "us", "throughput": "infer/s"}.get(metric.kind, ""),
+                    "Unit": UNITS.get(metric.kind, ""),
                     "A": round(a, 6),
                     "B": round(b, 6),
                     "Change": round(b - a, 6),

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from perfprobe.report.figures import FIGURES, Figure, gated
 from perfprobe.report.rundata import Level
 
 _PERCENTILE = re.compile(r"^p\(?(\d+(?:\.\d+)?)\)?$")
@@ -65,32 +66,6 @@ def _column(name: str) -> Callable[[Level], float]:
     return lambda level: _number(level.row.get(name))
 
 
-def _server_window(kind: str) -> Callable[[Level], list[float]]:
-    def read(level: Level) -> list[float]:
-        values = []
-        for window in level.reported:
-            total = sum(part.get("average_us", {}).get(kind, 0.0) for part in _server_parts(window))
-            values.append(total)
-        return values
-
-    return read
-
-
-def _server_parts(window: dict) -> list[dict]:
-    """The models whose times add up to the level's server figures: the target, or an ensemble's steps."""
-    parts = list(window.get("server", {}).values())
-    return parts[1:] if len(parts) > 1 else parts
-
-
-def _window_error_rate(level: Level) -> list[float]:
-    values = []
-    for window in level.reported:
-        failed = sum(window["errors"].values())  # results.json keeps errors as code -> count
-        finished = window["completed"] + failed
-        values.append(failed / finished if finished else 0.0)
-    return values
-
-
 def percentile_metric(percentile: float, name: str | None = None) -> Metric:
     return Metric(
         name or f"p({percentile:g})",
@@ -120,21 +95,8 @@ def percentile_band(level: Level, percentile: float, z: float = 2.0) -> tuple[fl
     return float(low), float(high)
 
 
-_SERVER = {
-    "server_queue": ("Server Queue", "queue"),
-    "server_compute_input": ("Server Compute Input", "compute_input"),
-    "server_compute_infer": ("Server Compute Infer", "compute_infer"),
-    "server_compute_output": ("Server Compute Output", "compute_output"),
-}
-
-FIXED: dict[str, Metric] = {
-    "throughput": Metric(
-        "throughput",
-        "throughput",
-        True,
-        _column("Inferences/Second"),
-        lambda level: [float(w["throughput"]) for w in level.reported],
-    ),
+# figures read from the level's merged HDR histograms, whatever their CSV cells say (any percentile works too)
+FROM_HISTOGRAMS: dict[str, Metric] = {
     "avg": Metric(
         "avg",
         "latency",
@@ -143,36 +105,37 @@ FIXED: dict[str, Metric] = {
         lambda level: [h.mean_us for h in level.window_histograms()],
     ),
     "med": percentile_metric(50.0, "med"),
-    "min": Metric("min", "latency", False, _column("Min latency")),
-    "max": Metric("max", "latency", False, _column("Max latency")),
-    "error_rate": Metric("error_rate", "ratio", False, _column("Error Rate"), _window_error_rate),
-    "errors": Metric("errors", "count", False, _column("Errors")),
-    "client_send": Metric("client_send", "latency", False, _column("Client Send")),
-    "client_recv": Metric("client_recv", "latency", False, _column("Client Recv")),
-    "network": Metric("network", "latency", False, _column("Network+Server Send/Recv")),
-    "sequence_rate": Metric("sequence_rate", "throughput", True, _column("Sequences/Second")),
-    "sequence_p50": Metric("sequence_p50", "latency", False, _column("Sequence p50 latency")),
-    "sequence_p99": Metric("sequence_p99", "latency", False, _column("Sequence p99 latency")),
-    **{
-        name: Metric(name, "latency", False, _column(column), _server_window(kind))
-        for name, (column, kind) in _SERVER.items()
-    },
 }
+
+
+def _declared(figure: Figure) -> Metric:
+    return Metric(figure.gate, figure.kind, figure.higher_is_better, _column(figure.column), figure.per_window)
+
+
 ALIASES = {"rps": "throughput", "infer_per_sec": "throughput", "mean": "avg"}
 
 
 def metric(name: str) -> Metric:
     """The metric a user named; KeyError (with the known names) when there is none."""
     key = ALIASES.get(name.strip().lower(), name.strip().lower())
-    if key in FIXED:
-        return FIXED[key]
+    if key in FROM_HISTOGRAMS:
+        return FROM_HISTOGRAMS[key]
     match = _PERCENTILE.match(key)
     if match:
         percentile = float(match.group(1))
         if 0 < percentile <= 100:
             return percentile_metric(percentile, name.strip())
+    declared = gated()
+    if key in declared:
+        return _declared(declared[key])
     raise KeyError(f"unknown metric {name.strip()!r}; known: {', '.join(known_names())}")
 
 
 def known_names() -> list[str]:
-    return [*FIXED, "pN / p(N) for any percentile"]
+    named = [name for name in gated() if not _PERCENTILE.match(name)]
+    return [*dict.fromkeys([*named, *FROM_HISTOGRAMS]), "pN / p(N) for any percentile"]
+
+
+def diff_names() -> tuple[str, ...]:
+    """What ``perfprobe diff`` compares, in the table's order."""
+    return tuple(figure.gate for figure in sorted(FIGURES, key=lambda f: f.diff) if figure.diff and figure.gate)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from perfprobe.report import level_metrics
+from perfprobe.report.figures import FIGURES, Figure
 from perfprobe.report.render import Block, Facts, Heading, Image, Paragraph, Table
 from perfprobe.report.rundata import SHORT_KIND, CompareRun, Level, SweepRun
 from perfprobe.units import format_us, human
@@ -150,30 +151,43 @@ def _settings(settings: dict) -> list[tuple[str, str]]:
     return facts
 
 
+_COMPUTE = ("Server Compute Input", "Server Compute Infer", "Server Compute Output")
+
+
 def _level_table(run: SweepRun) -> Table:
-    header = ["level", "infer/s", "p50", "p90", "p99", "p99.9", "avg", "server queue", "compute", "errors", "stable"]
+    """The levels, with every figure declared with a summary heading; ``compute`` after the server queue sums
+    the three compute parts."""
+    shown = [figure for figure in FIGURES if figure.summary]
+    header = ["level"]
+    for figure in shown:
+        header += [figure.summary, "compute"] if figure.column == "Server Queue" else [figure.summary]
     rows = []
     for level in run.levels:
-        row = level.row
-        compute = sum(
-            float(row.get(c, 0) or 0) for c in ("Server Compute Input", "Server Compute Infer", "Server Compute Output")
-        )
-        rows.append(
-            [
-                level.label,
-                f"{float(row['Inferences/Second']):,.1f}",
-                *(format_us(float(row[c])) for c in ("p50 latency", "p90 latency", "p99 latency", "p99.9 latency")),
-                format_us(float(row["Avg latency"])),
-                *(
-                    ["–", "–"]
-                    if row["Server Queue"] == ""
-                    else [format_us(float(row["Server Queue"])), format_us(compute)]
-                ),
-                str(row["Errors"]),
-                "yes" if level.stable else "no",
-            ]
-        )
-    return Table(header, rows)
+        cells = [level.label]
+        for figure in shown:
+            cells.append(_cell(figure, level.row.get(figure.column, "")))
+            if figure.column == "Server Queue":
+                absent = level.row.get(figure.column, "") == ""
+                cells.append("–" if absent else format_us(sum(float(level.row.get(c) or 0) for c in _COMPUTE)))
+        rows.append([*cells, "yes" if level.stable else "no"])
+    return Table([*header, "stable"], rows)
+
+
+def _cell(figure: Figure, value: object) -> str:
+    """A figure's cell as people read it; "–" where the level has none."""
+    if value in ("", None):
+        return "–"
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return str(value)
+    if figure.unit == "us":
+        return format_us(number)
+    if figure.unit in ("infer/s", "1/s"):
+        return f"{number:,.1f}"
+    if figure.unit == "count":
+        return f"{number:.0f}"
+    return f"{number:g}"
 
 
 def compare_blocks(run: CompareRun, charts: list[tuple[Path, str]]) -> list[Block]:

@@ -143,7 +143,8 @@ def worker_kind(options: SweepOptions) -> str:
     ``--processes auto`` on this machine, the usable cores). Where that number is not known before
     the run (``auto`` on a cluster, several models at once) the default does not count on it.
     """
-    from perfprobe.load.runtime import default_worker_kind, usable_cores
+    from perfprobe.load.runtime import usable_cores
+    from perfprobe.transport import transport_for
 
     if options.workers:
         return options.workers
@@ -152,7 +153,7 @@ def worker_kind(options: SweepOptions) -> str:
         processes = usable_cores()  # what --processes auto starts here
     several = not isinstance(options.model, str) and len(options.model or []) > 1
     per_process = None if processes is None or several else -(-most_in_flight(options) // processes)
-    return default_worker_kind(options.protocol, options.mode, options.grpc_transport, per_process)
+    return transport_for(options.protocol).default_worker_kind(options.mode, options.grpc_transport, per_process)
 
 
 def default(name: str) -> Any:

@@ -17,7 +17,6 @@ from perfprobe.load.engine import EngineSettings
 from perfprobe.load.prepare import LoadSpec
 from perfprobe.load.ranges import parse_range
 from perfprobe.load.schedule import TraceTimes, read_intervals
-from perfprobe.load.sendpath import GRPC_TRANSPORTS, MODES
 from perfprobe.load.sequences import SequenceSettings
 from perfprobe.load.sweeper import MeasureSettings
 from perfprobe.load.trace import RequestTrace, read_trace
@@ -35,6 +34,7 @@ from perfprobe.runs.options import (
 )
 from perfprobe.runs.target import Target
 from perfprobe.spread.runtime_env import parse_runtime_env
+from perfprobe.transport import MODES, connections, protocols, transport_for
 
 STOP_GRACE_S = 5.0  # past the request timeout, for workers to notice the stop and close their streams
 PERCENTILES = (50, 90, 95, 99, 99.9)
@@ -126,13 +126,13 @@ class SweepPlan:
 
     def _grpc_transport(self) -> str | None:
         """What carries gRPC (None where the choice does not apply: HTTP, asyncio workers)."""
-        if self.protocol != "grpc" or self.worker_kind == "asyncio":
+        if not transport_for(self.protocol).connections or self.worker_kind == "asyncio":
             return None
         return self.grpc_transport
 
     def _tensor_format(self) -> dict[str, str] | None:
         """HTTP's tensor formats, input and output (None on gRPC, whose tensors are always binary)."""
-        if self.protocol != "http":
+        if not transport_for(self.protocol).json_tensors:
             return None
         return {
             side: "json" if own else "binary"
@@ -290,8 +290,13 @@ def _check_tensor_formats(options: SweepOptions) -> None:
     for side in ("input", "output"):
         if getattr(options, f"{side}_tensor_format") != "json":
             continue
-        if options.protocol != "http":
-            raise UsageError(f"--{side}-tensor-format json is HTTP's: gRPC carries tensors as bytes; add -i http")
+        transport = transport_for(options.protocol)
+        if not transport.json_tensors:
+            able = [transport_for(name) for name in protocols() if transport_for(name).json_tensors]
+            raise UsageError(
+                f"--{side}-tensor-format json is {' or '.join(other.title for other in able)}'s: "
+                f"{transport.title or transport.protocol} carries tensors as bytes; add -i {able[0].protocol}"
+            )
         if options.shared_memory != "none":
             raise UsageError(
                 f"--{side}-tensor-format json puts tensors in the request's JSON; with --shared-memory "
@@ -300,14 +305,13 @@ def _check_tensor_formats(options: SweepOptions) -> None:
 
 
 def _check_choices(options: SweepOptions) -> None:
-    from perfprobe.client.factory import PROTOCOLS
     from perfprobe.load.runtime import WORKER_KINDS
     from perfprobe.load.schedule import DISTRIBUTIONS
 
     choices = {
-        "protocol": PROTOCOLS,
+        "protocol": protocols(),
         "mode": MODES,
-        "grpc_transport": GRPC_TRANSPORTS,
+        "grpc_transport": connections(),
         "distribution": DISTRIBUTIONS,
         "shared_memory": ("none", "system", "cuda"),
         "measurement_mode": ("time_windows", "count_windows"),
@@ -362,8 +366,7 @@ def plan(options: SweepOptions) -> SweepPlan:
     if not names:
         raise UsageError("the following arguments are required: -m/--model")
     _check_choices(options)
-    if options.protocol == "http" and options.mode == "stream":
-        raise UsageError("--mode stream needs gRPC (bidirectional streams): add -i grpc")
+    transport_for(options.protocol).check_mode(options.mode)
     intervals = read_intervals(options.request_intervals) if options.request_intervals else None
     trace = read_trace(options.request_trace, names[0].partition("@")[0]) if options.request_trace else None
     if trace is not None and trace.sequence_ids and (process_count(options) != 1 or options.cluster):
@@ -392,13 +395,13 @@ def plan(options: SweepOptions) -> SweepPlan:
     _check_data_source(options.input_data, f"--input-data {options.input_data!r}")
     closed = load_kind == "concurrency"
     max_inflight = most_in_flight(options)
-    from perfprobe.client.factory import DEFAULT_URLS
+    from perfprobe.client.factory import default_url
 
     return SweepPlan(
         model=parts[0].name,
         parts=parts,
         protocol=options.protocol,
-        url=options.url or DEFAULT_URLS[options.protocol],
+        url=options.url or default_url(options.protocol),
         serve=options.serve,
         serve_repositories=list(options.serve_models),
         headers=parse_headers(options.header),

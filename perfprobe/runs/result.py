@@ -69,7 +69,7 @@ class SweepResult:
             self.model_rows += rows
             row = combined_row(row, rows)
         self.rows.append(row)
-        self.document["levels"].append(entry)
+        self.document["levels"].append({**entry, "row": row})  # every declared figure, as in results.csv
 
     @property
     def levels_by_model(self) -> pd.DataFrame:

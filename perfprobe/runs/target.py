@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from perfprobe.client.factory import DEFAULT_URLS
+from perfprobe.client.factory import default_url
 from perfprobe.measure.metrics import default_metrics_url
 
 
@@ -35,7 +35,7 @@ def server_target(
 ) -> Iterator[Target]:
     """Where to send: ``url`` as given, or (``serve``) an embedded server on free ports, stopped after."""
     if not serve:
-        address = url or DEFAULT_URLS[protocol]
+        address = url or default_url(protocol)
         yield Target(protocol, address, metrics_url or default_metrics_url(address), False)
         return
     from perfprobe.server import EmbeddedServer

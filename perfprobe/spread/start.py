@@ -11,9 +11,10 @@ from typing import Any
 from perfprobe.client import InferenceClient
 from perfprobe.client.tls import TlsPems
 from perfprobe.errors import UsageError
-from perfprobe.load.runtime import needs_greenlets, usable_cores
+from perfprobe.load.runtime import usable_cores
 from perfprobe.spread.group import GroupSettings, LoadGroup, running_group, split_count
 from perfprobe.spread.member import MemberModel, MemberSpec
+from perfprobe.transport import transport_for
 
 
 def member_specs(models: list[MemberModel], count: int) -> list[MemberSpec]:
@@ -22,7 +23,7 @@ def member_specs(models: list[MemberModel], count: int) -> list[MemberSpec]:
 
     token = run_token()
     first = models[0].load
-    greenlets = needs_greenlets(first.protocol, first.mode, first.worker_kind)
+    greenlets = transport_for(first.protocol).needs_greenlets(first.mode, first.worker_kind)
     pems = TlsPems.read(first.tls) if first.tls is not None else None  # read once, carried to every process
     return [
         MemberSpec(index, [_model_share(model, index, count) for model in models], f"{token}_p{index}", greenlets, pems)
