@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 NP2_VENV ?= .venv-numpy2
 NP2_STAMP := $(NP2_VENV)/.installed
 
-.PHONY: setup demo test lint protos clean
+.PHONY: setup demo test lint protos docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,7 @@ protos: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(NP2_VENV) .pytest_cache .ruff_cache
+
+# docs/cli.md from the option declarations and the figure table (tests/test_docs.py checks it is current)
+docs: $(STAMP)
+	$(BIN)/python -m perfprobe.commands.reference > docs/cli.md

@@ -6,7 +6,7 @@ switches every round, so drift hits both alike), for ``--rounds`` rounds. A roun
 this build's figure over the ref's; the table gives the median ratio and its range over the
 rounds, for throughput and for the client CPU per request in the reported windows.
 
-    python benchmarks/against_ref.py --against 4d4cb8b [--rounds 6] [--markdown docs/benchmarks.md]
+    python benchmarks/against_ref.py --against 4d4cb8b [--rounds 6] [--markdown docs/benchmarks/against-ref.md]
 """
 
 from __future__ import annotations

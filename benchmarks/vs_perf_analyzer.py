@@ -10,7 +10,7 @@ in-window figure is reported beside it: its process CPU during the reported wind
 the requests the server counted in them, without interpreter start-up and writing results.
 
     python benchmarks/vs_perf_analyzer.py [--levels 1,2,4,8] [--window-ms 2000] [--tensor-format json]
-        [--markdown docs/benchmarks.md]
+        [--markdown docs/benchmarks/vs-perf-analyzer.md]
 """
 
 from __future__ import annotations

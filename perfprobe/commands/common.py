@@ -4,35 +4,70 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+import dataclasses
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from perfprobe.client import InferenceClient
 
 
-def add_connection_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-u", "--url", help="server address (default localhost:8000 for HTTP, localhost:8001 for gRPC)")
-    from perfprobe.transport import protocols
+CONNECTION = ("url", "protocol", "header", "ssl_ca_file", "ssl_cert_file", "ssl_key_file", "serve")
+SHARED_MEMORY = ("shared_memory", "output_shared_memory_size", "cuda_device")
 
-    parser.add_argument("-i", "--protocol", choices=protocols(), default="http", help="protocol (default http)")
-    parser.add_argument(
-        "-H",
-        "--header",
-        action="append",
-        default=[],
-        metavar="NAME:VALUE",
-        help="extra header / gRPC metadata, repeatable",
-    )
-    tls = parser.add_argument_group("TLS (with an https:// or grpcs:// URL, or any of these files)")
-    tls.add_argument("--ssl-ca-file", metavar="PEM", help="the CA certificate that signed the server's")
-    tls.add_argument("--ssl-cert-file", metavar="PEM", help="a client certificate, for a server that asks for one")
-    tls.add_argument("--ssl-key-file", metavar="PEM", help="the client certificate's private key")
-    parser.add_argument(
-        "--serve",
-        action="store_true",
-        help="start the embedded Triton with the built-in models for this command and stop it after",
-    )
+
+def add_declared(
+    parser: argparse.ArgumentParser, names: Iterable[str], defaults: dict[str, object] | None = None
+) -> None:
+    """Add options as ``SweepOptions`` declares them: flags, help with the default, choices, groups.
+
+    ``defaults`` replaces a declared default for this command (``infer``'s output region size).
+    """
+    from perfprobe.runs.options import GROUPS, SweepOptions
+
+    declared = SweepOptions.declared()
+    values = {f.name: f.default for f in dataclasses.fields(SweepOptions)}
+    groups: dict[str | None, Any] = {}
+    exclusive: dict[str, Any] = {}
+    for name in names:
+        how = declared[name]
+        default = (defaults or {}).get(name, values[name])
+        if isinstance(default, dataclasses._MISSING_TYPE):  # a list: its factory's value
+            default = []
+        if how.group not in groups:
+            groups[how.group] = parser if how.group is None else parser.add_argument_group(GROUPS[how.group])
+        home = groups[how.group]
+        if how.exclusive:
+            if how.exclusive not in exclusive:
+                exclusive[how.exclusive] = home.add_mutually_exclusive_group()
+            home = exclusive[how.exclusive]
+        flags = [*how.flags, "--" + name.replace("_", "-")]
+        kwargs: dict[str, Any] = {"help": _help(how.help, how.shown_default, default), "dest": name}
+        if isinstance(default, bool):
+            kwargs["action"] = "store_true"
+        else:
+            kwargs.update(default=default, metavar=how.metavar)
+            if how.repeat:
+                kwargs["action"] = "append"
+            elif how.kind is not str:
+                kwargs["type"] = how.kind
+            if how.choices is not None:
+                kwargs["choices"] = how.allowed()
+        home.add_argument(*flags, **kwargs)
+
+
+def _help(text: str, shown: str | None, default: object) -> str:
+    """An option's help, ending with its default (argparse's %% escapes kept)."""
+    if shown is not None:
+        return f"{text} (default: {shown})"
+    if default is None or default is False or default in ([], ""):
+        return text
+    return f"{text} (default: {default})"
+
+
+def add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """Where the server is and how to reach it: every command that talks to one takes these."""
+    add_declared(parser, CONNECTION)
 
 
 @contextlib.contextmanager
@@ -56,21 +91,5 @@ def connect(
 
 
 def add_shared_memory_options(parser: argparse.ArgumentParser, output_size_default: int | None) -> None:
-    """``--shared-memory`` and ``--output-shared-memory-size``, as sweep, compare and infer take them."""
-    parser.add_argument(
-        "--shared-memory",
-        choices=("none", "system", "cuda"),
-        default="none",
-        help="how tensors travel: on the wire (none), POSIX shared memory, or CUDA shared memory",
-    )
-    parser.add_argument(
-        "--output-shared-memory-size",
-        type=int,
-        default=output_size_default,
-        metavar="BYTES",
-        help="bytes per output region for outputs without a fixed size"
-        + (f" (default {output_size_default})" if output_size_default else ""),
-    )
-    parser.add_argument(
-        "--cuda-device", type=int, default=0, metavar="N", help="with --shared-memory cuda: the GPU to use"
-    )
+    """How tensors travel (``--shared-memory`` and its region size and GPU), as sweep, compare and infer take it."""
+    add_declared(parser, SHARED_MEMORY, {"output_shared_memory_size": output_size_default})

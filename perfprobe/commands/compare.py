@@ -27,7 +27,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--sizes",
         default="64KiB,1MiB,4MiB,16MiB",
-        help="tensor sizes for a model with one variable dimension (ignored for fixed shapes)",
+        help="tensor sizes for a model with one variable dimension, ignored for fixed shapes "
+        "(default 64KiB,1MiB,4MiB,16MiB)",
     )
     parser.set_defaults(run=run, subparser=parser)
 

@@ -26,7 +26,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_connection_options(parser)
     parser.add_argument("-b", "--batch-size", type=int, default=1, help="images per request (default 1)")
     parser.add_argument("-c", "--classes", type=int, default=1, help="top-K classes to print per image (default 1)")
-    parser.add_argument("-s", "--scaling", choices=images.SCALINGS, default="NONE", help="image scaling")
+    parser.add_argument("-s", "--scaling", choices=images.SCALINGS, default="NONE", help="image scaling (default NONE)")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("-a", "--async", dest="use_async", action="store_true", help="send asynchronously")
     mode.add_argument("--streaming", action="store_true", help="send on a gRPC bidirectional stream")

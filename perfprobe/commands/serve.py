@@ -19,11 +19,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=",".join(BUILTIN_MODELS),
         help=f"built-in models to serve, comma-separated, or 'none' (default {','.join(BUILTIN_MODELS)})",
     )
-    parser.add_argument("--http-port", type=int, default=8000)
-    parser.add_argument("--grpc-port", type=int, default=8001)
-    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--http-port", type=int, default=8000, help="HTTP port on 127.0.0.1 (default 8000)")
+    parser.add_argument("--grpc-port", type=int, default=8001, help="gRPC port on 127.0.0.1 (default 8001)")
+    parser.add_argument("--metrics-port", type=int, default=8002, help="metrics port on 127.0.0.1 (default 8002)")
     parser.add_argument("--free-ports", action="store_true", help="pick free ports instead of the given ones")
-    parser.add_argument("--log-verbose", type=int, default=0, help="tritonserver --log-verbose level")
+    parser.add_argument("--log-verbose", type=int, default=0, help="tritonserver --log-verbose level (default 0)")
     parser.set_defaults(run=run)
 
 

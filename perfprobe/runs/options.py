@@ -9,6 +9,7 @@ apart. This module imports nothing heavy: the command line reads it before geven
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,79 +19,365 @@ if TYPE_CHECKING:
     from perfprobe.client.tls import TlsFiles
 
 DEFAULT_MAX_INFLIGHT = 64  # open loop: workers, and so requests in flight at most
+Choices = tuple[str, ...] | Callable[[], tuple[str, ...]]
+
+# argparse groups, by the name a declaration gives (None: the command's own options, listed first)
+GROUPS = {
+    "tls": "TLS (with an https:// or grpcs:// URL, or any of these files)",
+    "load": "load",
+    "sequences": "sequence models (used when the model has a sequence batcher)",
+    "data": "data",
+    "measurement": "measurement",
+    "output": "output",
+}
+
+
+@dataclass(frozen=True)
+class Declared:
+    """How one option is spelled and explained everywhere: flags, help, choices, and its name in results.json."""
+
+    help: str
+    flags: tuple[str, ...] = ()  # short flags besides --long-name
+    group: str | None = "load"
+    kind: type = str  # what the command line converts its text to
+    choices: Choices | None = None  # a callable where the choices come from a registry (protocols)
+    metavar: str | None = None
+    records: str | None = None  # the name results.json's settings keep its value under (as given)
+    exclusive: str | None = None  # options sharing this name exclude each other on the command line
+    repeat: bool = False  # may be given several times (a list)
+    shown_default: str | None = None  # the default as help says it, where the field's is None (computed)
+
+    def allowed(self) -> tuple[str, ...] | None:
+        return self.choices() if callable(self.choices) else self.choices
+
+
+def option(default: Any, help: str, **how: Any) -> Any:
+    """A ``SweepOptions`` field with its declaration: one place says everything about an option."""
+    declared = Declared(help, **how)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"option": declared})
+    return field(default=default, metadata={"option": declared})
+
+
+def _choices_of(module: str, name: str) -> Callable[[], tuple[str, ...]]:
+    """Choices kept where they belong (a registry, a protocol's module), read when a parser or plan asks."""
+
+    def read() -> tuple[str, ...]:
+        import importlib
+
+        found = getattr(importlib.import_module(module), name)
+        return tuple(found() if callable(found) else found)
+
+    return read
+
+
+SHARED_MEMORY = ("none", "system", "cuda")
+LEVELS = "levels"  # the exclusive group of the four ways to give load levels
 
 
 @dataclass
 class SweepOptions:
-    """Every option of a sweep, by its long option's name (``--request-rate`` is ``request_rate``)."""
+    """Every option of a sweep, by its long option's name (``--request-rate`` is ``request_rate``), each declared once.
 
-    model: str | None = None
-    url: str | None = None
-    protocol: str = "http"
-    header: list[str] | dict[str, str] = field(default_factory=list)
-    ssl_ca_file: str | None = None  # TLS: the CA certificate that signed the server's (else the system's roots)
-    ssl_cert_file: str | None = None  # TLS: a client certificate, for a server that asks for one
-    ssl_key_file: str | None = None  # TLS: that certificate's private key
-    serve: bool = False
-    serve_models: list[str] = field(default_factory=list)
-    concurrency: str | int | None = None
-    request_rate: str | float | None = None
-    request_intervals: str | None = None
-    request_trace: str | None = None  # JSON Lines of {"timestamp_ms": ...}: open loop at the trace's times
-    trace_speedup: float = 1.0  # replay the trace this many times faster
-    trace_loop: bool = False  # replay it again and again (else a level ends when it is replayed)
-    distribution: str = "constant"
-    max_inflight: int | None = None
-    latency_threshold: float | None = None
-    binary_search: bool = False
-    mode: str = "sync"
-    workers: str | None = None
-    grpc_transport: str = "h2"  # gRPC on thread/greenlet workers: our own HTTP/2 connection, or grpcio
-    compression: str | None = None  # gzip or deflate: requests compressed (and HTTP's answers asked compressed)
-    request_parameter: list[str | dict[str, Any]] | dict[str, Any] = field(default_factory=list)  # NAME:VALUE:TYPE
-    input_tensor_format: str = "binary"  # HTTP: tensors as binary data after the JSON header, or in it (json)
-    output_tensor_format: str = "binary"  # HTTP: answers' tensors likewise
-    request_timeout: float = 30.0
-    processes: int | str | None = None  # load processes: N or "auto"; default 1, or one per CPU with cluster
-    cluster: str | None = None  # Ray cluster address, or "auto" (RAY_ADDRESS)
-    cluster_runtime_env: str | None = None  # Ray runtime_env as JSON, for nodes without perfprobe
-    decode_outputs: bool = False
-    sequence_length: int | None = None  # steps per sequence; default 20, or a data stream's length
-    sequence_length_variation: float = 20.0  # percent either side of --sequence-length
-    sequence_id_range: str | None = None  # START[:END], END excluded
-    serial_sequences: bool = False  # open loop: at most one request in flight per sequence
-    num_of_sequences: int = 4  # open loop: sequences live at once
-    string_sequence_ids: bool = False  # send correlation ids as strings (automatic for a TYPE_STRING CORRID control)
-    batch_size: int = 1
-    shape: list[str] = field(default_factory=list)
-    input_data: str = "random"
-    string_length: int = 16
-    data_items: int = 1
-    shared_memory: str = "none"
-    output_shared_memory_size: int | None = None
-    cuda_device: int = 0
-    measurement_interval: int = 5000
-    measurement_mode: str = "time_windows"
-    measurement_request_count: int = 50
-    stability_percentage: float = 10.0
-    stability_windows: int = 3
-    max_trials: int = 10
-    percentile: float | None = None
-    warmup_requests: int = 0
-    warmup_seconds: float = 0.0
-    no_drain: bool = False
-    metrics_url: str | None = None
-    late_threshold: float = 1.0
-    send_spin: float = 0.0  # µs
-    csv: str | None = None
-    output_dir: str | None = None
-    no_report: bool = False
-    export_requests: bool = False  # keep every measured request, written as requests.jsonl
-    latency_budget: str | None = None
+    The command line's flags and help, YAML configs, ``perfprobe.sweep(**keywords)``, the choices a plan
+    checks and the settings results.json records all read these declarations (docs/extending.md).
+    """
+
+    model: str | list[str] | None = option(
+        None,
+        "model name (required, here or in --config); repeat for several models loaded at once, each NAME or "
+        "NAME@c=N / NAME@rate=R (a fixed level of its own) / NAME@data=FILE",
+        flags=("-m",),
+        group=None,
+        repeat=True,
+    )
+    url: str | None = option(
+        None,
+        "server address",
+        flags=("-u",),
+        group=None,
+        shown_default="localhost:8000 for HTTP, localhost:8001 for gRPC",
+    )
+    protocol: str = option(
+        "http",
+        "protocol",
+        flags=("-i",),
+        group=None,
+        choices=_choices_of("perfprobe.transport", "protocols"),
+        records="protocol",
+    )
+    header: list[str] | dict[str, str] = option(
+        [], "extra header / gRPC metadata, repeatable", flags=("-H",), group=None, metavar="NAME:VALUE", repeat=True
+    )
+    ssl_ca_file: str | None = option(
+        None,
+        "the CA certificate that signed the server's",
+        group="tls",
+        metavar="PEM",
+        shown_default="the system's roots",
+    )
+    ssl_cert_file: str | None = option(
+        None, "a client certificate, for a server that asks for one", group="tls", metavar="PEM"
+    )
+    ssl_key_file: str | None = option(None, "the client certificate's private key", group="tls", metavar="PEM")
+    serve: bool = option(
+        False, "start the embedded Triton with the built-in models for this command and stop it after", group=None
+    )
+    serve_models: list[str] = option(
+        [], "with --serve: extra model repositories to serve", group=None, metavar="DIR", repeat=True
+    )
+    concurrency: str | int | None = option(
+        None, "closed loop: START[:END[:STEP]]; STEP may be xN (e.g. 1:32:x2)", exclusive=LEVELS, shown_default="1"
+    )
+    request_rate: str | float | None = option(None, "open loop: requests/s START[:END[:STEP]]", exclusive=LEVELS)
+    request_intervals: str | None = option(
+        None, "open loop: microseconds between sends, per line", metavar="FILE", exclusive=LEVELS
+    )
+    request_trace: str | None = option(
+        None,
+        'open loop at a recorded trace\'s times: JSON Lines of {"timestamp_ms": T[, "inputs": {...}]}',
+        metavar="FILE",
+        exclusive=LEVELS,
+    )
+    trace_speedup: float = option(1.0, "replay a trace X times as fast", kind=float, metavar="X")
+    trace_loop: bool = option(False, "replay a trace again and again (else once)")
+    distribution: str = option(
+        "constant", "request-rate arrivals", choices=_choices_of("perfprobe.load.schedule", "DISTRIBUTIONS")
+    )
+    max_inflight: int | None = option(
+        None, "open loop: workers, i.e. requests in flight at most", kind=int, shown_default=str(DEFAULT_MAX_INFLIGHT)
+    )
+    latency_threshold: float | None = option(
+        None, "stop once latency passes this", kind=float, metavar="MS", records="latency_threshold_ms"
+    )
+    binary_search: bool = option(False, "find the highest level under the threshold", records="binary_search")
+    mode: str = option(
+        "sync", "sync, async or stream (gRPC)", choices=_choices_of("perfprobe.transport", "MODES"), records="mode"
+    )
+    workers: str | None = option(
+        None,
+        "worker kind",
+        choices=_choices_of("perfprobe.load.runtime", "WORKER_KINDS"),
+        shown_default="greenlet, but thread for HTTP when each load process keeps at most 4 requests in flight; "
+        "with --grpc-transport grpcio, asyncio for streams and thread for unary calls",
+    )
+    grpc_transport: str = option(
+        "h2",
+        "gRPC on thread and greenlet workers: perfprobe's own HTTP/2 connection per worker (h2) or grpcio's channel",
+        choices=_choices_of("perfprobe.transport", "connections"),
+    )
+    compression: str | None = option(
+        None,
+        "compress requests (and, over HTTP, ask for compressed answers); each request is compressed once when "
+        "built over HTTP, as it is sent over gRPC",
+        choices=_choices_of("perfprobe.client.compression", "ALGORITHMS"),
+        records="compression",
+        shown_default="none",
+    )
+    request_parameter: list[str | dict[str, Any]] | dict[str, Any] = option(
+        [],
+        "a custom parameter every request carries, TYPE string, int, float or bool (repeatable)",
+        metavar="NAME:VALUE:TYPE",
+        repeat=True,
+    )
+    input_tensor_format: str = option(
+        "binary",
+        "HTTP: input tensors as binary data after the JSON header or as JSON values in it (for KServe v2 "
+        "servers without Triton's binary extension; FP16/BF16 stay binary)",
+        choices=_choices_of("perfprobe.client.tensors", "TENSOR_FORMATS"),
+    )
+    output_tensor_format: str = option(
+        "binary",
+        "HTTP: output tensors asked for as binary data or as JSON values (FP16/BF16 stay binary)",
+        choices=_choices_of("perfprobe.client.tensors", "TENSOR_FORMATS"),
+    )
+    request_timeout: float = option(30.0, "per-request timeout", kind=float, metavar="S", records="request_timeout_s")
+    processes: int | str | None = option(
+        None,
+        "load processes, merged into one measurement (auto: one per usable core, or per CPU of the --cluster)",
+        metavar="N|auto",
+        shown_default="1",
+    )
+    cluster: str | None = option(
+        None,
+        "spread the load processes over a Ray cluster: ray://HEAD:10001, HEAD:6379, or auto (RAY_ADDRESS); "
+        "needs pip install 'perfprobe[cluster]'",
+        metavar="ADDRESS",
+    )
+    cluster_runtime_env: str | None = option(
+        None, 'Ray runtime_env for nodes without perfprobe, e.g. \'{"pip": ["perfprobe"]}\'', metavar="JSON"
+    )
+    decode_outputs: bool = option(
+        False, "decode every response's outputs (timed as Client Recv); off, only the status is checked"
+    )
+    sequence_length: int | None = option(
+        None,
+        "steps per sequence",
+        group="sequences",
+        kind=int,
+        metavar="N",
+        shown_default="20; a JSON data stream's length",
+    )
+    sequence_length_variation: float = option(
+        20.0,
+        "each sequence's length drawn within +/- PCT%% of --sequence-length",
+        group="sequences",
+        kind=float,
+        metavar="PCT",
+    )
+    sequence_id_range: str | None = option(
+        None,
+        "correlation ids, END excluded",
+        group="sequences",
+        metavar="START[:END]",
+        shown_default="from 1, unbounded",
+    )
+    serial_sequences: bool = option(False, "open loop: at most one request in flight per sequence", group="sequences")
+    num_of_sequences: int = option(4, "open loop: sequences live at once", group="sequences", kind=int, metavar="N")
+    string_sequence_ids: bool = option(
+        False,
+        "send correlation ids as strings (automatic when the model's CORRID control is TYPE_STRING)",
+        group="sequences",
+    )
+    batch_size: int = option(1, "requests' batch size", flags=("-b",), group="data", kind=int, records="batch_size")
+    shape: list[str] = option(
+        [],
+        "the shape of an input with variable dimensions (repeatable)",
+        group="data",
+        metavar="NAME:d1,d2",
+        repeat=True,
+    )
+    input_data: str = option("random", "zero, random, a JSON data file or a folder", group="data")
+    string_length: int = option(16, "BYTES element length for generated data", group="data", kind=int)
+    data_items: int = option(1, "distinct generated data items", group="data", kind=int)
+    shared_memory: str = option(
+        "none",
+        "how tensors travel: on the wire (none), POSIX shared memory, or CUDA shared memory",
+        group="data",
+        choices=SHARED_MEMORY,
+        records="shared_memory",
+    )
+    output_shared_memory_size: int | None = option(
+        None,
+        "bytes per output region for outputs without a fixed size",
+        group="data",
+        kind=int,
+        metavar="BYTES",
+        shown_default="the model's output sizes",
+    )
+    cuda_device: int = option(0, "with --shared-memory cuda: the GPU to use", group="data", kind=int, metavar="N")
+    measurement_interval: int = option(
+        5000, "window length", group="measurement", kind=int, metavar="MS", records="window_ms"
+    )
+    measurement_mode: str = option(
+        "time_windows",
+        "windows of a fixed time, or of a fixed number of requests",
+        group="measurement",
+        choices=("time_windows", "count_windows"),
+    )
+    measurement_request_count: int = option(
+        50, "requests per count window", group="measurement", kind=int, records="window_requests"
+    )
+    stability_percentage: float = option(
+        10.0,
+        "a level is stable when, over the last --stability-windows windows, max/min of throughput and of "
+        "the chosen latency are within 1 + this percentage",
+        group="measurement",
+        kind=float,
+        records="stability_percentage",
+    )
+    stability_windows: int = option(
+        3,
+        "windows that must agree for a level to be stable (its figures come from them)",
+        group="measurement",
+        kind=int,
+        records="stability_windows",
+    )
+    max_trials: int = option(
+        10,
+        "windows at most per level; a level that never stabilises is kept and marked Stable=no",
+        group="measurement",
+        kind=int,
+        records="max_windows",
+    )
+    percentile: float | None = option(
+        None,
+        "latency percentile that must be stable (50, 90, 95, 99 or 99.9)",
+        group="measurement",
+        kind=float,
+        shown_default="the mean",
+    )
+    warmup_requests: int = option(
+        0,
+        "requests sent and not measured before each level's first window",
+        group="measurement",
+        kind=int,
+        records="warmup_requests",
+    )
+    warmup_seconds: float = option(
+        0.0,
+        "seconds of load not measured before each level's first window",
+        group="measurement",
+        kind=float,
+        records="warmup_s",
+    )
+    no_drain: bool = option(
+        False, "closed loop: do not pause at window boundaries (server/client counts may differ)", group="measurement"
+    )
+    metrics_url: str | None = option(
+        None, "Prometheus endpoint", group="measurement", shown_default="port 8002 on the server's host"
+    )
+    late_threshold: float = option(
+        1.0,
+        "open loop: a send this far behind schedule counts as late",
+        group="measurement",
+        kind=float,
+        metavar="MS",
+    )
+    send_spin: float = option(
+        0.0,
+        "open loop: yield through the last US microseconds before each send instead of sleeping them, for sends "
+        "within a few µs of schedule at that much client CPU per send (0: sleep; a send then leaves some "
+        "50-200 µs after its instant, counted in the intended-time latency)",
+        group="measurement",
+        kind=float,
+        metavar="US",
+    )
+    csv: str | None = option(None, "also write the CSV here", flags=("-f",), group="output")
+    output_dir: str | None = option(
+        None, "where results go", group="output", shown_default="reports/<timestamp>-<model>/"
+    )
+    no_report: bool = option(
+        False,
+        "skip the charts, summary.md and report.html written at the end (perfprobe report makes them later)",
+        group="output",
+    )
+    export_requests: bool = option(
+        False,
+        "also write requests.jsonl: every measured request's send and end times (wall clock, ns), outcome, "
+        "model and load process (each level written as it ends, then let go of)",
+        group="output",
+        records="export_requests",
+    )
+    latency_budget: str | None = option(
+        None,
+        "the report names the highest load within this latency, e.g. 5ms or p95=2ms (default metric p99)",
+        group="output",
+        metavar="[METRIC=]DURATION",
+    )
 
     @classmethod
     def names(cls) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def declared(cls) -> dict[str, Declared]:
+        """Every option's declaration, by name, in declaration order."""
+        return {f.name: f.metadata["option"] for f in dataclasses.fields(cls)}
+
+    def recorded(self) -> dict[str, Any]:
+        """The options results.json keeps as given, under the names their declarations record them by."""
+        return {d.records: getattr(self, name) for name, d in self.declared().items() if d.records}
 
     @classmethod
     def from_keywords(cls, keywords: dict[str, Any]) -> SweepOptions:

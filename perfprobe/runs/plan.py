@@ -7,8 +7,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from perfprobe.client.compression import ALGORITHMS
-from perfprobe.client.tensors import TENSOR_FORMATS
 from perfprobe.client.tls import TlsFiles, tls_url
 from perfprobe.data import synthetic
 from perfprobe.errors import UsageError
@@ -34,7 +32,7 @@ from perfprobe.runs.options import (
 )
 from perfprobe.runs.target import Target
 from perfprobe.spread.runtime_env import parse_runtime_env
-from perfprobe.transport import MODES, connections, protocols, transport_for
+from perfprobe.transport import protocols, transport_for
 
 STOP_GRACE_S = 5.0  # past the request timeout, for workers to notice the stop and close their streams
 PERCENTILES = (50, 90, 95, 99, 99.9)
@@ -89,6 +87,7 @@ class SweepPlan:
     request_parameters: dict[str, bool | int | float | str] = field(default_factory=dict)  # on every request
     json_inputs: bool = False  # HTTP: --input-tensor-format json
     json_outputs: bool = False  # HTTP: --output-tensor-format json
+    options: SweepOptions = field(default_factory=SweepOptions)  # as given and checked (recorded by declaration)
 
     @property
     def several(self) -> bool:
@@ -156,22 +155,20 @@ class SweepPlan:
     def recorded(self, target: Target) -> dict[str, Any]:
         """The settings results.json keeps, under names of their own (not the options').
 
-        Where the load went comes from ``target``: a compare's cells run on the compare's server.
+        The options kept as given are those whose declarations name a ``records`` key; what the run
+        worked out (levels, worker kind, TLS) follows. Where the load went comes from ``target``: a
+        compare's cells run on the compare's server.
         """
-        stability = self.measure.stability
         return {
+            **self.options.recorded(),
             "model": self.model,
             "models": [part.recorded() for part in self.parts] if self.several else None,
             "url": None if target.embedded else target.url,
             "embedded_server": target.embedded,
-            "protocol": self.protocol,
-            "mode": self.mode,
             "worker_kind": self.worker_kind,
             "grpc_transport": self._grpc_transport(),
             "tls": self._uses_tls(target.url),
-            "compression": self.compression,
             "tensor_format": self._tensor_format(),
-            "export_requests": self.engine.record_requests,
             "request_parameters": self.request_parameters or None,
             "load_kind": self.load_kind,
             "level_spec": self.level_spec,
@@ -180,23 +177,11 @@ class SweepPlan:
             "trace": self._recorded_trace(),
             "distribution": self.distribution if self.load_kind == "rate" else None,
             "max_inflight": self.max_inflight,
-            "batch_size": self.data.batch_size,
             "shapes": self.input_shapes,
             "input_data": self.data.source,
-            "shared_memory": self.shared_memory,
             "window_mode": "count" if self.measure.count_mode else "time",
-            "window_ms": self.measure.window_ms,
-            "window_requests": self.measure.window_requests,
-            "stability_percentage": stability.tolerance * 100,
-            "stability_windows": stability.windows,
-            "stability_latency": stability.latency_key,
-            "max_windows": self.measure.max_trials,
-            "latency_threshold_ms": self.latency_threshold_ms,
-            "binary_search": self.binary_search,
-            "request_timeout_s": self.request_timeout_s,
+            "stability_latency": self.measure.stability.latency_key,
             "drain": self.measure.drain,
-            "warmup_requests": self.measure.warmup_requests,
-            "warmup_s": self.measure.warmup_s,
             "processes": self.processes,
             "cluster": self.cluster,
         }
@@ -305,26 +290,11 @@ def _check_tensor_formats(options: SweepOptions) -> None:
 
 
 def _check_choices(options: SweepOptions) -> None:
-    from perfprobe.load.runtime import WORKER_KINDS
-    from perfprobe.load.schedule import DISTRIBUTIONS
-
-    choices = {
-        "protocol": protocols(),
-        "mode": MODES,
-        "grpc_transport": connections(),
-        "distribution": DISTRIBUTIONS,
-        "shared_memory": ("none", "system", "cuda"),
-        "measurement_mode": ("time_windows", "count_windows"),
-        "input_tensor_format": TENSOR_FORMATS,
-        "output_tensor_format": TENSOR_FORMATS,
-    }
-    for name, allowed in choices.items():
-        if getattr(options, name) not in allowed:
+    """Every value with declared choices is one of them (the command line checked; Python and YAML may not have)."""
+    for name, declared in SweepOptions.declared().items():
+        allowed, value = declared.allowed(), getattr(options, name)
+        if allowed is not None and value is not None and value not in allowed:
             raise UsageError(f"--{name.replace('_', '-')} must be one of {', '.join(allowed)}")
-    if options.workers is not None and options.workers not in WORKER_KINDS:
-        raise UsageError(f"--workers must be one of {', '.join(WORKER_KINDS)}")
-    if options.compression is not None and options.compression not in ALGORITHMS:
-        raise UsageError(f"--compression must be one of {', '.join(ALGORITHMS)}")
     given = [
         options.concurrency not in (None, ""),
         options.request_rate not in (None, ""),
@@ -465,6 +435,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         trace=trace,
         trace_speedup=options.trace_speedup,
         trace_loop=options.trace_loop,
+        options=options,
     )
 
 
