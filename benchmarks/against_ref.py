@@ -6,7 +6,10 @@ switches every round, so drift hits both alike), for ``--rounds`` rounds. A roun
 this build's figure over the ref's; the table gives the median ratio and its range over the
 rounds, for throughput and for the client CPU per request in the reported windows.
 
-    python benchmarks/against_ref.py --against 4d4cb8b [--rounds 6] [--markdown docs/benchmarks/against-ref.md]
+    python benchmarks/against_ref.py --against 4d4cb8b [--this HEAD] [--rounds 6]
+        [--markdown docs/benchmarks/against-ref.md]
+
+Without ``--this`` the working tree is measured (so keep it still while the benchmark runs).
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ def summary(ratios: list[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--against", required=True, help="the git ref to compare with")
+    parser.add_argument("--this", help="a git ref to measure instead of the working tree")
     parser.add_argument("--cells", default=DEFAULT_CELLS, help="PROTOCOL:MODE[/WORKERS][+CONNECTION]:LEVELS;...")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--window-ms", type=int, default=1000)
@@ -85,11 +89,12 @@ def main() -> int:
         EmbeddedServer(builtin_models=["simple"], pick_free_ports=True) as server,
     ):
         ref_tree = worktree(args.against, Path(work) / "ref")
+        this_tree = worktree(args.this, Path(work) / "this") if args.this else ROOT
         try:
             for protocol, asked, level in cells:
                 throughput, cpu = [], []
                 for round_ in range(args.rounds):
-                    trees = [("this", ROOT), ("ref", ref_tree)]
+                    trees = [("this", this_tree), ("ref", ref_tree)]
                     if round_ % 2:
                         trees.reverse()
                     rows = {}
@@ -97,20 +102,22 @@ def main() -> int:
                         out = Path(work) / f"{name}-{protocol}-{asked.replace('/', '-')}-{level}-{round_}"
                         rows[name] = sweep_row(tree, server, protocol, asked, level, args, out)
                         time.sleep(0.5)
-                    this, ref = rows["this"], rows["ref"]
-                    if this and ref:
-                        throughput.append(float(this["Inferences/Second"]) / float(ref["Inferences/Second"]))
-                        cpu.append(float(this["Client CPU us/req"]) / float(ref["Client CPU us/req"]))
+                    mine, theirs = rows["this"], rows["ref"]
+                    if mine and theirs:
+                        throughput.append(float(mine["Inferences/Second"]) / float(theirs["Inferences/Second"]))
+                        cpu.append(float(mine["Client CPU us/req"]) / float(theirs["Client CPU us/req"]))
                 row = f"| {protocol} | {asked} | {level} | {summary(throughput)} | {summary(cpu)} |"
                 lines.append(row)
                 print(row, flush=True)
         finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(ref_tree)], check=False)
+            for tree in {ref_tree, this_tree} - {ROOT}:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
     if args.markdown:
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         with open(args.markdown, "a") as handle:
-            handle.write(f"\n### {stamp} — this build against {args.against}, `simple`, {machine}, "
+            this = args.this or "the working tree"
+            handle.write(f"\n### {stamp} — {this} against {args.against}, `simple`, {machine}, "
                          f"window {args.window_ms} ms, {args.rounds} alternated rounds\n\n")  # fmt: skip
             handle.write("\n".join(lines) + "\n")
     return 0

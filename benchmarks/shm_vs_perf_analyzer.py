@@ -3,7 +3,8 @@
 On ``identity`` with FP32 tensors of ``--size`` bytes at one concurrency, each tool measures
 wire throughput and system-shm throughput; the table compares the two tools' shm/wire ratios.
 
-    python benchmarks/shm_vs_perf_analyzer.py [--size 4194304] [--concurrency 2] [--markdown docs/benchmarks/shared-memory.md]
+    python benchmarks/shm_vs_perf_analyzer.py [--size 4194304] [--concurrency 2]
+        [--markdown docs/benchmarks/shared-memory.md]
 """
 
 from __future__ import annotations
