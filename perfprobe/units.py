@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from perfprobe.errors import UsageError
 
 _UNITS = {"b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
@@ -51,6 +53,8 @@ def parse_duration_us(text: str) -> float:
         result = float(number) * factor
     except ValueError:
         raise ValueError(f"{text!r} is not a duration like 5ms, 250us or 1.5s") from None
+    if not math.isfinite(result):
+        raise ValueError(f"{text!r}: a duration must be a finite number")
     if result < 0:
         raise ValueError(f"{text!r}: a duration cannot be negative")
     return result

@@ -542,3 +542,25 @@ def test_open_loop_boundaries_allow_for_requests_completed_before_the_server_was
     level = _undrained_level(3000, 2.0, 3000 + excess, read_lag_ms)
     warnings = _foreign_load_warning(level)
     assert bool(warnings) == warned, warnings
+
+
+def test_a_blocking_worker_runs_its_loop_in_one_step_and_refuses_one_that_suspends() -> None:
+    import asyncio
+
+    from perfprobe.load.runtime import drive, settled
+
+    class FakeBlockingSender(Sender):
+        def call(self, request: Any) -> Outcome:
+            return Outcome(error=None if request == "ok" else "FAKE")
+
+    async def loop() -> list[str | None]:
+        call = FakeBlockingSender().call
+        return [(await settled(call(request))).error for request in ("ok", "bad")]
+
+    assert drive(loop()) == [None, "FAKE"]  # the same loop code an asyncio worker awaits
+
+    async def suspends() -> None:
+        await asyncio.sleep(0)
+
+    with pytest.raises(RuntimeError, match="suspends"):
+        drive(suspends())

@@ -11,6 +11,7 @@ the spread the windows measured therefore never counts, whatever the limit.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from perfprobe.gates.outcome import FAILED, PASSED, SKIPPED, Outcome
@@ -49,8 +50,8 @@ def parse_limits(spec: str) -> list[Limit]:
             fraction = float(amount[:-1]) / 100.0 if amount.endswith("%") else float(amount)
         except ValueError:
             raise BadExpression(f"--max-regression {part!r}: {amount!r} is not a percentage") from None
-        if fraction < 0:
-            raise BadExpression(f"--max-regression {part!r}: a limit cannot be negative")
+        if not math.isfinite(fraction) or fraction < 0:
+            raise BadExpression(f"--max-regression {part!r}: a limit must be a finite, non-negative percentage")
         limits.append(Limit(metric, fraction))
     return limits
 

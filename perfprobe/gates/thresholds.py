@@ -9,6 +9,7 @@ loaded several; its levels are the sweep's). OP is one of ``< <= > >=``. Latency
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable
@@ -96,11 +97,12 @@ def _limit(text: str, metric: level_metrics.Metric, value: str) -> float:
     try:
         if metric.kind == "latency":
             return parse_duration_us(value)
-        if value.endswith("%"):
-            return float(value[:-1]) / 100.0
-        return float(value)
+        limit = float(value[:-1]) / 100.0 if value.endswith("%") else float(value)
     except ValueError as exc:
         raise BadExpression(f"threshold {text!r}: {exc}") from None
+    if not math.isfinite(limit):
+        raise BadExpression(f"threshold {text!r}: the limit must be a finite number")
+    return limit
 
 
 def check(run: SweepRun, threshold: Threshold) -> list[Outcome]:

@@ -21,7 +21,7 @@ from typing import Any
 
 from perfprobe.client.errors import CONNECTION_FAILURES
 from perfprobe.load.pacing import COARSE_TIMER_LATENESS_NS, Pacer
-from perfprobe.load.runtime import Runtime, awaitable_call, settled
+from perfprobe.load.runtime import Runtime, settled
 from perfprobe.load.schedule import Schedule
 from perfprobe.load.sequences import FINISHED, SequenceEnd, SequenceFeed, SequenceSettings, Ticket, TraceSequenceFeed
 from perfprobe.measure.window import Recorder
@@ -29,7 +29,7 @@ from perfprobe.transport.base import STOPPED, Outcome, Sender, failed
 
 _now = time.perf_counter_ns
 REPLAYED = (-1, -1)  # ``_due``: the schedule has no sends left (a trace replayed once); compared by identity
-SendCall = Callable[[Any], Awaitable[Outcome]]  # a worker's sender's ``call``, awaited
+SendCall = Callable[[Any], Any]  # a worker's sender's ``call``: an Outcome, or (asyncio) an awaitable of one
 WorkerLoop = Callable[["_Worker", SendCall, Any], Awaitable[None]]  # worker, its send call, its recording key
 
 
@@ -181,7 +181,9 @@ class LoadEngine:
         """Send one request and record it, whatever happens: no failure of one request ends a worker."""
         sent = _now()
         try:
-            outcome = await call(request)
+            outcome = call(request)
+            if not isinstance(outcome, Outcome):  # a coroutine sender's call (asyncio workers): awaited
+                outcome = await outcome
         except Exception as exc:  # a sender bug or an unforeseen client failure: an error, counted
             outcome = failed(exc)
         self._record(key, sent, _now(), outcome, intended)
@@ -193,7 +195,7 @@ class LoadEngine:
         try:
             sender = worker.sender = self.sender_factory()  # made where the worker runs (its event loop)
             self._ready.leave()  # counted down: this worker can send
-            await loop(worker, awaitable_call(sender), self.runtime.identity())
+            await loop(worker, sender.call, self.runtime.identity())
         except BaseException as exc:  # noqa: BLE001 — recorded, never silently lost
             self._ended_by(worker, exc)
         else:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 from perfprobe.errors import UsageError
+
+MAX_LEVELS = 10_000  # a range that expands to more levels than this is a typo, not a sweep
+MAX_LEVEL = {True: 100_000, False: 10_000_000.0}  # requests in flight; requests per second
 
 
 def parse_range(text: str, option: str, *, integer: bool, minimum: float) -> list[float]:
-    """Expand a range option into its levels, in load order."""
+    """Expand a range option into its levels, in load order; refused before expanding when it is too large."""
     parts = text.split(":")
     if not 1 <= len(parts) <= 3 or not all(p.strip() for p in parts):
         raise UsageError(f"{option} {text!r}: expected START, START:END or START:END:STEP (STEP may be xN)")
@@ -17,6 +22,11 @@ def parse_range(text: str, option: str, *, integer: bool, minimum: float) -> lis
     except ValueError:
         kind = "whole numbers" if integer else "numbers"
         raise UsageError(f"{option} {text!r}: START and END must be {kind}") from None
+    if not (math.isfinite(start) and math.isfinite(end)):
+        raise UsageError(f"{option} {text!r}: START and END must be finite numbers")
+    if end > MAX_LEVEL[integer]:
+        what = "requests in flight" if integer else "requests per second"
+        raise UsageError(f"{option} {text!r}: at most {MAX_LEVEL[integer]:g} {what}")
     if start < minimum:
         raise UsageError(f"{option} {text!r}: start must be at least {minimum:g}")
     if end < start:
@@ -27,8 +37,8 @@ def parse_range(text: str, option: str, *, integer: bool, minimum: float) -> lis
             factor = float(step_text[1:])
         except ValueError:
             raise UsageError(f"{option} {text!r}: a multiplying step looks like x2") from None
-        if factor <= 1:
-            raise UsageError(f"{option} {text!r}: a multiplying step must be above x1")
+        if not factor > 1 or not math.isfinite(factor):
+            raise UsageError(f"{option} {text!r}: a multiplying step must be a finite number above x1")
         levels, level = [], start
         while level <= end + 1e-9:
             levels.append(number(level) if integer else level)
@@ -40,8 +50,10 @@ def parse_range(text: str, option: str, *, integer: bool, minimum: float) -> lis
         step = number(step_text)
     except ValueError:
         raise UsageError(f"{option} {text!r}: STEP must be a number or xN") from None
-    if step <= 0:
-        raise UsageError(f"{option} {text!r}: STEP must be positive")
+    if not step > 0 or not math.isfinite(step):
+        raise UsageError(f"{option} {text!r}: STEP must be a positive number")
+    if (end - start) / step + 1 > MAX_LEVELS:
+        raise UsageError(f"{option} {text!r}: more than {MAX_LEVELS} levels; take a larger STEP or xN")
     levels, index = [], 0
     while start + index * step <= end + 1e-9:
         levels.append(start + index * step)

@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from perfprobe.load.pacing import AsyncPacer, GreenletPacer, Pacer, ThreadPacer
@@ -51,18 +51,6 @@ async def settled(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
-
-
-def awaitable_call(sender: Any) -> Callable[[Any], Awaitable[Any]]:
-    """A sender's ``call`` as a coroutine function, whether it blocks (thread, greenlet) or awaits (asyncio)."""
-    call = sender.call
-    if inspect.iscoroutinefunction(call):
-        return call  # type: ignore[no-any-return]
-
-    async def blocking_call(request: Any) -> Any:
-        return call(request)
-
-    return blocking_call
 
 
 class _ThreadWaiter(Waiter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -246,6 +247,23 @@ def _levels(
     return "concurrency", text, parse_range(text, "--concurrency", integer=True, minimum=1)
 
 
+def _check_numbers(options: SweepOptions) -> None:
+    """Every number given is a finite one (``nan`` and ``inf`` parse as floats, and silently pass comparisons)."""
+    for name, declared in SweepOptions.declared().items():
+        value = getattr(options, name)
+        if declared.kind in (int, float) and value is not None:
+            try:
+                finite = math.isfinite(value)
+            except TypeError:
+                raise UsageError(f"--{name.replace('_', '-')} must be a number, not {value!r}") from None
+            if not finite:
+                raise UsageError(f"--{name.replace('_', '-')} must be a finite number, not {value!r}")
+    if options.late_threshold < 0:
+        raise UsageError("--late-threshold cannot be negative")
+    if not 0 <= options.sequence_length_variation <= 100:
+        raise UsageError("--sequence-length-variation must be between 0 and 100 (percent)")
+
+
 def _check_counts(options: SweepOptions) -> None:
     for name in (
         "batch_size",
@@ -355,6 +373,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         raise UsageError("--serve starts a server without TLS: drop the --ssl-* files, or give -u for a TLS server")
     if options.binary_search and options.latency_threshold is None:
         raise UsageError("--binary-search needs --latency-threshold MS")
+    _check_numbers(options)
     _check_counts(options)
     _check_tensor_formats(options)
     latency_key = "mean"

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from perfprobe.client import InferenceClient, InferenceServerError, make_client
 from perfprobe.client.errors import TIMEOUT, UNREACHABLE
@@ -40,6 +40,9 @@ from perfprobe.transport.base import (
     WorkerRuntime,
     failed,
 )
+
+if TYPE_CHECKING:
+    from perfprobe.client.grpc_client import GrpcClient
 
 _now = time.perf_counter_ns
 _ABORTED = object()
@@ -75,7 +78,7 @@ class KServeGrpc(Transport):
         if kind == "asyncio":
             return _coroutine_plan(client, mode, timeout_s, decode)
         if settings.connection == "h2":
-            return _own_connection_plan(client, mode, kind, timeout_s, decode)
+            return _own_connection_plan(cast("GrpcClient", client), mode, kind, timeout_s, decode)
         if mode == "stream":
             return SendPlan(kind, lambda runtime: StreamSender(client, runtime, timeout_s))
         if mode == "async" or kind == "greenlet":  # a blocking grpcio call would stall every greenlet
@@ -83,7 +86,7 @@ class KServeGrpc(Transport):
         return SendPlan(kind, lambda runtime: BlockingSender(client.dedicated(blocking=True), decode=decode))
 
 
-def _own_connection_plan(client: InferenceClient, mode: str, kind: str, timeout_s: float, decode: bool) -> SendPlan:
+def _own_connection_plan(client: GrpcClient, mode: str, kind: str, timeout_s: float, decode: bool) -> SendPlan:
     """Each worker on an HTTP/2 connection of its own, waiting on its socket (a greenlet's through gevent's hub)."""
     cooperative = kind == "greenlet"
     if mode == "stream":
