@@ -30,8 +30,10 @@ demo: $(STAMP)
 test: $(STAMP) $(NP2_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check perfprobe tests protos
-	$(BIN)/python -m pytest -q -ra
-	tests/numpy2_suite.sh $(VENV) $(NP2_VENV)
+	@# both suites run, and both results show, even when the first fails; make fails if either did
+	status=0; $(BIN)/python -m pytest -q -ra || status=$$?; \
+	tests/numpy2_suite.sh $(VENV) $(NP2_VENV) || status=$$?; \
+	exit $$status
 
 protos: $(STAMP)
 	$(BIN)/python protos/generate.py

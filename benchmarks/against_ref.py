@@ -36,8 +36,9 @@ DEFAULT_CELLS = (
 
 def worktree(ref: str, where: Path) -> Path:
     """A checkout of ``ref`` beside this one (removed by the caller's temporary directory)."""
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), ref], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), ref], check=True, capture_output=True
+    )
     return where
 
 
@@ -45,19 +46,48 @@ def sweep_row(tree: Path, server: EmbeddedServer, protocol: str, asked: str, lev
     """One one-level sweep with the perfprobe in ``tree``; its results.csv row ({} when it failed)."""
     kind, _, connection = asked.partition("+")
     mode, _, workers = kind.partition("/")
-    command = [sys.executable, "-m", "perfprobe", "sweep", "-m", "simple", "-u", server.url(protocol), "-i", protocol,
-               "--mode", mode, "--concurrency", str(level), "--measurement-interval", str(args.window_ms),
-               "--stability-percentage", "15", "--max-trials", "8", "--output-dir", str(out), "--no-report",
-               *(["--workers", workers] if workers else []),
-               *(["--grpc-transport", connection] if connection else [])]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "perfprobe",
+        "sweep",
+        "-m",
+        "simple",
+        "-u",
+        server.url(protocol),
+        "-i",
+        protocol,
+        "--mode",
+        mode,
+        "--concurrency",
+        str(level),
+        "--measurement-interval",
+        str(args.window_ms),
+        "--stability-percentage",
+        "15",
+        "--max-trials",
+        "8",
+        "--output-dir",
+        str(out),
+        "--no-report",
+        *(["--workers", workers] if workers else []),
+        *(["--grpc-transport", connection] if connection else []),
+    ]
     env = dict(os.environ, PYTHONPATH=str(tree))
-    done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=600, check=False)
+    pin = (lambda: os.sched_setaffinity(0, args.client_cpus)) if args.client_cpus else None
+    done = subprocess.run(
+        command, cwd=tree, env=env, capture_output=True, text=True, timeout=600, check=False, preexec_fn=pin
+    )
     if done.returncode != 0:
         print(f"{tree.name}: {done.stderr.strip()[-300:]}", file=sys.stderr)
         return {}
     with (out / "results.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     return rows[-1] if rows else {}
+
+
+def _cpus(text: str) -> set[int]:
+    return {int(cpu) for cpu in text.split(",")}
 
 
 def summary(ratios: list[float]) -> str:
@@ -74,6 +104,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--window-ms", type=int, default=1000)
     parser.add_argument("--markdown", help="append the table to this file")
+    parser.add_argument("--server-cpus", type=_cpus, help="cores for the server, e.g. 0 (default: all)")
+    parser.add_argument("--client-cpus", type=_cpus, help="cores for each perfprobe run, e.g. 1 (default: all)")
     args = parser.parse_args()
     cells = []
     for text in args.cells.split(";"):
@@ -84,10 +116,14 @@ def main() -> int:
     )
     lines = [header, "|---|---|---|---|---|"]
     print(header, flush=True)
+    everywhere = os.sched_getaffinity(0)
+    if args.server_cpus:
+        os.sched_setaffinity(0, args.server_cpus)  # the server and its backend inherit it
     with (
         tempfile.TemporaryDirectory() as work,
         EmbeddedServer(builtin_models=["simple"], pick_free_ports=True) as server,
     ):
+        os.sched_setaffinity(0, everywhere)
         ref_tree = worktree(args.against, Path(work) / "ref")
         this_tree = worktree(args.this, Path(work) / "this") if args.this else ROOT
         try:
@@ -117,8 +153,13 @@ def main() -> int:
         machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         with open(args.markdown, "a") as handle:
             this = args.this or "the working tree"
-            handle.write(f"\n### {stamp} — {this} against {args.against}, `simple`, {machine}, "
-                         f"window {args.window_ms} ms, {args.rounds} alternated rounds\n\n")  # fmt: skip
+            handle.write(
+                f"\n### {stamp} — {this} against {args.against}, `simple`, {machine}, "
+                f"window {args.window_ms} ms, {args.rounds} alternated rounds"
+                + (f", server on cores {sorted(args.server_cpus)}" if args.server_cpus else "")
+                + (f", perfprobe on cores {sorted(args.client_cpus)}" if args.client_cpus else "")
+                + "\n\n"
+            )
             handle.write("\n".join(lines) + "\n")
     return 0
 

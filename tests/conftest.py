@@ -78,11 +78,32 @@ def perfprobe_command(*args: str) -> list[str]:
 def run_perfprobe(
     *args: str, timeout: float = 240, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
-    """The perfprobe command as a user runs it, in a subprocess."""
+    """The perfprobe command as a user runs it, in a subprocess; ``.pid`` is its process id.
+
+    A run's shared-memory segments are named after that id (``perfprobe_<pid>_…``), so a test can
+    look for its own leftovers only, whatever else runs on the machine (``own_segments``).
+    """
     merged = {**os.environ, **(env or {})}
-    return subprocess.run(
-        perfprobe_command(*args), capture_output=True, text=True, timeout=timeout, check=False, env=merged, cwd=cwd
-    )
+    command = perfprobe_command(*args)
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=merged, cwd=cwd
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise
+    done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    done.pid = process.pid  # type: ignore[attr-defined]
+    return done
+
+
+def own_segments(pid: int, kind: str = "") -> list[str]:
+    """The shared-memory segments still in /dev/shm of the perfprobe run with this process id (of one kind)."""
+    from perfprobe.shm.system import leftover_segments
+
+    return [name for name in leftover_segments(str(pid)) if f"_{kind}_" in name]
 
 
 def assert_model_rates(level, rates: dict[str, float], tolerance: float = 0.05) -> None:

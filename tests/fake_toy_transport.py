@@ -24,12 +24,17 @@ class FakeToyServer:
     def __init__(self, delay_s: float = 0.002) -> None:
         self.delay_s = delay_s
         self.answered = 0
+        self.refusing = False  # answer every request with an error, as a server whose model went away
         self._lock = threading.Lock()
 
-    def answer(self) -> None:
+    def answer(self) -> bool:
+        """Whether the request succeeded (the refused ones are not counted as served)."""
         time.sleep(self.delay_s)
+        if self.refusing:
+            return False
         with self._lock:
             self.answered += 1
+        return True
 
 
 SERVER = FakeToyServer()
@@ -102,8 +107,9 @@ class FakeToySender(Sender):
         self.server = server
 
     def call(self, request: Any) -> Outcome:
-        self.server.answer()
-        return Outcome()
+        if self.server.answer():
+            return Outcome()
+        return Outcome(error="FAKE 404", reason="fake: the model is not there")
 
 
 class FakeToyTransport(Transport):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import own_segments
 from conftest import run_perfprobe as perfprobe
 
 from perfprobe import exitcodes
@@ -121,15 +122,13 @@ def test_unreachable_server(protocol: str) -> None:
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_infer_through_system_shared_memory_matches_the_wire(server, jpeg: Path, protocol: str) -> None:
-    from perfprobe.shm.system import leftover_segments
-
     base = ["infer", "-i", protocol, "-u", server.url(protocol)]
     for args in (["-m", "simple"], ["-m", "resnet50", "-c", "3", str(jpeg)]):
         wire = perfprobe(*base, *args)
         shm = perfprobe(*base, *args, "--shared-memory", "system")
         assert wire.returncode == 0 and shm.returncode == 0, shm.stderr
         assert shm.stdout == wire.stdout
-    assert leftover_segments() == []
+        assert own_segments(shm.pid) == []
 
 
 def test_infer_cuda_shared_memory_refuses_without_a_device(server) -> None:

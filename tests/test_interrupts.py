@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import perfprobe_command
+from conftest import own_segments, perfprobe_command
 
 from perfprobe import exitcodes
 from perfprobe.client import make_client
 from perfprobe.interrupts import shielded
-from perfprobe.shm.system import leftover_segments
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -135,7 +134,7 @@ def test_compare_stops_on_ctrl_c_and_keeps_the_finished_cells(server, tmp_path: 
     rows = (tmp_path / "compare.csv").read_text().splitlines()
     assert rows[1].startswith("wire,65536,1,")  # the first cell, finished before the signal, is kept
     assert not any(line.startswith(("wire,1048576", "system shm,1048576")) for line in rows)  # nothing after it
-    assert [s for s in leftover_segments() if "_sweep_" in s] == []
+    assert own_segments(process.pid, "sweep") == []
 
 
 def test_sigterm_during_infer_with_system_shm_leaves_nothing(server, tmp_path: Path) -> None:
@@ -147,11 +146,11 @@ def test_sigterm_during_infer_with_system_shm_leaves_nothing(server, tmp_path: P
         perfprobe_command("infer", "-u", server.http_url, "-m", "resnet50", "--shared-memory", "system", str(images)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    _wait_for(lambda: [s for s in leftover_segments() if "_infer_" in s] or process.poll() is not None)
+    _wait_for(lambda: own_segments(process.pid, "infer") or process.poll() is not None)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == exitcodes.INTERRUPTED, stderr
-    assert [s for s in leftover_segments() if "_infer_" in s] == []
+    assert own_segments(process.pid, "infer") == []
     assert [name for name in _our_regions(server) if "_infer_" in name] == []
 
 
@@ -172,5 +171,5 @@ def test_two_signals_in_quick_succession_leave_no_shared_memory(server, tmp_path
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == exitcodes.INTERRUPTED, stderr
-    assert [s for s in leftover_segments() if "_sweep_" in s] == []
+    assert own_segments(process.pid, "sweep") == []
     assert [name for name in _our_regions(server) if "_sweep_" in name] == []

@@ -9,13 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import assert_model_rates, perfprobe_command, run_perfprobe
+from conftest import assert_model_rates, own_segments, perfprobe_command, run_perfprobe
 
 import perfprobe
 from perfprobe import exitcodes
 from perfprobe.client import make_client
 from perfprobe.measure.histogram import LatencyHistogram
-from perfprobe.shm.system import leftover_segments
 
 SHORT = {"measurement_interval": 500, "stability_windows": 2, "max_trials": 3}
 
@@ -196,7 +195,7 @@ def test_a_killed_load_process_stops_the_run_keeping_levels_and_no_shared_memory
     assert process.returncode == exitcodes.SERVER_ERROR, stderr
     assert len(stderr.strip().splitlines()) == 1 and "load process" in stderr and "killed by signal 9" in stderr
     assert results.read_text().splitlines()[1].startswith("2,")  # the finished level is kept
-    assert [s for s in leftover_segments() if "_sweep_" in s] == []
+    assert own_segments(process.pid, "sweep") == []
     assert [name for name in _our_regions(server) if "_sweep_" in name] == []
     assert _load_processes(process.pid) == []
 
@@ -217,7 +216,7 @@ def test_ctrl_c_stops_every_load_process_and_cleans_up(server, tmp_path: Path) -
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == exitcodes.INTERRUPTED, stderr
     assert stderr.strip() == "interrupted: results measured so far are written", stderr
-    assert [s for s in leftover_segments() if "_sweep_" in s] == []
+    assert own_segments(process.pid, "sweep") == []
     assert [name for name in _our_regions(server) if "_sweep_" in name] == []
     assert not any(Path(f"/proc/{pid}").exists() for pid in children)
 
@@ -245,7 +244,7 @@ def test_a_load_that_cannot_start_in_the_load_processes_is_one_line(server, tmp_
     assert result.returncode == exitcodes.USAGE, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "give --output-shared-memory-size" in lines[0], result.stderr
-    assert [s for s in leftover_segments() if "_sweep_" in s] == []
+    assert own_segments(result.pid, "sweep") == []
 
 
 def test_cluster_without_ray_says_how_to_install_and_exits_5(server, tmp_path: Path) -> None:

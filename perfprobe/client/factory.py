@@ -19,6 +19,29 @@ def register_client(protocol: str, default_url: str, constructor: Callable[..., 
         _added[protocol] = (default_url, constructor)
 
 
+SCHEMES = ("http", "https", "grpc", "grpcs")
+
+
+def check_url(url: str) -> None:
+    """Refuse an address no client could connect to (ValueError saying why): a port outside 1-65535
+    would otherwise wrap around to another port, silently."""
+    rest = url
+    if "://" in url:
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() not in SCHEMES:
+            raise ValueError(f"-u {url!r}: the scheme must be one of {', '.join(SCHEMES)}")
+    rest = rest.rstrip("/")
+    if "/" in rest:
+        raise ValueError(f"-u {url!r}: give HOST:PORT (no path)")
+    host, colon, port = rest.rpartition(":") if not rest.endswith("]") else (rest, "", "")
+    if not colon:
+        host, port = rest, ""
+    if not host.strip("[]"):
+        raise ValueError(f"-u {url!r}: no host")
+    if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"-u {url!r}: the port must be a number from 1 to 65535")
+
+
 def default_url(protocol: str) -> str:
     """Where a protocol's server listens when no ``-u`` is given (perf_analyzer's ports for the built-in ones)."""
     return DEFAULT_URLS[protocol] if protocol in DEFAULT_URLS else _added[protocol][0]

@@ -76,10 +76,17 @@ def connect(
 ) -> Iterator[InferenceClient]:
     """A client for the command's server; with ``--serve``, an embedded server on free ports."""
     from perfprobe.client import make_client
+    from perfprobe.client.factory import check_url
     from perfprobe.client.tls import client_options
+    from perfprobe.errors import UsageError
     from perfprobe.runs.options import parse_headers, tls_files
     from perfprobe.runs.target import server_target
 
+    if args.url:
+        try:
+            check_url(args.url)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     tls = client_options(tls_files(args.ssl_ca_file, args.ssl_cert_file, args.ssl_key_file))
     with (
         server_target(args.protocol, args.url, serve=getattr(args, "serve", False), builtin_models=models) as target,

@@ -50,6 +50,12 @@ class ConsoleObserver(RunObserver):
     def level_done(self, level: LevelResult) -> None:
         for warning in level.warnings:
             print(f"  warning: {warning}", flush=True)
+        if not level.stable and level.windows:
+            print(
+                f"  unstable: level {level.level:g} gave up after {len(level.windows)} windows that never agreed; "
+                f"its figures come from the last {len(level.reported)}, and may be noise",
+                flush=True,
+            )
 
     def decided(self, text: str) -> None:
         print(text, flush=True)

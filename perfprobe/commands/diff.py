@@ -64,6 +64,9 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(["level", "metric", "A", "B", "B - A", "change", "better"], table))
     for note in unmatched_levels(run_a, run_b):
         print(f"note: {note}")
+    for note in (run_a.unstable_note("A"), run_b.unstable_note("B")):
+        if note:
+            print(note)
     print(f"\nwritten: {out_dir / 'diff.csv'}, diff_levels.png/.svg, diff_spectrum.png/.svg")
     return 0
 

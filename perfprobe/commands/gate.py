@@ -73,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
         outcomes += baseline_gate.compare(run_data, baseline_run, limits)
     for outcome in outcomes:
         print(outcome.line())
+    notes = [run_data.unstable_note("the run")]
+    if args.baseline:
+        notes.append(baseline_run.unstable_note("the baseline"))
+    for note in filter(None, notes):
+        print(note)
     title = f"perfprobe gate {run_data.name}" + (f" vs {Path(args.baseline).name}" if args.baseline else "")
     if args.junit:
         path = Path(args.junit)

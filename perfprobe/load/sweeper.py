@@ -377,6 +377,8 @@ class Sweeper:
             result.warnings.append(
                 "server counters went backwards (model reloaded?): affected windows use the new counts"
             )
+        if merged.error_count and not merged.completed:
+            result.warnings.append("no successful request: the level has no latency figures")
         if merged.errors:
             codes = ", ".join(f"{code} x{count}" for code, count in sorted(merged.errors.items()))
             reasons = merged.top_reasons()

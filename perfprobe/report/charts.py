@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
@@ -38,9 +39,14 @@ def style(index: int) -> dict[str, str]:
     }
 
 
+def numbers(table: pd.DataFrame, column: str) -> pd.Series:
+    """A column as numbers; an empty cell (a figure the level does not have) is NaN, a gap in the chart."""
+    return pd.to_numeric(table[column], errors="coerce").astype(float)
+
+
 def latency_scale(values_us: list[float]) -> tuple[float, str]:
     """Divisor and unit so latency axes read in µs or ms, whichever keeps numbers short."""
-    peak = max(values_us, default=0.0)
+    peak = max((v for v in values_us if not math.isnan(v)), default=0.0)
     return (1000.0, "ms") if peak >= 2000 else (1.0, "µs")
 
 
@@ -73,9 +79,9 @@ def throughput_vs_latency(run: SweepRun, column: str = "p99 latency") -> Figure:
     """One point per level, labelled with the level: the curve a capacity planner reads first."""
     figure, (axis,) = _new()
     table = run.table
-    divisor, unit = latency_scale(list(table[column].astype(float)))
-    x = table[column].astype(float) / divisor
-    y = table["Inferences/Second"].astype(float)
+    divisor, unit = latency_scale(list(numbers(table, column)))
+    x = numbers(table, column) / divisor
+    y = numbers(table, "Inferences/Second")
     axis.plot(x, y, marker="o", **style(0), label=run.name)
     for level, px, py in zip(run.levels, x, y, strict=True):
         axis.annotate(level.label, (px, py), textcoords="offset points", xytext=(6, 4), fontsize=9)
@@ -93,11 +99,11 @@ def latency_breakdown(run: SweepRun, headroom: float = 1.35) -> Figure:
     figure, (axis,) = _new()
     table = run.table
     positions = np.arange(len(table))
-    totals = sum(table[column].astype(float) for column, _ in BREAKDOWN)
+    totals = sum(numbers(table, column).fillna(0.0) for column, _ in BREAKDOWN)
     divisor, unit = latency_scale(list(totals))
     bottom = np.zeros(len(table))
     for index, (column, label) in enumerate(BREAKDOWN):
-        values = table[column].astype(float).to_numpy() / divisor
+        values = numbers(table, column).fillna(0.0).to_numpy() / divisor
         axis.bar(positions, values, bottom=bottom, width=0.6, label=label, color=PALETTE[index % len(PALETTE)])
         bottom += values
     axis.set_ylim(0, max(float(bottom.max()), 1e-9) * headroom)  # room for the legend above the bars
@@ -106,9 +112,9 @@ def latency_breakdown(run: SweepRun, headroom: float = 1.35) -> Figure:
     axis.set_ylabel(f"mean latency ({unit})")
     axis.grid(True, axis="y", alpha=0.3)
     second = axis.twinx()
-    second.plot(positions, table["Inferences/Second"].astype(float), color="#000000", marker="D", label="throughput")
+    second.plot(positions, numbers(table, "Inferences/Second"), color="#000000", marker="D", label="throughput")
     second.set_ylabel("throughput (inferences/s)")
-    second.set_ylim(0, max(float(table["Inferences/Second"].astype(float).max()), 1e-9) * headroom)
+    second.set_ylim(0, max(float(numbers(table, "Inferences/Second").max()), 1e-9) * headroom)
     handles, labels = axis.get_legend_handles_labels()
     extra_handles, extra_labels = second.get_legend_handles_labels()
     axis.legend(handles + extra_handles, labels + extra_labels, fontsize=8, loc="upper left")
@@ -161,7 +167,8 @@ def percentile_spectrum(series: list[tuple[str, Level]], title: str, dashed_from
     _nines_axis(axis, top)
     axis.set_ylabel(f"latency ({unit})")
     axis.set_ylim(bottom=0)
-    axis.legend(fontsize=8, loc="upper left")
+    if axis.get_legend_handles_labels()[0]:  # no line at all where no request succeeded
+        axis.legend(fontsize=8, loc="upper left")
     axis.set_title(title)
     return figure
 
@@ -170,11 +177,11 @@ def level_curves(runs: list[SweepRun], column: str = "p99 latency", title: str |
     """Throughput (left) and a latency percentile (right) against the load level, one line per run."""
     figure, (left, right) = _new(12.0, 5.0, columns=2)
     all_levels = sorted({level.level for run in runs for level in run.levels})
-    divisor, unit = latency_scale([float(v) for run in runs for v in run.table[column]])
+    divisor, unit = latency_scale([v for run in runs for v in numbers(run.table, column)])
     for index, run in enumerate(runs):
         levels = [level.level for level in run.levels]
-        left.plot(levels, run.table["Inferences/Second"].astype(float), marker="o", label=run.name, **style(index))
-        right.plot(levels, run.table[column].astype(float) / divisor, marker="o", label=run.name, **style(index))
+        left.plot(levels, numbers(run.table, "Inferences/Second"), marker="o", label=run.name, **style(index))
+        right.plot(levels, numbers(run.table, column) / divisor, marker="o", label=run.name, **style(index))
     kind = runs[0].load_kind
     for axis in (left, right):
         _level_axis(axis, kind, all_levels)

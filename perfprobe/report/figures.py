@@ -123,6 +123,11 @@ def _if(condition: bool, value: Any) -> Any:
     return value if condition else ABSENT
 
 
+def _timed(read: Callable[[LevelFacts], Any]) -> Callable[[LevelFacts], Any]:
+    """A latency figure: absent where no request succeeded (a level without one has no latency, not 0)."""
+    return lambda facts: read(facts) if facts.completed else ABSENT
+
+
 def _server_windows(part: str) -> Callable[[Level], list[float]]:
     def read(level: Level) -> list[float]:
         return [
@@ -157,7 +162,7 @@ def _server(part: str, column: str, gate: str, summary: str = "", diff: int = 0)
     return Figure(
         column,
         "us",
-        lambda f: round(f.server_us[part]),
+        _timed(lambda f: round(f.server_us[part])),
         gate,
         False,
         _server_windows(part),
@@ -169,7 +174,7 @@ def _server(part: str, column: str, gate: str, summary: str = "", diff: int = 0)
 
 def _percentile(name: str, summary: str = "", diff: int = 0) -> Figure:
     # its gate reads the level's HDR histograms (``level_metrics``), at this or any other percentile
-    return Figure(f"{name} latency", "us", lambda f: f.latency.get(name, 0), name, summary=summary, diff=diff)
+    return Figure(f"{name} latency", "us", _timed(lambda f: f.latency.get(name, 0)), name, summary=summary, diff=diff)
 
 
 PA_FIGURES = [
@@ -183,13 +188,13 @@ PA_FIGURES = [
         "infer/s",
         1,
     ),
-    Figure("Client Send", "us", lambda f: round(f.per_request_us(f.merged.send_ns)), "client_send"),
-    Figure("Network+Server Send/Recv", "us", lambda f: round(f.network_us), "network", per_model=False),
+    Figure("Client Send", "us", _timed(lambda f: round(f.per_request_us(f.merged.send_ns))), "client_send"),
+    Figure("Network+Server Send/Recv", "us", _timed(lambda f: round(f.network_us)), "network", per_model=False),
     _server("queue", "Server Queue", "server_queue", "server queue", diff=8),
     _server("compute_input", "Server Compute Input", "server_compute_input"),
     _server("compute_infer", "Server Compute Infer", "server_compute_infer"),
     _server("compute_output", "Server Compute Output", "server_compute_output"),
-    Figure("Client Recv", "us", lambda f: round(f.per_request_us(f.merged.recv_ns)), "client_recv"),
+    Figure("Client Recv", "us", _timed(lambda f: round(f.per_request_us(f.merged.recv_ns))), "client_recv"),
     _percentile("p50", "p50", diff=2),
     _percentile("p90", "p90", diff=3),
     _percentile("p95", diff=4),
@@ -197,10 +202,10 @@ PA_FIGURES = [
 ]
 OWN_FIGURES = [
     _percentile("p99.9", "p99.9", diff=6),
-    Figure("Avg latency", "us", lambda f: round(f.latency.get("mean", 0)), "avg", summary="avg", diff=7),
-    Figure("Std latency", "us", lambda f: round(f.latency.get("std", 0))),
-    Figure("Min latency", "us", lambda f: f.latency.get("min", 0), "min"),
-    Figure("Max latency", "us", lambda f: f.latency.get("max", 0), "max"),
+    Figure("Avg latency", "us", _timed(lambda f: round(f.latency.get("mean", 0))), "avg", summary="avg", diff=7),
+    Figure("Std latency", "us", _timed(lambda f: round(f.latency.get("std", 0)))),
+    Figure("Min latency", "us", _timed(lambda f: f.latency.get("min", 0)), "min"),
+    Figure("Max latency", "us", _timed(lambda f: f.latency.get("max", 0)), "max"),
     Figure("Completed", "count", lambda f: f.completed),
     Figure("Errors", "count", lambda f: f.merged.error_count, "errors", summary="errors"),
     Figure("Error Rate", "fraction", _error_rate, "error_rate", False, _window_error_rates, diff=9),

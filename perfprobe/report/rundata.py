@@ -110,6 +110,16 @@ class SweepRun:
         table = pd.DataFrame(rows)
         return SweepRun(self.path, document, table, levels, part_of=name)
 
+    def unstable_note(self, role: str) -> str | None:
+        """A line saying which levels never stabilised (their figures may be noise), or None when all did."""
+        unstable = [level.label for level in self.levels if not level.stable]
+        if not unstable:
+            return None
+        return (
+            f"note: {role} ({self.name}) did not stabilise at {', '.join(unstable)}: "
+            "its windows there disagreed by more than the stability percentage, so a change there may be noise"
+        )
+
     @property
     def load_kind(self) -> str:
         return self.levels[0].load_kind if self.levels else "concurrency"
@@ -236,7 +246,8 @@ def load_compare(path: Path) -> CompareRun:
         marked = table["Skipped"].astype(str) != ""
         skipped = dict(zip(table.loc[marked, "Transport"], table.loc[marked, "Skipped"], strict=True))
         table = table.loc[~marked].drop(columns=["Skipped"])
-    table = table.astype({"Tensor Bytes": "int64", "Inferences/Second": "float64", "p99 latency": "int64"})
+    table = table.astype({"Tensor Bytes": "int64", "Inferences/Second": "float64"})
+    table["p99 latency"] = pd.to_numeric(table["p99 latency"], errors="coerce")  # empty: no request succeeded
     verdict_path = path / "verdict.txt"
     verdicts = verdict_path.read_text().splitlines() if verdict_path.is_file() else []
     about_path = path / "compare.json"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,7 +116,11 @@ def _findings(run: SweepRun, budget: LatencyBudget | None) -> list[tuple[str, st
         (
             "peak throughput",
             f"{throughput.value(peak):,.1f} inferences/s at {peak.label} "
-            f"(p99 {format_us(level_metrics.metric('p99').value(peak))})",
+            + (
+                f"(p99 {format_us(level_metrics.metric('p99').value(peak))})"
+                if peak.has_latency
+                else "(no successful request)"
+            ),
         )
     ]
     if budget is not None:
@@ -173,6 +178,15 @@ def _level_table(run: SweepRun) -> Table:
     return Table([*header, "stable"], rows)
 
 
+def _us(value: object) -> str:
+    """A microsecond cell as people read it; "–" where it is empty (or NaN once read as a number)."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return "–"
+    return "–" if math.isnan(number) else format_us(number)
+
+
 def _cell(figure: Figure, value: object) -> str:
     """A figure's cell as people read it; "–" where the level has none."""
     if value in ("", None):
@@ -208,10 +222,8 @@ def compare_blocks(run: CompareRun, charts: list[tuple[Path, str]]) -> list[Bloc
             human(int(r["Tensor Bytes"])),
             str(r["Load"]),
             f"{float(r['Inferences/Second']):,.1f}",
-            format_us(float(r["p50 latency"])),
-            format_us(float(r["p99 latency"])),
-            format_us(float(r["Server Compute Input"])),
-            format_us(float(r["Server Compute Output"])),
+            *(_us(r[column]) for column in ("p50 latency", "p99 latency")),
+            *(_us(r[column]) for column in ("Server Compute Input", "Server Compute Output")),
             str(r["Errors"]),
         ]
         for r in run.table.to_dict("records")

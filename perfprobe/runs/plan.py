@@ -368,6 +368,13 @@ def plan(options: SweepOptions) -> SweepPlan:
         from perfprobe.report.summary import parse_budget
 
         parse_budget(options.latency_budget)  # a bad budget stops the run before any load
+    if options.url:
+        from perfprobe.client.factory import check_url
+
+        try:
+            check_url(options.url)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     tls = tls_files(options.ssl_ca_file, options.ssl_cert_file, options.ssl_key_file)
     if tls is not None and options.serve:
         raise UsageError("--serve starts a server without TLS: drop the --ssl-* files, or give -u for a TLS server")

@@ -1,0 +1,134 @@
+"""Faults, round two (issue 26): numbers that are not numbers, ranges that never end, ports that wrap.
+
+Each case failed on 4d4cb8b: NaN limits passed a gate, ``--request-rate inf`` looped forever, a
+``--concurrency`` range of ten billion levels grew memory without bound, and port 99999 connected to
+another port. Every one is now refused before any load, with one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import run_perfprobe
+
+from perfprobe import exitcodes
+from perfprobe.errors import UsageError
+from perfprobe.gates import baseline, thresholds
+from perfprobe.load.ranges import parse_range
+from perfprobe.runs.options import SweepOptions
+from perfprobe.runs.plan import plan
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"request_rate": "nan"}, "finite"),
+        ({"request_rate": "inf"}, "finite"),
+        ({"request_rate": "1:inf"}, "finite"),
+        ({"concurrency": "1:10000000000"}, "at most 100000 requests in flight"),
+        ({"request_rate": "1:1000000:0.01"}, "more than 10000 levels"),
+        ({"concurrency": "1:8:xinf"}, "multiplying step"),
+        ({"concurrency": "1", "request_timeout": float("inf")}, "--request-timeout must be a finite number"),
+        ({"concurrency": "1", "request_timeout": float("nan")}, "--request-timeout must be a finite number"),
+        ({"concurrency": "1", "late_threshold": -1.0}, "--late-threshold cannot be negative"),
+        ({"concurrency": "1", "trace_speedup": float("inf")}, "--trace-speedup must be a finite number"),
+        ({"concurrency": "1", "stability_percentage": float("nan")}, "--stability-percentage must be a finite"),
+        ({"concurrency": "1", "sequence_length_variation": 150.0}, "between 0 and 100"),
+        ({"concurrency": "1", "url": "127.0.0.1:99999"}, "port must be a number from 1 to 65535"),
+        ({"concurrency": "1", "url": "ftp://127.0.0.1:8000"}, "scheme must be one of"),
+    ],
+)
+def test_numbers_and_addresses_that_cannot_be_used_are_refused(options: dict, says: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(UsageError, match=says.replace("(", r"\(")):
+        plan(SweepOptions(model="simple", **options))
+    assert time.monotonic() - started < 5  # refused, not expanded first
+
+
+def test_a_range_is_refused_before_it_is_expanded() -> None:
+    with pytest.raises(UsageError, match="at most 1e\\+07 requests per second"):
+        parse_range("1:1e12", "--request-rate", integer=False, minimum=1e-6)
+    assert parse_range("1:32:x2", "--concurrency", integer=True, minimum=1) == [1, 2, 4, 8, 16, 32]
+
+
+@pytest.mark.parametrize("spec", ["throughput=nan%", "p99=inf", "throughput=-5%", "p99=nan"])
+def test_a_regression_limit_must_be_a_finite_percentage(spec: str) -> None:
+    with pytest.raises(thresholds.BadExpression, match="finite, non-negative"):
+        baseline.parse_limits(spec)
+
+
+@pytest.mark.parametrize("text", ["p99<nan", "p99<infms", "throughput>inf", "error_rate<nan%"])
+def test_a_threshold_must_be_a_finite_number(text: str) -> None:
+    with pytest.raises(thresholds.BadExpression, match="finite"):
+        thresholds.parse(text)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["sweep", "-m", "simple", "--request-rate", "inf"],
+        ["sweep", "-m", "simple", "-u", "127.0.0.1:99999"],
+        ["describe", "-m", "simple", "-u", "127.0.0.1:99999"],
+    ],
+)
+def test_the_command_line_says_so_in_one_line(args: list[str]) -> None:
+    result = run_perfprobe(*args, timeout=60)
+    assert result.returncode == exitcodes.USAGE, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("perfprobe: error: ")
+
+
+def test_a_level_where_every_request_failed_has_no_latency_not_zero(tmp_path) -> None:
+    import json
+
+    import pandas as pd
+
+    import perfprobe
+    from perfprobe.report.build import write_report
+
+    fake_toy_transport = pytest.importorskip("fake_toy_transport")
+    fake_toy_transport.SERVER.refusing = True
+    try:
+        with pytest.raises(perfprobe.AllRequestsFailed) as failed:
+            perfprobe.sweep(
+                "fake_echo", protocol="toy", concurrency="1", measurement_interval=200, output_dir=str(tmp_path)
+            )
+    finally:
+        fake_toy_transport.SERVER.refusing = False
+    assert failed.value.result is not None
+    row = pd.read_csv(tmp_path / "results.csv", keep_default_na=False).iloc[0]
+    assert int(row["Errors"]) > 0 and int(row["Completed"]) == 0
+    for column in ("p50 latency", "p99 latency", "Avg latency", "Min latency", "Max latency", "Client Send"):
+        assert row[column] == "", column  # absent, never 0 µs
+    assert "no successful request" in row["Warnings"]
+    assert json.loads((tmp_path / "results.json").read_text())["levels"][0]["row"]["p99 latency"] == ""
+    write_report(tmp_path)  # charts and summary are written around the gap
+    summary = (tmp_path / "summary.md").read_text()
+    assert "0 µs" not in summary
+
+
+def test_an_unstable_level_is_said_when_it_ends_and_by_diff_and_gate(tmp_path, capsys) -> None:
+    import perfprobe
+    from perfprobe.commands.console import ConsoleObserver
+
+    pytest.importorskip("fake_toy_transport")
+    runs = []
+    for name in ("a", "b"):  # windows never agree within 0.0001%: the level gives up after 3
+        result = perfprobe.sweep(
+            "fake_echo",
+            protocol="toy",
+            concurrency="2",
+            measurement_interval=100,
+            stability_percentage=0.0001,
+            max_trials=3,
+        )
+        assert result.document["levels"][0]["stable"] is False
+        runs.append(result.save(tmp_path / name))
+    ConsoleObserver().level_done(result.level_results[0])
+    assert "unstable: level 2 gave up after 3 windows" in capsys.readouterr().out
+    diff = run_perfprobe("diff", str(runs[0]), str(runs[1]), "--output-dir", str(tmp_path / "diff"), timeout=120)
+    assert diff.returncode == 0, diff.stderr
+    assert "note: A (a) did not stabilise at c=2" in diff.stdout and "note: B (b)" in diff.stdout
+    gate = run_perfprobe("gate", str(runs[1]), "-t", "throughput>1", "--baseline", str(runs[0]), timeout=120)
+    assert "note: the run (b) did not stabilise at c=2" in gate.stdout
+    assert "note: the baseline (a) did not stabilise at c=2" in gate.stdout
