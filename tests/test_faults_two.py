@@ -132,3 +132,19 @@ def test_an_unstable_level_is_said_when_it_ends_and_by_diff_and_gate(tmp_path, c
     gate = run_perfprobe("gate", str(runs[1]), "-t", "throughput>1", "--baseline", str(runs[0]), timeout=120)
     assert "note: the run (b) did not stabilise at c=2" in gate.stdout
     assert "note: the baseline (a) did not stabilise at c=2" in gate.stdout
+
+
+def test_http_pointed_at_the_grpc_port_says_use_grpc_in_one_line(server) -> None:
+    result = run_perfprobe("describe", "-m", "simple", "-u", server.grpc_url, timeout=60)
+    assert result.returncode == exitcodes.USAGE, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "use -i grpc" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_model_the_server_lacks_is_named_with_the_models_it_has(server, protocol: str) -> None:
+    result = run_perfprobe("sweep", "-i", protocol, "-u", server.url(protocol), "-m", "resnet5", timeout=60)
+    assert result.returncode == exitcodes.SERVER_ERROR, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "resnet5" in lines[0] and "the server has:" in lines[0], result.stderr
+    assert "simple" in lines[0].split("the server has:")[1]

@@ -13,6 +13,7 @@ from matplotlib.container import BarContainer
 
 from perfprobe.report import charts
 from perfprobe.report.build import write_report
+from perfprobe.report.figures import breakdown_parts
 from perfprobe.report.rundata import RunNotFound, load_sweep
 from perfprobe.report.summary import LatencyBudget
 
@@ -56,9 +57,9 @@ def test_figures_hold_one_series_per_level(simple_runs, tmp_path: Path) -> None:
 
     breakdown = charts.latency_breakdown(run)
     bars = [c for c in breakdown.axes[0].containers if isinstance(c, BarContainer)]
-    assert len(bars) == len(charts.BREAKDOWN) and all(len(b.patches) == levels for b in bars)
+    assert len(bars) == len(breakdown_parts()) and all(len(b.patches) == levels for b in bars)
     stacked = sum(bar.patches[0].get_height() for bar in bars)
-    parts = sum(float(run.table.iloc[0][column]) for column, _ in charts.BREAKDOWN)
+    parts = sum(float(run.table.iloc[0][column]) for column, _ in breakdown_parts())
     assert stacked * _axis_unit_us(breakdown.axes[0]) == pytest.approx(parts, rel=1e-6)
     assert len(breakdown.axes) == 2 and len(breakdown.axes[1].get_lines()) == 1  # throughput, 2nd axis
 

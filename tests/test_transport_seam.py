@@ -1,5 +1,5 @@
 """The seams: a protocol added as one module (a fake, tests/fake_toy_transport.py) runs a whole sweep, and a
-figure declared once reaches the CSV, results.json, the summary and the gates."""
+figure declared once reaches the CSV, results.json, the summary, the charts and the gates."""
 
 from __future__ import annotations
 
@@ -65,13 +65,14 @@ def fake_figure() -> Iterator[Figure]:
             gate="fake_half",
             higher_is_better=True,
             summary="fake half",
+            chart="Fake figures",
         )
     )
     yield figure
     FIGURES.remove(figure)
 
 
-def test_a_figure_declared_once_reaches_csv_json_summary_and_gates(
+def test_a_figure_declared_once_reaches_csv_json_summary_charts_and_gates(
     toy: object, fake_figure: Figure, tmp_path: Path
 ) -> None:
     result = perfprobe.sweep("fake_echo", protocol="toy", concurrency="2", measurement_interval=300)
@@ -81,7 +82,9 @@ def test_a_figure_declared_once_reaches_csv_json_summary_and_gates(
     assert list(pd.read_csv(tmp_path / "results.csv").columns)[-3:] == ["Stable", "Windows", "Warnings"]
     json_row = json.loads((tmp_path / "results.json").read_text())["levels"][0]["row"]
     assert json_row["Fake Half Throughput"] == csv_row["Fake Half Throughput"]
-    assert "fake half" in (tmp_path / "summary.md").read_text()
+    summary = (tmp_path / "summary.md").read_text()
+    assert "fake half" in summary and "charts/figures-fake_figures.png" in summary
+    assert (tmp_path / "charts" / "figures-fake_figures.png").stat().st_size > 0
     run = load_sweep(tmp_path)
     half = csv_row["Fake Half Throughput"]
     [passed] = thresholds.check(run, thresholds.parse(f"fake_half>{half * 0.9:.2f}"))

@@ -131,9 +131,35 @@ class InferenceClient(ABC):
         raise self.not_supported("model configuration (Triton's model-configuration extension)")
 
     def describe_model(self, model_name: str, model_version: str = "") -> ModelDescription:
-        """Metadata and configuration decoded into one typed description."""
-        return ModelDescription.from_dicts(
-            self.model_metadata(model_name, model_version), self.model_config(model_name, model_version)
+        """Metadata and configuration decoded into one typed description.
+
+        A model the server does not have fails with the models it does have, where it can list them.
+        """
+        from perfprobe.client.errors import InferenceServerError
+
+        try:
+            metadata = self.model_metadata(model_name, model_version)
+        except InferenceServerError as exc:
+            if exc.http_status not in (400, 404) and exc.grpc_code not in ("NOT_FOUND", "INVALID_ARGUMENT"):
+                raise
+            raise self._naming_known_models(exc) from None
+        return ModelDescription.from_dicts(metadata, self.model_config(model_name, model_version))
+
+    def _naming_known_models(self, exc: InferenceServerError) -> InferenceServerError:
+        """``exc`` with the server's models added to its message (unchanged when the server cannot list them)."""
+        from perfprobe.client.errors import InferenceServerError
+
+        try:
+            names = sorted({str(entry.get("name")) for entry in self.repository_index() if entry.get("name")})
+        except InferenceServerError:
+            return exc
+        known = ", ".join(names) if names else "none"
+        return InferenceServerError(
+            f"{exc.message}; the server has: {known}",
+            http_status=exc.http_status,
+            grpc_code=exc.grpc_code,
+            debug=exc.debug,
+            failure=exc.failure,
         )
 
     def inference_statistics(self, model_name: str = "", model_version: str = "") -> dict[str, Any]:

@@ -8,6 +8,7 @@ use one ``HttpClient`` per thread (greenlets of one thread may share one).
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from perfprobe.client.compression import check_algorithm, compress, decompressed
 from perfprobe.client.errors import TIMEOUT, UNREACHABLE, InferenceServerError
 from perfprobe.client.http_wire import PlainSocketPool, WireConnection, WireError, encode_request
 from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
+from perfprobe.errors import UsageError
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -124,6 +126,8 @@ class HttpClient(InferenceClient):
             payload = response.read()
         except (OSError, gevent.Timeout) as exc:
             raise _no_answer(self.url, exc) from exc
+        except http.client.HTTPException as exc:  # bytes that are no HTTP/1.1 answer: another protocol's port
+            raise _not_http(self.url, exc) from None
         encoding = response.get("content-encoding")
         if encoding:
             payload = decompressed_answer(payload, str(encoding))
@@ -448,6 +452,14 @@ def _no_answer(url: str, exc: BaseException) -> InferenceServerError:
     if timed_out:
         return InferenceServerError(f"no answer from {url} in time: {exc}", failure=TIMEOUT)
     return InferenceServerError(f"cannot reach {url}: {exc}", failure=UNREACHABLE)
+
+
+def _not_http(url: str, exc: BaseException) -> UsageError:
+    """The port answered, but not in HTTP/1.1: most often a gRPC port (HTTP/2) given to ``-i http``."""
+    return UsageError(
+        f"{url} did not answer in HTTP/1.1 ({type(exc).__name__}): that port speaks another protocol; "
+        "if it is a gRPC port (HTTP/2), use -i grpc"
+    )
 
 
 def _error(status: int, payload: bytes) -> InferenceServerError:

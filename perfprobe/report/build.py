@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from perfprobe.report import charts, render, summary
+from perfprobe.report.figures import charted
 from perfprobe.report.rundata import CompareRun, SweepRun, load_run
 
 
@@ -58,7 +59,13 @@ def _captions(report: Report) -> list[tuple[Path, str]]:
     return [(path, _caption(path.stem)) for path in report.files if path.suffix == ".png"]
 
 
+def _slug(title: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in title.lower()).strip("_")
+
+
 def _caption(stem: str) -> str:
+    if stem.startswith("figures-"):
+        return next(title for title in charted() if _slug(title) == stem[len("figures-") :]) + ", by load level"
     chart, _, model = stem.partition("--")  # a chart of one model of several: latency_breakdown--simple
     return f"{_CAPTIONS[chart]} — {model}" if model else _CAPTIONS[chart]
 
@@ -80,6 +87,8 @@ def _sweep_charts(run: SweepRun, chart_dir: Path, report: Report, dpi: int) -> N
     )
     _add(report, chart_dir, "percentile_spectrum", spectrum, dpi)
     _add(report, chart_dir, "levels", charts.level_curves([run]), dpi)
+    for title, shown in charted().items():  # a declared figure's own chart against the level
+        _add(report, chart_dir, f"figures-{_slug(title)}", charts.declared_figures(run, title, shown), dpi)
     if models:
         _add(report, chart_dir, "models", charts.level_curves(models, title=f"Each model — {run.title}"), dpi)
         for part in models:

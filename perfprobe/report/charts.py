@@ -15,19 +15,13 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from perfprobe.report.figures import Figure as DeclaredFigure
+from perfprobe.report.figures import breakdown_parts, column_of
 from perfprobe.report.rundata import CompareRun, Level, SweepRun
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 LINE_STYLES = ("-", "--", ":", "-.")
-BREAKDOWN = (
-    ("Client Send", "client send"),
-    ("Network+Server Send/Recv", "network + server overhead"),
-    ("Server Queue", "server queue"),
-    ("Server Compute Input", "compute input"),
-    ("Server Compute Infer", "compute infer"),
-    ("Server Compute Output", "compute output"),
-    ("Client Recv", "client receive"),
-)
+THROUGHPUT = column_of("throughput")
 LEVEL_AXIS = {"concurrency": "concurrency (requests in flight)", "rate": "request rate (requests/s)"}
 
 
@@ -75,13 +69,13 @@ def _level_axis(axis: Axes, load_kind: str, levels: list[float]) -> None:
     axis.grid(True, alpha=0.3)
 
 
-def throughput_vs_latency(run: SweepRun, column: str = "p99 latency") -> Figure:
+def throughput_vs_latency(run: SweepRun, column: str = column_of("p99")) -> Figure:
     """One point per level, labelled with the level: the curve a capacity planner reads first."""
     figure, (axis,) = _new()
     table = run.table
     divisor, unit = latency_scale(list(numbers(table, column)))
     x = numbers(table, column) / divisor
-    y = numbers(table, "Inferences/Second")
+    y = numbers(table, THROUGHPUT)
     axis.plot(x, y, marker="o", **style(0), label=run.name)
     for level, px, py in zip(run.levels, x, y, strict=True):
         axis.annotate(level.label, (px, py), textcoords="offset points", xytext=(6, 4), fontsize=9)
@@ -99,10 +93,11 @@ def latency_breakdown(run: SweepRun, headroom: float = 1.35) -> Figure:
     figure, (axis,) = _new()
     table = run.table
     positions = np.arange(len(table))
-    totals = sum(numbers(table, column).fillna(0.0) for column, _ in BREAKDOWN)
+    parts = breakdown_parts()
+    totals = sum(numbers(table, column).fillna(0.0) for column, _ in parts)
     divisor, unit = latency_scale(list(totals))
     bottom = np.zeros(len(table))
-    for index, (column, label) in enumerate(BREAKDOWN):
+    for index, (column, label) in enumerate(parts):
         values = numbers(table, column).fillna(0.0).to_numpy() / divisor
         axis.bar(positions, values, bottom=bottom, width=0.6, label=label, color=PALETTE[index % len(PALETTE)])
         bottom += values
@@ -112,9 +107,9 @@ def latency_breakdown(run: SweepRun, headroom: float = 1.35) -> Figure:
     axis.set_ylabel(f"mean latency ({unit})")
     axis.grid(True, axis="y", alpha=0.3)
     second = axis.twinx()
-    second.plot(positions, numbers(table, "Inferences/Second"), color="#000000", marker="D", label="throughput")
+    second.plot(positions, numbers(table, THROUGHPUT), color="#000000", marker="D", label="throughput")
     second.set_ylabel("throughput (inferences/s)")
-    second.set_ylim(0, max(float(numbers(table, "Inferences/Second").max()), 1e-9) * headroom)
+    second.set_ylim(0, max(float(numbers(table, THROUGHPUT).max()), 1e-9) * headroom)
     handles, labels = axis.get_legend_handles_labels()
     extra_handles, extra_labels = second.get_legend_handles_labels()
     axis.legend(handles + extra_handles, labels + extra_labels, fontsize=8, loc="upper left")
@@ -173,14 +168,14 @@ def percentile_spectrum(series: list[tuple[str, Level]], title: str, dashed_from
     return figure
 
 
-def level_curves(runs: list[SweepRun], column: str = "p99 latency", title: str | None = None) -> Figure:
+def level_curves(runs: list[SweepRun], column: str = column_of("p99"), title: str | None = None) -> Figure:
     """Throughput (left) and a latency percentile (right) against the load level, one line per run."""
     figure, (left, right) = _new(12.0, 5.0, columns=2)
     all_levels = sorted({level.level for run in runs for level in run.levels})
     divisor, unit = latency_scale([v for run in runs for v in numbers(run.table, column)])
     for index, run in enumerate(runs):
         levels = [level.level for level in run.levels]
-        left.plot(levels, numbers(run.table, "Inferences/Second"), marker="o", label=run.name, **style(index))
+        left.plot(levels, numbers(run.table, THROUGHPUT), marker="o", label=run.name, **style(index))
         right.plot(levels, numbers(run.table, column) / divisor, marker="o", label=run.name, **style(index))
     kind = runs[0].load_kind
     for axis in (left, right):
@@ -193,6 +188,21 @@ def level_curves(runs: list[SweepRun], column: str = "p99 latency", title: str |
     right.set_title(f"{column.split()[0]} latency by load level")
     names = " vs ".join(f"{letter}: {run.name}" for letter, run in zip("AB", runs, strict=False))
     figure.suptitle(title or (runs[0].title if len(runs) == 1 else f"{names} — {runs[-1].title}"))
+    return figure
+
+
+def declared_figures(run: SweepRun, title: str, shown: list[DeclaredFigure]) -> Figure:
+    """Figures declared with this chart title (``figures.Figure.chart``), each a line against the load level."""
+    figure, (axis,) = _new()
+    levels = [level.level for level in run.levels]
+    for index, declared in enumerate(shown):
+        axis.plot(levels, numbers(run.table, declared.column), marker="o", label=declared.column, **style(index))
+    _level_axis(axis, run.load_kind, levels)
+    units = sorted({declared.unit for declared in shown if declared.unit})
+    axis.set_ylabel(", ".join(units))
+    axis.set_ylim(bottom=0)
+    axis.legend(fontsize=8)
+    axis.set_title(f"{title} — {run.title}")
     return figure
 
 

@@ -109,6 +109,8 @@ class Figure:
     per_window: Callable[[Level], list[float]] | None = None
     summary: str = ""
     diff: int = 0  # its place in ``perfprobe diff``'s table (0: not compared there)
+    breakdown: str = ""  # its label in the latency-breakdown chart, stacked in table order ("": not a part)
+    chart: str = ""  # the title of a chart of figures against the load level that it is drawn in ("": none)
     per_model: bool = True  # False: a combined row of several models leaves it empty (a server breakdown)
 
     @property
@@ -158,7 +160,7 @@ def _error_rate(facts: LevelFacts) -> float:
     return round(facts.merged.error_count / finished, 6) if finished else 0.0
 
 
-def _server(part: str, column: str, gate: str, summary: str = "", diff: int = 0) -> Figure:
+def _server(part: str, column: str, gate: str, summary: str = "", diff: int = 0, breakdown: str = "") -> Figure:
     return Figure(
         column,
         "us",
@@ -169,6 +171,7 @@ def _server(part: str, column: str, gate: str, summary: str = "", diff: int = 0)
         summary,
         diff,
         per_model=False,
+        breakdown=breakdown,
     )
 
 
@@ -188,13 +191,32 @@ PA_FIGURES = [
         "infer/s",
         1,
     ),
-    Figure("Client Send", "us", _timed(lambda f: round(f.per_request_us(f.merged.send_ns))), "client_send"),
-    Figure("Network+Server Send/Recv", "us", _timed(lambda f: round(f.network_us)), "network", per_model=False),
-    _server("queue", "Server Queue", "server_queue", "server queue", diff=8),
-    _server("compute_input", "Server Compute Input", "server_compute_input"),
-    _server("compute_infer", "Server Compute Infer", "server_compute_infer"),
-    _server("compute_output", "Server Compute Output", "server_compute_output"),
-    Figure("Client Recv", "us", _timed(lambda f: round(f.per_request_us(f.merged.recv_ns))), "client_recv"),
+    Figure(
+        "Client Send",
+        "us",
+        _timed(lambda f: round(f.per_request_us(f.merged.send_ns))),
+        "client_send",
+        breakdown="client send",
+    ),
+    Figure(
+        "Network+Server Send/Recv",
+        "us",
+        _timed(lambda f: round(f.network_us)),
+        "network",
+        per_model=False,
+        breakdown="network + server overhead",
+    ),
+    _server("queue", "Server Queue", "server_queue", "server queue", diff=8, breakdown="server queue"),
+    _server("compute_input", "Server Compute Input", "server_compute_input", breakdown="compute input"),
+    _server("compute_infer", "Server Compute Infer", "server_compute_infer", breakdown="compute infer"),
+    _server("compute_output", "Server Compute Output", "server_compute_output", breakdown="compute output"),
+    Figure(
+        "Client Recv",
+        "us",
+        _timed(lambda f: round(f.per_request_us(f.merged.recv_ns))),
+        "client_recv",
+        breakdown="client receive",
+    ),
     _percentile("p50", "p50", diff=2),
     _percentile("p90", "p90", diff=3),
     _percentile("p95", diff=4),
@@ -253,6 +275,25 @@ def declare(figure: Figure) -> Figure:
         raise ValueError(f"a figure named {figure.column!r} (or gated as {figure.gate!r}) is already declared")
     FIGURES.insert(FIGURES.index(STATE_FIGURES[0]), figure)
     return figure
+
+
+def column_of(gate: str) -> str:
+    """The column of the figure ``gate`` and ``diff`` know as ``gate`` (``throughput``: ``Inferences/Second``)."""
+    return gated()[gate].column
+
+
+def breakdown_parts() -> list[tuple[str, str]]:
+    """(column, label) of the parts the mean latency is split into, in stacking order."""
+    return [(figure.column, figure.breakdown) for figure in FIGURES if figure.breakdown]
+
+
+def charted() -> dict[str, list[Figure]]:
+    """Figures drawn against the load level, by chart title (a declared figure's own chart)."""
+    charts: dict[str, list[Figure]] = {}
+    for figure in FIGURES:
+        if figure.chart:
+            charts.setdefault(figure.chart, []).append(figure)
+    return charts
 
 
 def figure_columns() -> list[str]:
