@@ -142,8 +142,10 @@ def test_http_pointed_at_the_grpc_port_says_use_grpc_in_one_line(server) -> None
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_a_model_the_server_lacks_is_named_with_the_models_it_has(server, protocol: str) -> None:
-    result = run_perfprobe("sweep", "-i", protocol, "-u", server.url(protocol), "-m", "resnet5", timeout=60)
+def test_a_model_the_server_lacks_is_named_with_the_models_it_has(server, tmp_path, protocol: str) -> None:
+    result = run_perfprobe(
+        "sweep", "-i", protocol, "-u", server.url(protocol), "-m", "resnet5", "--output-dir", str(tmp_path), timeout=60
+    )
     assert result.returncode == exitcodes.SERVER_ERROR, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "resnet5" in lines[0] and "the server has:" in lines[0], result.stderr
