@@ -5,12 +5,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from perfprobe.client.errors import NOT_SUPPORTED, InferenceServerError
 from perfprobe.client.model import ModelDescription
-
-if TYPE_CHECKING:
-    from perfprobe.client.errors import InferenceServerError
 from perfprobe.client.tensors import InferInput, InferResult, RequestedOutput
 
 # callback for async and streamed inference: exactly one of result / error is set
@@ -51,8 +49,6 @@ def retry_while_in_use(call: Callable[[], None], attempts: int = 50, pause_s: fl
     after the client already has the result; unregistering then fails with "in use".
     """
     import time
-
-    from perfprobe.client.errors import InferenceServerError
 
     for attempt in range(attempts):
         try:
@@ -108,8 +104,6 @@ class InferenceClient(ABC):
 
     def not_supported(self, what: str) -> InferenceServerError:
         """The error for a call this client's server or protocol does not offer."""
-        from perfprobe.client.errors import NOT_SUPPORTED, InferenceServerError
-
         return InferenceServerError(f"{self.protocol}: {what} is not supported here", failure=NOT_SUPPORTED)
 
     @abstractmethod
@@ -135,8 +129,6 @@ class InferenceClient(ABC):
 
         A model the server does not have fails with the models it does have, where it can list them.
         """
-        from perfprobe.client.errors import InferenceServerError
-
         try:
             metadata = self.model_metadata(model_name, model_version)
         except InferenceServerError as exc:
@@ -147,8 +139,6 @@ class InferenceClient(ABC):
 
     def _naming_known_models(self, exc: InferenceServerError) -> InferenceServerError:
         """``exc`` with the server's models added to its message (unchanged when the server cannot list them)."""
-        from perfprobe.client.errors import InferenceServerError
-
         try:
             names = sorted({str(entry.get("name")) for entry in self.repository_index() if entry.get("name")})
         except InferenceServerError:

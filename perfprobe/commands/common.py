@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -23,17 +22,14 @@ def add_declared(
 
     ``defaults`` replaces a declared default for this command (``infer``'s output region size).
     """
-    from perfprobe.runs.options import GROUPS, SweepOptions
+    from perfprobe.runs.options import GROUPS, SweepOptions, default
 
     declared = SweepOptions.declared()
-    values = {f.name: f.default for f in dataclasses.fields(SweepOptions)}
     groups: dict[str | None, Any] = {}
     exclusive: dict[str, Any] = {}
     for name in names:
         how = declared[name]
-        default = (defaults or {}).get(name, values[name])
-        if isinstance(default, dataclasses._MISSING_TYPE):  # a list: its factory's value
-            default = []
+        value = (defaults or {}).get(name, default(name))
         if how.group not in groups:
             groups[how.group] = parser if how.group is None else parser.add_argument_group(GROUPS[how.group])
         home = groups[how.group]
@@ -42,11 +38,11 @@ def add_declared(
                 exclusive[how.exclusive] = home.add_mutually_exclusive_group()
             home = exclusive[how.exclusive]
         flags = [*how.flags, "--" + name.replace("_", "-")]
-        kwargs: dict[str, Any] = {"help": _help(how.help, how.shown_default, default), "dest": name}
-        if isinstance(default, bool):
+        kwargs: dict[str, Any] = {"help": _help(how.help, how.shown_default, value), "dest": name}
+        if isinstance(value, bool):
             kwargs["action"] = "store_true"
         else:
-            kwargs.update(default=default, metavar=how.metavar)
+            kwargs.update(default=value, metavar=how.metavar)
             if how.repeat:
                 kwargs["action"] = "append"
             elif how.kind is not str:
@@ -76,17 +72,11 @@ def connect(
 ) -> Iterator[InferenceClient]:
     """A client for the command's server; with ``--serve``, an embedded server on free ports."""
     from perfprobe.client import make_client
-    from perfprobe.client.factory import check_url
     from perfprobe.client.tls import client_options
-    from perfprobe.errors import UsageError
-    from perfprobe.runs.options import parse_headers, tls_files
+    from perfprobe.runs.options import check_address, parse_headers, tls_files
     from perfprobe.runs.target import server_target
 
-    if args.url:
-        try:
-            check_url(args.url)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+    check_address(args.url)
     tls = client_options(tls_files(args.ssl_ca_file, args.ssl_cert_file, args.ssl_key_file))
     with (
         server_target(args.protocol, args.url, serve=getattr(args, "serve", False), builtin_models=models) as target,

@@ -177,8 +177,11 @@ class LoadEngine:
     # drives it to the end in one step, because everything it awaits there (the sender's call, the
     # runtime's ``nap``, the pacer's wait) blocks its thread or greenlet instead of suspending.
 
-    async def _send_one(self, call: SendCall, key: Any, request: Any, intended: int | None) -> Outcome:
-        """Send one request and record it, whatever happens: no failure of one request ends a worker."""
+    async def _send_one(self, call: SendCall, key: Any, request: Any, intended: int | None) -> tuple[Outcome, int, int]:
+        """Send one request and record it, whatever happens: no failure of one request ends a worker.
+
+        Returns the outcome with the send's start and end (perf_counter_ns), as recorded.
+        """
         sent = _now()
         try:
             outcome = call(request)
@@ -186,8 +189,9 @@ class LoadEngine:
                 outcome = await outcome
         except Exception as exc:  # a sender bug or an unforeseen client failure: an error, counted
             outcome = failed(exc)
-        self._record(key, sent, _now(), outcome, intended)
-        return outcome
+        done = _now()
+        self._record(key, sent, done, outcome, intended)
+        return outcome, sent, done
 
     async def _worker_life(self, worker: _Worker, loop: WorkerLoop) -> None:
         """A worker's life: its sender, its loop, and a loud record if it ends before ``stop``."""
@@ -296,10 +300,10 @@ class LoadEngine:
 
     async def _make_step(self, worker: _Worker, call: SendCall, key: Any, request: Any, intended: int | None) -> None:
         """Send a step as a request and record it, and its sequence when the step ended one."""
-        ticket, sent = worker.ticket, _now()
+        ticket = worker.ticket
         assert ticket is not None and self._feed is not None
-        outcome = await self._send_one(call, key, request, intended)
-        ended = self._feed.settle(ticket, outcome.error, sent, _now())
+        outcome, sent, done = await self._send_one(call, key, request, intended)
+        ended = self._feed.settle(ticket, outcome.error, sent, done)
         worker.ticket = None
         if ended is not None:
             self._record_sequence(key, ended)

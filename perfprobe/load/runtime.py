@@ -93,7 +93,6 @@ class Runtime:
     """Spawn, sleep and wait the way one worker kind does."""
 
     kind = ""
-    is_async = False  # workers' awaits suspend, on an event loop (``spawn`` takes a coroutine function)
 
     def close(self) -> None:
         """Release what the runtime holds between levels (an event loop's thread)."""
@@ -212,7 +211,6 @@ class AsyncioRuntime(Runtime):
     """
 
     kind = "asyncio"
-    is_async = True
 
     def __init__(self) -> None:
         import asyncio

@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 
 from perfprobe.client import InferenceClient
 from perfprobe.load.runtime import Runtime, make_runtime
-from perfprobe.transport import MODES, SendSettings, transport_for
+from perfprobe.transport import SendSettings, transport_for
 from perfprobe.transport.base import Sender
-
-__all__ = ["MODES", "SendPath", "build_send_path", "check_combination"]
 
 
 @dataclass

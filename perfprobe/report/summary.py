@@ -178,28 +178,26 @@ def _level_table(run: SweepRun) -> Table:
     return Table([*header, "stable"], rows)
 
 
-def _us(value: object) -> str:
-    """A microsecond cell as people read it; "–" where it is empty (or NaN once read as a number)."""
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return "–"
-    return "–" if math.isnan(number) else format_us(number)
-
-
 def _cell(figure: Figure, value: object) -> str:
-    """A figure's cell as people read it; "–" where the level has none."""
+    """A figure's cell as people read it."""
+    return _shown(figure.unit, value)
+
+
+def _shown(unit: str, value: object) -> str:
+    """A cell in ``unit`` as people read it; "–" where it is empty (or NaN once read as a number)."""
     if value in ("", None):
         return "–"
     try:
         number = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return str(value)
-    if figure.unit == "us":
+    if math.isnan(number):
+        return "–"
+    if unit == "us":
         return format_us(number)
-    if figure.unit in ("infer/s", "1/s"):
+    if unit in ("infer/s", "1/s"):
         return f"{number:,.1f}"
-    if figure.unit == "count":
+    if unit == "count":
         return f"{number:.0f}"
     return f"{number:g}"
 
@@ -222,8 +220,8 @@ def compare_blocks(run: CompareRun, charts: list[tuple[Path, str]]) -> list[Bloc
             human(int(r["Tensor Bytes"])),
             str(r["Load"]),
             f"{float(r['Inferences/Second']):,.1f}",
-            *(_us(r[column]) for column in ("p50 latency", "p99 latency")),
-            *(_us(r[column]) for column in ("Server Compute Input", "Server Compute Output")),
+            *(_shown("us", r[column]) for column in ("p50 latency", "p99 latency")),
+            *(_shown("us", r[column]) for column in ("Server Compute Input", "Server Compute Output")),
             str(r["Errors"]),
         ]
         for r in run.table.to_dict("records")

@@ -451,6 +451,18 @@ def default(name: str) -> Any:
     return found.default
 
 
+def check_address(url: str | None) -> None:
+    """Refuse, as a usage error, a ``-u`` no client could connect to (``client.factory.check_url`` says why)."""
+    if not url:
+        return
+    from perfprobe.client.factory import check_url
+
+    try:
+        check_url(url)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def tls_files(ca_file: str | None, cert_file: str | None, key_file: str | None) -> TlsFiles | None:
     """The TLS files given (None: none; the URL's scheme alone says whether to use TLS), each checked now."""
     from pathlib import Path

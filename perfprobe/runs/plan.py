@@ -23,6 +23,7 @@ from perfprobe.measure.stability import StabilityRule
 from perfprobe.runs.models import ModelPart, model_names, parse_parts
 from perfprobe.runs.options import (
     SweepOptions,
+    check_address,
     concurrency_text,
     most_in_flight,
     parse_headers,
@@ -33,7 +34,7 @@ from perfprobe.runs.options import (
 )
 from perfprobe.runs.target import Target
 from perfprobe.spread.runtime_env import parse_runtime_env
-from perfprobe.transport import protocols, transport_for
+from perfprobe.transport import transport_for, transports
 
 STOP_GRACE_S = 5.0  # past the request timeout, for workers to notice the stop and close their streams
 PERCENTILES = (50, 90, 95, 99, 99.9)
@@ -295,10 +296,10 @@ def _check_tensor_formats(options: SweepOptions) -> None:
             continue
         transport = transport_for(options.protocol)
         if not transport.json_tensors:
-            able = [transport_for(name) for name in protocols() if transport_for(name).json_tensors]
+            able = [other for other in transports() if other.json_tensors]
             raise UsageError(
-                f"--{side}-tensor-format json is {' or '.join(other.title for other in able)}'s: "
-                f"{transport.title or transport.protocol} carries tensors as bytes; add -i {able[0].protocol}"
+                f"--{side}-tensor-format json is {' or '.join(other.display_name for other in able)}'s: "
+                f"{transport.display_name} carries tensors as bytes; add -i {able[0].protocol}"
             )
         if options.shared_memory != "none":
             raise UsageError(
@@ -368,13 +369,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         from perfprobe.report.summary import parse_budget
 
         parse_budget(options.latency_budget)  # a bad budget stops the run before any load
-    if options.url:
-        from perfprobe.client.factory import check_url
-
-        try:
-            check_url(options.url)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+    check_address(options.url)
     tls = tls_files(options.ssl_ca_file, options.ssl_cert_file, options.ssl_key_file)
     if tls is not None and options.serve:
         raise UsageError("--serve starts a server without TLS: drop the --ssl-* files, or give -u for a TLS server")

@@ -48,14 +48,19 @@ def transport_for(protocol: str) -> Transport:
     return _registered[protocol]
 
 
+def transports() -> list[Transport]:
+    """Every transport a run may ask for, built-in ones first."""
+    return [transport_for(name) for name in protocols()]
+
+
 def connections() -> tuple[str, ...]:
     """Every choice of what carries a load, over all transports that have one (``--grpc-transport``)."""
-    return tuple(dict.fromkeys(choice for name in protocols() for choice in transport_for(name).connections))
+    return tuple(dict.fromkeys(choice for transport in transports() for choice in transport.connections))
 
 
-def transports_with_mode(mode: str) -> list[str]:
-    """The protocols that offer ``mode`` (for a hint when the one asked for does not)."""
-    return [name for name in protocols() if mode in transport_for(name).modes]
+def transports_with_mode(mode: str) -> list[Transport]:
+    """The transports that offer ``mode`` (for a hint when the one asked for does not)."""
+    return [transport for transport in transports() if mode in transport.modes]
 
 
 __all__ = [
@@ -73,5 +78,6 @@ __all__ = [
     "protocols",
     "register",
     "transport_for",
+    "transports",
     "transports_with_mode",
 ]

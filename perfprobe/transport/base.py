@@ -204,6 +204,11 @@ class Transport:
     connections: tuple[str, ...] = ()  # choices of what carries the load (``--grpc-transport``); () none
     json_tensors = False  # tensors may travel as JSON values (``--input-tensor-format json``)
 
+    @property
+    def display_name(self) -> str:
+        """The protocol as messages name it."""
+        return self.title or self.protocol
+
     def client(self, url: str, *, concurrency: int = 1, **options: Any) -> InferenceClient:
         """The protocol's client at ``url``: the control calls, and the connection the load's senders use."""
         raise NotImplementedError(f"{self.protocol} has no client")
@@ -222,19 +227,19 @@ class Transport:
 
         if mode not in MODES:
             raise UsageError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
-        from perfprobe.transport import transport_for, transports_with_mode
+        from perfprobe.transport import transports_with_mode
 
         if mode not in self.modes:
-            others = [transport_for(name) for name in transports_with_mode(mode)]
-            needs = " or ".join(other.title or other.protocol for other in others) or "another protocol"
+            others = transports_with_mode(mode)
+            needs = " or ".join(other.display_name for other in others) or "another protocol"
             hint = f": add -i {others[0].protocol}" if others else ""
-            raise UsageError(f"--mode {mode} needs {needs} ({self.title or self.protocol} does not offer it){hint}")
+            raise UsageError(f"--mode {mode} needs {needs} ({self.display_name} does not offer it){hint}")
         if decoupled and mode not in self.streaming_modes:
             if self.streaming_modes:
                 how = f"--mode {self.streaming_modes[0]}"
             else:
                 streaming = transports_with_mode("stream")
-                how = f"-i {streaming[0]} --mode stream" if streaming else "a transport that streams"
+                how = f"-i {streaming[0].protocol} --mode stream" if streaming else "a transport that streams"
             raise UsageError(f"the model is decoupled: it can only be measured with {how}")
 
     def check_worker_kind(self, kind: str) -> None:
@@ -242,10 +247,10 @@ class Transport:
         if kind in self.worker_kinds:
             return
         from perfprobe.errors import UsageError
-        from perfprobe.transport import protocols, transport_for
+        from perfprobe.transport import transports
 
-        others = [transport_for(name) for name in protocols() if kind in transport_for(name).worker_kinds]
-        drives = " and ".join(other.title or other.protocol for other in others) or "no protocol"
+        others = [other for other in transports() if kind in other.worker_kinds]
+        drives = " and ".join(other.display_name for other in others) or "no protocol"
         kinds = " or ".join(sorted(self.worker_kinds))
         raise UsageError(f"--workers {kind} drives {drives} only; {self.protocol} runs on {kinds} workers")
 
