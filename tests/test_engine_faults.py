@@ -90,3 +90,57 @@ def test_drain_sees_every_request_of_the_window() -> None:
     finally:
         engine.stop()
     assert len(sent) > 20
+
+
+class FakeFailingStatsClient(FakeStatsClient):
+    """Fake: a server whose statistics endpoint answers 500 (it still serves inferences)."""
+
+    def inference_statistics(self, *args: object) -> dict:
+        from perfprobe.client.errors import InferenceServerError
+
+        raise InferenceServerError("statistics are broken", http_status=500)
+
+
+def test_unreadable_statistics_leave_the_server_figures_empty_with_the_reason() -> None:
+    from perfprobe.report.figures import FIGURES, level_values
+
+    sweeper = Sweeper(
+        lambda: LocalLoad.build(ThreadRuntime(), lambda: FakeCountingSender([]), [b"request"]),
+        FakeFailingStatsClient(),
+        ["fake"],
+        SETTINGS,
+    )
+    result = sweeper.run_level("concurrency", 2)
+    assert result.server_unmeasured == "the server's statistics could not be read ([HTTP 500] statistics are broken)"
+    assert f"server figures not measured: {result.server_unmeasured}" in result.warnings
+    values = level_values(result, 1)
+    server_columns = [figure.column for figure in FIGURES if figure.from_server]
+    assert "Server Queue" in server_columns and "Network+Server Send/Recv" in server_columns
+    assert all(values[column] == "" for column in server_columns), {c: values[c] for c in server_columns}
+    assert values["Completed"] > 0 and values["p99 latency"] != ""
+
+
+class FakeCountingSender(Sender):
+    """Fake: answers at once and notes every send."""
+
+    def __init__(self, sent: list[int]) -> None:
+        self.sent = sent
+
+    def call(self, request: object) -> Outcome:
+        self.sent.append(1)
+        return Outcome()
+
+
+def test_a_drained_level_sends_nothing_no_window_or_warm_up_accounts_for() -> None:
+    """A server's own count of a closed-loop level is its windows' and its warm-up's requests, exactly."""
+    sent: list[int] = []
+    sweeper = Sweeper(
+        lambda: LocalLoad.build(ThreadRuntime(), lambda: FakeCountingSender(sent), [b"request"]),
+        FakeStatsClient(),
+        ["fake"],
+        MeasureSettings(window_ms=100, stability=StabilityRule(2, 0.9), max_trials=3),
+    )
+    result = sweeper.run_level("concurrency", 3)
+    assert result.warmup is not None
+    recorded = sum(w.stats.completed + w.stats.error_count for w in result.windows)
+    assert len(sent) == recorded + result.warmup.completed + result.warmup.error_count

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from perfprobe.client.abilities import absent_call
 from perfprobe.client.errors import NOT_SUPPORTED, InferenceServerError
 from perfprobe.client.model import ModelDescription
 from perfprobe.client.tensors import InferInput, InferResult, RequestedOutput
@@ -128,6 +129,7 @@ class InferenceClient(ABC):
         """Metadata and configuration decoded into one typed description.
 
         A model the server does not have fails with the models it does have, where it can list them.
+        A server without the model-configuration extension gives a description from metadata alone.
         """
         try:
             metadata = self.model_metadata(model_name, model_version)
@@ -135,12 +137,18 @@ class InferenceClient(ABC):
             if exc.http_status not in (400, 404) and exc.grpc_code not in ("NOT_FOUND", "INVALID_ARGUMENT"):
                 raise
             raise self._naming_known_models(exc) from None
-        return ModelDescription.from_dicts(metadata, self.model_config(model_name, model_version))
+        try:
+            config: dict[str, Any] | None = self.model_config(model_name, model_version)
+        except InferenceServerError as exc:
+            if not absent_call(exc):
+                raise
+            config = None
+        return ModelDescription.from_dicts(metadata, config)
 
     def _naming_known_models(self, exc: InferenceServerError) -> InferenceServerError:
         """``exc`` with the server's models added to its message (unchanged when the server cannot list them)."""
         try:
-            names = sorted({str(entry.get("name")) for entry in self.repository_index() if entry.get("name")})
+            names = self.model_names()
         except InferenceServerError:
             return exc
         known = ", ".join(names) if names else "none"
@@ -151,6 +159,10 @@ class InferenceClient(ABC):
             debug=exc.debug,
             failure=exc.failure,
         )
+
+    def model_names(self) -> list[str]:
+        """The names of the models the server has (from its repository index)."""
+        return sorted({str(entry.get("name")) for entry in self.repository_index() if entry.get("name")})
 
     def inference_statistics(self, model_name: str = "", model_version: str = "") -> dict[str, Any]:
         raise self.not_supported("inference statistics (Triton's statistics extension)")

@@ -20,6 +20,7 @@ from geventhttpclient import HTTPClient
 from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 
 from perfprobe.client import datatypes
+from perfprobe.client.abilities import absent_call
 from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback, retry_while_in_use
 from perfprobe.client.compression import check_algorithm, compress, decompressed_answer
 from perfprobe.client.errors import TIMEOUT, UNREACHABLE, InferenceServerError
@@ -178,6 +179,16 @@ class HttpClient(InferenceClient):
     def repository_index(self, ready_only: bool = False) -> list[dict[str, Any]]:
         return self._json("POST", "/v2/repository/index", {"ready": ready_only})
 
+    def model_names(self) -> list[str]:
+        """The repository index's models; KServe's ModelServer, which has no index, lists them at ``GET /v2/models``."""
+        try:
+            return super().model_names()
+        except InferenceServerError as exc:
+            if not absent_call(exc):
+                raise
+        listed = self._json("GET", "/v2/models").get("models") or []
+        return sorted(str(item.get("name") if isinstance(item, dict) else item) for item in listed)
+
     def load_model(self, model_name: str, config: str | None = None) -> None:
         body: dict[str, Any] = {"parameters": {"config": config}} if config else {}
         self._json("POST", f"/v2/repository/models/{quote(model_name, safe='')}/load", body)
@@ -275,7 +286,8 @@ class HttpClient(InferenceClient):
     def _assemble(self, uri: str, model_name: str, header: dict[str, Any], binary: tuple[bytes, ...]) -> HttpRequest:
         """The wire form of a request: JSON header, binary tensors, HTTP head (compressed when asked)."""
         json_part = json.dumps(header, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/octet-stream"}
+        # JSON alone is application/json (MLServer refuses it as anything else); with tensors after it, bytes
+        headers = {"Content-Type": "application/octet-stream" if binary else "application/json"}
         body = json_part
         if binary:
             body = b"".join([json_part, *binary])
@@ -425,7 +437,7 @@ def _decode_result(payload: bytes, header_length: int | None) -> InferResult:
     offset = header_length or 0
     outputs: list[OutputTensor] = []
     buffers: dict[str, Any] = {}
-    for item in header.get("outputs", []):
+    for item in header.get("outputs") or []:
         params = item.get("parameters") or {}
         meta = OutputTensor(item["name"], item["datatype"], list(item["shape"]), params)
         outputs.append(meta)
@@ -437,8 +449,8 @@ def _decode_result(payload: bytes, header_length: int | None) -> InferResult:
             buffers[meta.name] = item["data"]
     return InferResult(
         model_name=header.get("model_name", ""),
-        model_version=header.get("model_version", ""),
-        request_id=header.get("id", ""),
+        model_version=header.get("model_version") or "",
+        request_id=header.get("id") or "",
         outputs=outputs,
         buffers=buffers,
         parameters=header.get("parameters") or {},
@@ -463,14 +475,23 @@ def _not_http(url: str, exc: BaseException) -> UsageError:
 
 
 def _error(status: int, payload: bytes) -> InferenceServerError:
-    """The server's own reason (Triton's ``{"error": ...}``); one line of anything else."""
+    """The server's own reason (KServe v2's ``{"error": ...}``, a FastAPI server's ``{"detail": ...}``);
+    one line of anything else."""
     try:
-        message = json.loads(payload).get("error", "")
+        answer = json.loads(payload)
+        message = answer.get("error") or _detail(answer.get("detail"))
     except (ValueError, AttributeError):
         message = _one_line(payload.decode("utf-8", "replace"))
         if message:
             message = f"not a KServe v2 answer: {message}"
     return InferenceServerError(message or f"HTTP status {status}", http_status=status)
+
+
+def _detail(detail: Any) -> str:
+    """A FastAPI ``detail``: text, or a list of validation errors (their first ``msg``)."""
+    if isinstance(detail, list) and detail and isinstance(detail[0], dict):
+        detail = detail[0].get("msg", detail[0])
+    return _one_line(str(detail)) if detail else ""
 
 
 def _one_line(text: str, limit: int = 160) -> str:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from perfprobe.client.datatypes import config_to_datatype
+
+# the batch limit of a model whose server takes batches without saying how large (no model configuration)
+UNKNOWN_BATCH_LIMIT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,9 @@ class ModelDescription:
     instance_groups: tuple[InstanceGroup, ...] = ()
     response_cache: bool = False
     config: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # False: the server has no model-configuration extension; batching is read from the metadata's
+    # shapes (a -1 first dimension on every input) and its limit is unknown
+    config_known: bool = True
 
     @property
     def batching(self) -> bool:
@@ -101,9 +107,42 @@ class ModelDescription:
                 return spec
         raise KeyError(f"model {self.name!r} has no output {name!r}; outputs: {[s.name for s in self.outputs]}")
 
+    def with_inputs(self, inputs: tuple[TensorSpec, ...], batching: bool) -> ModelDescription:
+        """The model with inputs the user described (its server lists none); ``batching``: -b > 1 asked."""
+        return replace(self, inputs=inputs, max_batch_size=UNKNOWN_BATCH_LIMIT if batching else 0)
+
     @classmethod
-    def from_dicts(cls, metadata: dict[str, Any], config: dict[str, Any]) -> ModelDescription:
-        """Parse JSON-shaped metadata and config (proto field names, as Triton's HTTP API returns)."""
+    def from_metadata(cls, metadata: dict[str, Any]) -> ModelDescription:
+        """A model of a server without the model-configuration extension: what its metadata says.
+
+        The metadata's shapes include the batch dimension; a model whose every input starts with -1
+        takes batches (how many at most, it does not say), and its shapes are kept without it.
+        """
+        inputs = [_metadata_spec(item) for item in metadata.get("inputs") or []]
+        outputs = [_metadata_spec(item) for item in metadata.get("outputs") or []]
+        batching = bool(inputs) and all(spec.shape[:1] == (-1,) for spec in inputs)
+        if batching:
+            inputs = [replace(spec, shape=spec.shape[1:]) for spec in inputs]
+            outputs = [replace(spec, shape=spec.shape[1:]) if spec.shape[:1] == (-1,) else spec for spec in outputs]
+        return cls(
+            name=str(metadata.get("name") or ""),
+            versions=tuple(str(v) for v in metadata.get("versions") or []),
+            platform=str(metadata.get("platform") or ""),
+            backend="",
+            max_batch_size=UNKNOWN_BATCH_LIMIT if batching else 0,
+            inputs=tuple(inputs),
+            outputs=tuple(outputs),
+            config_known=False,
+        )
+
+    @classmethod
+    def from_dicts(cls, metadata: dict[str, Any], config: dict[str, Any] | None) -> ModelDescription:
+        """Parse JSON-shaped metadata and config (proto field names, as Triton's HTTP API returns).
+
+        ``config`` None: the server has no model configuration to give (``from_metadata``).
+        """
+        if config is None:
+            return cls.from_metadata(metadata)
         batching = config.get("max_batch_size", 0)
         batch_sched = config.get("dynamic_batching")
         ensemble = config.get("ensemble_scheduling") or {}
@@ -131,6 +170,14 @@ class ModelDescription:
             response_cache=bool((config.get("response_cache") or {}).get("enable", False)),
             config=config,
         )
+
+
+def _metadata_spec(item: dict[str, Any]) -> TensorSpec:
+    return TensorSpec(
+        name=str(item["name"]),
+        datatype=str(item.get("datatype", "")),
+        shape=tuple(int(d) for d in item.get("shape", [])),
+    )
 
 
 def _tensor_spec(item: dict[str, Any]) -> TensorSpec:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from perfprobe.client.abilities import TITLES, ServerAbilities, absent_call, learn
+from perfprobe.client.errors import InferenceServerError
 from perfprobe.client.model import ModelDescription
 from perfprobe.commands.common import add_connection_options, connect
 from perfprobe.report.text_table import format_table
@@ -32,7 +34,7 @@ def render_description(model: ModelDescription) -> str:
         ["name", model.name],
         ["versions", ", ".join(model.versions) or "-"],
         ["platform / backend", f"{model.platform or '-'} / {model.backend or '-'}"],
-        ["max_batch_size", str(model.max_batch_size)],
+        ["max_batch_size", str(model.max_batch_size) if model.config_known else _unsaid_batching(model)],
         ["decoupled", "yes" if model.decoupled else "no"],
         ["dynamic batching", _batching(model)],
         ["sequence batching", _sequences(model)],
@@ -54,12 +56,35 @@ def render_description(model: ModelDescription) -> str:
         for role, specs in (("input", model.inputs), ("output", model.outputs))
         for spec in specs
     ]
-    return "\n\n".join(
-        [
-            format_table(["property", "value"], facts),
-            format_table(["role", "name", "datatype", "dims (no batch)", "format", ""], tensors),
-        ]
-    )
+    parts = [format_table(["property", "value"], facts)]
+    if tensors:
+        parts.append(format_table(["role", "name", "datatype", "dims (no batch)", "format", ""], tensors))
+    if not model.inputs:
+        parts.append(
+            "inputs: none listed by the server; a sweep takes them from --input-data FILE.json "
+            "or --shape NAME:d1,d2:DATATYPE"
+        )
+    return "\n\n".join(parts)
+
+
+def _unsaid_batching(model: ModelDescription) -> str:
+    """A model without a configuration: what its metadata says of batching."""
+    if model.batching:
+        return "unknown (no model configuration; its inputs' -1 first dimension batches)"
+    return "unknown (no model configuration): -b above 1 batches the shapes you give"
+
+
+def _has(abilities: ServerAbilities, extension: str) -> str:
+    if abilities.has(extension):
+        return "yes"
+    return "no" if extension in abilities.probed else "not listed"
+
+
+def render_abilities(abilities: ServerAbilities) -> str:
+    """The server and which of the extensions perfprobe uses it has."""
+    rows = [[TITLES[name], _has(abilities, name)] for name in TITLES]
+    listed = ", ".join(abilities.listed) or "none"
+    return f"server: {abilities.title} (lists: {listed})\n\n" + format_table(["extension", "has"], rows)
 
 
 def _batching(model: ModelDescription) -> str:
@@ -72,13 +97,22 @@ def _batching(model: ModelDescription) -> str:
 
 def run_describe(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        print(render_description(client.describe_model(args.model, args.version)))
+        model = client.describe_model(args.model, args.version)
+        abilities = learn(client, model.name, model.config_known)
+    print(render_description(model))
+    print()
+    print(render_abilities(abilities))
     return 0
 
 
 def run_models(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        index = client.repository_index()
+        try:
+            index = client.repository_index()
+        except InferenceServerError as exc:
+            if not absent_call(exc):
+                raise
+            index = [{"name": name} for name in client.model_names()]  # no repository index: names only
     rows = [
         [m.get("name", ""), str(m.get("version", "")) or "-", m.get("state", "") or "-", m.get("reason", "")]
         for m in index

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 from pathlib import Path
 
 import numpy as np
 
 from perfprobe.client import InferenceClient, InferInput, InferResult, RequestedOutput
+from perfprobe.client.abilities import ServerAbilities
+from perfprobe.client.errors import InferenceServerError
 from perfprobe.client.model import ModelDescription
 from perfprobe.commands.common import add_connection_options, add_shared_memory_options, connect
 from perfprobe.data import images, synthetic
@@ -34,11 +37,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--shape",
         action="append",
         default=[],
-        metavar="NAME:d1,d2",
-        help="shape of an input with variable dimensions (generated data)",
+        metavar="NAME:d1,d2[:TYPE]",
+        help="shape of an input with variable dimensions; add :DATATYPE where the server lists no inputs",
     )
     parser.add_argument(
-        "--input-data", choices=synthetic.DATA_KINDS, default="random", help="generated data kind (default random)"
+        "--input-data", default="random", help="zero, random or a JSON data file, its first item sent (default random)"
     )
     add_shared_memory_options(parser, 1 << 16)
     parser.add_argument("image", nargs="?", help="an image file or a folder of images")
@@ -125,7 +128,7 @@ def _send_by_mode(
 ) -> InferResult:
     """One request by the chosen path: sync, async (callback) or a gRPC stream."""
     if not (args.use_async or args.streaming):
-        return client.infer(model, inputs, outputs)
+        return _infer_either_format(client, model, inputs, outputs)
     done = threading.Event()
     box: dict[str, object] = {}
 
@@ -147,6 +150,25 @@ def _send_by_mode(
     if box["error"] is not None:
         raise box["error"]  # type: ignore[misc]
     return box["result"]  # type: ignore[return-value]
+
+
+def _infer_either_format(
+    client: InferenceClient, model: str, inputs: list[InferInput], outputs: list[RequestedOutput]
+) -> InferResult:
+    """One plain request, binary; as JSON values where the server refuses binary tensors (MLServer)."""
+    try:
+        return client.infer(model, inputs, outputs)
+    except InferenceServerError as exc:
+        if client.protocol != "http" or exc.http_status not in (400, 415, 422) or _has_binary(client):
+            raise
+    as_json = [RequestedOutput(out.name, binary=False, class_count=out.class_count) for out in outputs]
+    result = client.send(client.build_request(model, inputs, as_json, binary_inputs=False))
+    print("note: tensors sent as JSON values: the server refused binary tensor data", file=sys.stderr)
+    return result
+
+
+def _has_binary(client: InferenceClient) -> bool:
+    return "binary_tensor_data" in ServerAbilities.from_metadata(client.server_metadata()).extensions
 
 
 def _classify(client: InferenceClient, model: ModelDescription, files: list[Path], args: argparse.Namespace) -> None:
@@ -178,8 +200,18 @@ def _classify(client: InferenceClient, model: ModelDescription, files: list[Path
 
 
 def _generated(client: InferenceClient, model: ModelDescription, args: argparse.Namespace) -> None:
-    shapes = synthetic.parse_shape_option(args.shape)
-    arrays = synthetic.generate_inputs(model, args.batch_size, shapes, args.input_data)
+    from perfprobe.load import dataset
+
+    options = dataset.DataOptions(
+        source=args.input_data,
+        batch_size=args.batch_size,
+        shapes=synthetic.parse_shape_option(args.shape),
+        datatypes=synthetic.parse_shape_datatypes(args.shape),
+    )
+    model, note = dataset.with_described_inputs(model, options)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    arrays = dataset.load_items(model, options)[0]
     inputs = [InferInput(name, array, model.input(name).datatype) for name, array in arrays.items()]
     outputs = [RequestedOutput(spec.name) for spec in model.outputs]
     result = _send(client, model.name, inputs, outputs, args)

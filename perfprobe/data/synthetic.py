@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from perfprobe.client.datatypes import numpy_dtype
+from perfprobe.client.datatypes import DATATYPES, numpy_dtype
 from perfprobe.client.model import ModelDescription, TensorSpec
 from perfprobe.errors import UsageError
 
@@ -18,20 +18,31 @@ DATA_KINDS = ("random", "zero")
 
 
 def parse_shape_option(values: Sequence[str]) -> dict[str, tuple[int, ...]]:
-    """Parse ``NAME:d1,d2`` options into {name: dims}."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    for value in values:
-        name, sep, dims = value.rpartition(":")
-        if not sep or not name:
-            raise UsageError(f"--shape {value!r}: expected NAME:d1,d2,...")
-        try:
-            parsed = tuple(int(d) for d in dims.split(",") if d.strip())
-        except ValueError:
-            raise UsageError(f"--shape {value!r}: dimensions must be whole numbers") from None
-        if not parsed or any(d <= 0 for d in parsed):
-            raise UsageError(f"--shape {value!r}: dimensions must be positive")
-        shapes[name] = parsed
-    return shapes
+    """Parse ``NAME:d1,d2[:DATATYPE]`` options into {name: dims}."""
+    return {name: dims for name, dims, _ in map(_split_shape, values)}
+
+
+def parse_shape_datatypes(values: Sequence[str]) -> dict[str, str]:
+    """The datatypes ``--shape NAME:d1,d2:DATATYPE`` gave (for a model whose server lists no inputs)."""
+    return {name: datatype for name, _, datatype in map(_split_shape, values) if datatype}
+
+
+def _split_shape(value: str) -> tuple[str, tuple[int, ...], str]:
+    head, sep, last = value.rpartition(":")
+    datatype = ""
+    if sep and last.strip().upper() in DATATYPES:
+        datatype = last.strip().upper()
+        head, sep, last = head.rpartition(":")
+    name, dims = head, last
+    if not sep or not name:
+        raise UsageError(f"--shape {value!r}: expected NAME:d1,d2,... (and :DATATYPE where the server lists no inputs)")
+    try:
+        parsed = tuple(int(d) for d in dims.split(",") if d.strip())
+    except ValueError:
+        raise UsageError(f"--shape {value!r}: dimensions must be whole numbers") from None
+    if not parsed or any(d <= 0 for d in parsed):
+        raise UsageError(f"--shape {value!r}: dimensions must be positive")
+    return name, parsed, datatype
 
 
 def resolve_shape(spec: TensorSpec, overrides: Mapping[str, tuple[int, ...]]) -> tuple[int, ...]:

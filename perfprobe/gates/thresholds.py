@@ -134,6 +134,8 @@ def check(run: SweepRun, threshold: Threshold) -> list[Outcome]:
             why = f"the run has no {threshold.metric.name} at this level" + (
                 " (several models: scope it with @model=NAME)" if run.model_names else ""
             )
+            if level.server_unmeasured and level_metrics.from_server(threshold.metric.name):
+                why = f"{threshold.metric.name}: not measured: {level.server_unmeasured}"
             outcomes.append(Outcome(threshold.text, "threshold", level.label, FAILED, "not measured", wanted, why))
             continue
         status = PASSED if threshold.passes(value) else FAILED

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from perfprobe.client import InferenceClient, RequestedOutput, RequestOptions
-from perfprobe.client.datatypes import BINARY_ONLY, numpy_dtype, to_wire_array
-from perfprobe.client.model import ModelDescription
+from perfprobe.client.datatypes import BINARY_ONLY, DATATYPES, numpy_dtype, to_wire_array
+from perfprobe.client.model import ModelDescription, TensorSpec
 from perfprobe.data import synthetic
 from perfprobe.errors import UsageError
 from perfprobe.load.trace import RequestTrace
@@ -30,9 +30,107 @@ class DataOptions:
     source: str = "random"  # zero | random | FILE.json | DIR
     batch_size: int = 1
     shapes: Mapping[str, tuple[int, ...]] | None = None
+    datatypes: Mapping[str, str] | None = None  # --shape NAME:dims:TYPE, for a model whose server lists no inputs
     string_length: int = 16
     items: int = 1  # distinct generated items
     seed: int = 0
+
+
+def with_described_inputs(model: ModelDescription, options: DataOptions) -> tuple[ModelDescription, str]:
+    """A model whose server lists no inputs, with the inputs the user's data describes, and a note saying so.
+
+    They come from the first item of ``--input-data FILE.json`` (names, shapes; a tensor's
+    ``datatype`` where given, else read from its values) or from ``--shape NAME:dims:DATATYPE``.
+    With ``-b`` above 1 the shapes are one sample's and the batch dimension is added in front.
+    A model with inputs is returned as it is (and an empty note).
+    """
+    if model.inputs:
+        return model, ""
+    path = Path(options.source)
+    if options.source not in synthetic.DATA_KINDS and path.is_file():
+        specs, guessed = _specs_from_json(path, options)
+        source = f"--input-data {path.name}" + (" (datatypes read from the values)" if guessed else "")
+    else:
+        specs = _specs_from_shapes(model, options)
+        source = "--shape"
+    described = ", ".join(f"{spec.name} {spec.datatype} {list(spec.shape)}" for spec in specs)
+    note = f"{model.name}: the server lists no inputs; sending {described} as {source} describes them"
+    return model.with_inputs(tuple(specs), batching=options.batch_size > 1), note
+
+
+def _no_inputs_known(model: ModelDescription) -> UsageError:
+    return UsageError(
+        f"{model.name}: the server does not say which inputs it takes; describe them with --input-data FILE.json "
+        "(perf_analyzer's format: content and shape per input) or --shape NAME:d1,d2:DATATYPE per input"
+    )
+
+
+def _specs_from_shapes(model: ModelDescription, options: DataOptions) -> list[TensorSpec]:
+    shapes, datatypes = dict(options.shapes or {}), dict(options.datatypes or {})
+    if not shapes:
+        raise _no_inputs_known(model)
+    untyped = sorted(set(shapes) - set(datatypes))
+    if untyped:
+        raise UsageError(
+            f"{model.name}: the server does not say the datatype of {', '.join(untyped)}; "
+            f"add it to --shape ({untyped[0]}:{','.join(map(str, shapes[untyped[0]]))}:INT32, FP32, ...)"
+        )
+    return [TensorSpec(name, datatypes[name], dims) for name, dims in shapes.items()]
+
+
+def _specs_from_json(path: Path, options: DataOptions) -> tuple[list[TensorSpec], bool]:
+    """The inputs the file's first item names (its first step, for sequence data); whether a datatype was guessed."""
+    first = _json_entries(path)[0]
+    if isinstance(first, list) and first:
+        first = first[0]
+    if not isinstance(first, dict) or not first:
+        raise UsageError(f"{path}: item 0 names no inputs")
+    specs, guessed = [], False
+    for name, value in first.items():
+        where = f"{path} item 0: input {name}"
+        content = value.get("content", value.get("b64")) if isinstance(value, dict) else value
+        datatype = str(value.get("datatype", "")).upper() if isinstance(value, dict) else ""
+        if not datatype:
+            if isinstance(value, dict) and "b64" in value:
+                raise UsageError(f'{where}: base64 data needs its "datatype" (the server does not say it)')
+            datatype, guessed = _datatype_of(content, where), True
+        elif datatype not in DATATYPES:
+            raise UsageError(f"{where}: unknown datatype {datatype!r}")
+        if isinstance(value, dict) and "shape" in value:
+            shape = _json_shape(value["shape"], where)
+        elif name in (options.shapes or {}):
+            shape = tuple((options.shapes or {})[name])
+        elif isinstance(value, dict) and "b64" in value:
+            raise UsageError(f"{where}: base64 data needs its 'shape' (the server does not say it)")
+        else:
+            shape = _datatype_shape(content, where)
+        specs.append(TensorSpec(name, datatype, tuple(int(d) for d in shape)))
+    return specs, guessed
+
+
+def _datatype_shape(content: Any, where: str) -> tuple[int, ...]:
+    try:
+        return tuple(np.asarray(content).shape)
+    except ValueError:
+        raise UsageError(f"{where}: its values are not a regular array; give its 'shape'") from None
+
+
+def _datatype_of(content: Any, where: str) -> str:
+    """The datatype JSON values imply: whole numbers INT32 (INT64 when they need it), numbers FP32, text BYTES."""
+    try:
+        array = np.asarray(content)
+    except ValueError:
+        raise UsageError(f"{where}: its values are not a regular array") from None
+    if array.dtype.kind == "b":
+        return "BOOL"
+    if array.dtype.kind in "iu":
+        fits = array.size == 0 or (array.min() >= np.iinfo(np.int32).min and array.max() <= np.iinfo(np.int32).max)
+        return "INT32" if fits else "INT64"
+    if array.dtype.kind == "f":
+        return "FP32"
+    if array.dtype.kind in "US":
+        return "BYTES"
+    raise UsageError(f'{where}: cannot tell its datatype from its values; give "datatype"')
 
 
 def load_items(model: ModelDescription, options: DataOptions) -> list[dict[str, np.ndarray]]:

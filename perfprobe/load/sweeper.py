@@ -75,6 +75,8 @@ class LevelResult:
     target_model: str = ""
     stability_windows: int = 3
     trace: dict[str, float | int | bool] | None = None  # a replayed trace: its requests, sends made, how much
+    server_unmeasured: str = ""  # why the level has no server-side figures ("" when it has them)
+    warmup: WindowStats | None = None  # what the warm-up sent: unreported, but the server served it
 
     @property
     def reported(self) -> list[WindowRecord]:
@@ -124,6 +126,7 @@ class LevelResult:
             stable=self.stable,
             target_model=name,
             stability_windows=self.stability_windows,
+            server_unmeasured=self.server_unmeasured,
         )
         for window in self.windows:
             server = {model: delta for model, delta in window.server.items() if model in (name, *composing)}
@@ -147,8 +150,12 @@ class Sweeper:
         settings: MeasureSettings,
         metrics_url: str | None = None,
         on_window: Callable[[LevelResult, WindowRecord], None] | None = None,
+        statistics_missing: str = "",
     ) -> None:
+        """``statistics_missing``: why the server's statistics cannot be read (an absent extension)."""
         self.make_load = make_load
+        self.statistics_missing = statistics_missing
+        self.statistics_failure = ""  # the last reason a read of the statistics failed
         self.stats_client = stats_client
         self.model_names = model_names
         self.settings = settings
@@ -157,9 +164,12 @@ class Sweeper:
         self.server_watch = ServerWatch(stats_client)
 
     def _snapshot(self) -> dict[str, server_stats.ModelCounters]:
+        if self.statistics_missing:
+            return {}
         try:
             return server_stats.snapshot(self.stats_client, self.model_names)
-        except Exception:  # a server that stopped answering: keep measuring the client side
+        except Exception as exc:  # a server that stopped answering: keep measuring the client side
+            self.statistics_failure = str(exc) or type(exc).__name__
             return {}
 
     def _settled_snapshot(
@@ -207,6 +217,7 @@ class Sweeper:
                 assert schedule is not None
                 load.start_open(schedule, max_inflight)
             warm = self._warm_up(load, result, drain)
+            result.warmup = warm.stats
             # taken while drained (closed loop), once the server counted the warm-up: it matches the window start;
             # a trace's first sends go out as the window opens, so its server counts start before the load
             if warm.drained:
@@ -239,20 +250,14 @@ class Sweeper:
                 before = after
                 result.windows.append(record)
                 self._check_workers(load, result)
-                load.open_window(resume=drain)
                 latencies = [w.latency_value(settings.stability.latency_key) for w in result.windows]
                 throughputs = [w.stats.throughput(settings.batch_size) for w in result.windows]
                 result.stable = settings.stability.is_stable(throughputs, latencies)
                 if self.on_window:
                     self.on_window(result, record)
-                if once:
-                    if replayed:
-                        break
-                    continue
-                if result.stable:
-                    break
-                if all(w.stats.completed == 0 for w in result.windows[-2:]) and len(result.windows) >= 2:
-                    break  # nothing succeeds: more windows will not change that
+                if self._level_done(result, once, replayed) or len(result.windows) == settings.max_trials:
+                    break  # a drained load stays paused: nothing is sent that no window would report
+                load.open_window(resume=drain)
             if trace is not None:
                 self._trace_progress(result, trace.offsets_ns, load.health(), once)
             finish_within = settings.finish_timeout_s
@@ -266,6 +271,16 @@ class Sweeper:
                 result.warnings.append("some workers did not stop in time (requests still outstanding)")
         self._diagnose(result, load_kind == "rate", schedule_rate=level if trace is None else None)
         return result
+
+    @staticmethod
+    def _level_done(result: LevelResult, once: bool, replayed: bool) -> bool:
+        """Whether the windows so far end the level: stable, a trace replayed once, or nothing succeeding."""
+        if once:
+            return replayed
+        if result.stable:
+            return True
+        # nothing succeeds: more windows will not change that
+        return len(result.windows) >= 2 and all(w.stats.completed == 0 for w in result.windows[-2:])
 
     def _let_answers_come(self, load: WindowedLoad, timeout_s: float) -> None:
         """Before the workers stop, with the server still there: let the requests in flight come back.
@@ -379,6 +394,7 @@ class Sweeper:
             )
         if merged.error_count and not merged.completed:
             result.warnings.append("no successful request: the level has no latency figures")
+        self._server_unmeasured(result)
         if merged.errors:
             codes = ", ".join(f"{code} x{count}" for code, count in sorted(merged.errors.items()))
             reasons = merged.top_reasons()
@@ -392,6 +408,19 @@ class Sweeper:
         if merged.dropped:
             result.warnings.append(f"{merged.dropped} late answers to timed-out requests were dropped")
         self._foreign_load(result)
+
+    def _server_unmeasured(self, result: LevelResult) -> None:
+        """A level without the server's statistics says why; its server figures stay empty."""
+        if any(result.target_model in w.server for w in result.reported):
+            return
+        if self.statistics_missing:
+            reason = self.statistics_missing
+        elif self.statistics_failure:
+            reason = f"the server's statistics could not be read ({self.statistics_failure})"
+        else:
+            reason = f"the server's statistics did not include {result.target_model}"
+        result.server_unmeasured = reason
+        result.warnings.append(f"server figures not measured: {reason}")
 
     def _client_cpu(self, result: LevelResult, merged: WindowStats) -> None:
         """Warn when a load process used most of its core: then perfprobe, not the server, may set the pace."""

@@ -40,21 +40,29 @@ class LevelFacts:
         return total_ns / self.completed / 1000 if self.completed else 0.0
 
     @cached_property
-    def server_us(self) -> dict[str, float]:
-        """Average server time per request by part (queue, compute_*), summed over an ensemble's steps."""
+    def server_us(self) -> dict[str, float] | None:
+        """Average server time per request by part (queue, compute_*), summed over an ensemble's steps.
+
+        None when the level has no server statistics (the server lacks the extension, or they could
+        not be read): then the server's parts are unknown, not zero.
+        """
+        deltas = [delta for name in self.server_models if (delta := self.result.server(name)) is not None]
+        if not deltas:
+            return None
         parts = dict.fromkeys(("queue", "compute_input", "compute_infer", "compute_output"), 0.0)
-        for name in self.server_models:
-            delta = self.result.server(name)
-            if delta is not None:
-                for part in parts:
-                    parts[part] += delta.average_us(part)
+        for delta in deltas:
+            for part in parts:
+                parts[part] += delta.average_us(part)
         return parts
 
     @cached_property
-    def network_us(self) -> float:
-        """What the end-to-end mean leaves once the client's and the server's own parts are taken out."""
-        if not self.completed:
-            return 0.0
+    def network_us(self) -> float | None:
+        """What the end-to-end mean leaves once the client's and the server's own parts are taken out.
+
+        None without server statistics: what is left would hold the server's time too.
+        """
+        if not self.completed or self.server_us is None:
+            return None
         own = self.per_request_us(self.merged.send_ns) + self.per_request_us(self.merged.recv_ns)
         return max(self.merged.latency.mean_us - own - sum(self.server_us.values()), 0.0)
 
@@ -112,6 +120,7 @@ class Figure:
     breakdown: str = ""  # its label in the latency-breakdown chart, stacked in table order ("": not a part)
     chart: str = ""  # the title of a chart of figures against the load level that it is drawn in ("": none)
     per_model: bool = True  # False: a combined row of several models leaves it empty (a server breakdown)
+    from_server: bool = False  # read from the server's statistics: absent (with the reason) without them
 
     @property
     def kind(self) -> str:
@@ -164,7 +173,7 @@ def _server(part: str, column: str, gate: str, summary: str = "", diff: int = 0,
     return Figure(
         column,
         "us",
-        _timed(lambda f: round(f.server_us[part])),
+        _timed(lambda f: round(f.server_us[part]) if f.server_us is not None else ABSENT),
         gate,
         False,
         _server_windows(part),
@@ -172,6 +181,7 @@ def _server(part: str, column: str, gate: str, summary: str = "", diff: int = 0,
         diff,
         per_model=False,
         breakdown=breakdown,
+        from_server=True,
     )
 
 
@@ -201,10 +211,11 @@ PA_FIGURES = [
     Figure(
         "Network+Server Send/Recv",
         "us",
-        _timed(lambda f: round(f.network_us)),
+        _timed(lambda f: round(f.network_us) if f.network_us is not None else ABSENT),
         "network",
         per_model=False,
         breakdown="network + server overhead",
+        from_server=True,
     ),
     _server("queue", "Server Queue", "server_queue", "server queue", diff=8, breakdown="server queue"),
     _server("compute_input", "Server Compute Input", "server_compute_input", breakdown="compute input"),
@@ -231,8 +242,14 @@ OWN_FIGURES = [
     Figure("Completed", "count", lambda f: f.completed),
     Figure("Errors", "count", lambda f: f.merged.error_count, "errors", summary="errors"),
     Figure("Error Rate", "fraction", _error_rate, "error_rate", False, _window_error_rates, diff=9),
-    Figure("Avg Batch Size", "", lambda f: round(f.target.average_batch, 3) if f.target else ABSENT, per_model=False),
-    Figure("Server Success", "count", lambda f: f.target.success_count if f.target else ABSENT),
+    Figure(
+        "Avg Batch Size",
+        "",
+        lambda f: round(f.target.average_batch, 3) if f.target else ABSENT,
+        per_model=False,
+        from_server=True,
+    ),
+    Figure("Server Success", "count", lambda f: f.target.success_count if f.target else ABSENT, from_server=True),
     Figure("Intended p50 latency", "us", lambda f: f.intended.get("p50", ABSENT)),
     Figure("Intended p99 latency", "us", lambda f: f.intended.get("p99", ABSENT)),
     Figure("Late Sends", "count", lambda f: _if(bool(f.merged.intended), f.merged.late_sends)),

@@ -131,6 +131,12 @@ def metric(name: str) -> Metric:
     raise KeyError(f"unknown metric {name.strip()!r}; known: {', '.join(known_names())}")
 
 
+def from_server(name: str) -> bool:
+    """Whether the metric named so is read from the server's statistics."""
+    figure = gated().get(ALIASES.get(name.strip().lower(), name.strip().lower()))
+    return figure is not None and figure.from_server
+
+
 def known_names() -> list[str]:
     named = [name for name in gated() if not _PERCENTILE.match(name)]
     return [*dict.fromkeys([*named, *FROM_HISTOGRAMS]), "pN / p(N) for any percentile"]

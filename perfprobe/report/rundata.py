@@ -41,6 +41,7 @@ class Level:
     stable: bool
     warnings: list[str] = field(default_factory=list)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # several models: each one's entry
+    server_unmeasured: str = ""  # why the level has no server-side figures ("" when it has them)
 
     @property
     def has_latency(self) -> bool:
@@ -233,6 +234,7 @@ def _level(entry: dict[str, Any], load_kind: str, value: float, row: dict[str, A
         stable=bool(entry.get("stable")),
         warnings=list(entry.get("warnings", [])),
         models=entry.get("models", {}),
+        server_unmeasured=str(entry.get("server_unmeasured") or ""),
     )
 
 

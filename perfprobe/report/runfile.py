@@ -20,17 +20,16 @@ SCHEMA_VERSION = 2
 
 
 def new_document(settings: dict[str, Any], server: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
-    """A sweep's document before its first level: what ran, where, with which settings."""
+    """A sweep's document before its first level: what ran, where, with which settings.
+
+    ``server``: its name, version, the extensions it listed, and those the run found it has.
+    """
     from perfprobe import __version__
 
     return {
         "schema_version": SCHEMA_VERSION,
         "perfprobe_version": __version__,
-        "server": {
-            "name": server.get("name"),
-            "version": server.get("version"),
-            "extensions": server.get("extensions", []),
-        },
+        "server": server,
         "model": model,
         "settings": settings,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -83,9 +82,16 @@ def level_entry(result: LevelResult, batch_size: int) -> dict[str, Any]:
         "error_reasons": [{"code": code, "reason": reason, "count": count} for code, reason, count in reasons],
         "reported_windows": [w.stats.index for w in result.reported],
         "windows": windows,
+        **({"server_unmeasured": result.server_unmeasured} if result.server_unmeasured else {}),
+        **({"warmup": _unreported(result.warmup)} if result.warmup is not None else {}),
         **({"processes": [share.as_dict() for share in shares]} if shares else {}),
         **({"trace": result.trace} if result.trace is not None else {}),
     }
+
+
+def _unreported(stats: WindowStats) -> dict[str, Any]:
+    """What the warm-up sent: in no window, yet served (a server's own count includes it)."""
+    return {"completed": stats.completed, "errors": stats.errors}
 
 
 def _sequence_fields(stats: WindowStats) -> dict[str, Any]:

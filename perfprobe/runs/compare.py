@@ -16,14 +16,17 @@ from typing import Any
 import pandas as pd
 
 from perfprobe.client import InferenceClient
+from perfprobe.client.abilities import ServerAbilities, learn
 from perfprobe.client.model import ModelDescription
 from perfprobe.errors import RunInterrupted, UsageError
+from perfprobe.load.dataset import with_described_inputs
 from perfprobe.report import runfile
 from perfprobe.report.results import LOAD_COLUMN
 from perfprobe.runs.observer import RunObserver
 from perfprobe.runs.options import SweepOptions
 from perfprobe.runs.plan import plan
 from perfprobe.runs.result import SweepResult
+from perfprobe.runs.server_check import memory_missing
 from perfprobe.runs.sweep import check_writable, connected, measure_sweep, report_safely
 from perfprobe.runs.target import Target
 from perfprobe.units import human, parse_size
@@ -117,10 +120,12 @@ def compare(
     if out_dir is not None:
         check_writable(out_dir)
     with connected(base_plan) as (target, control):
-        description = control.describe_model(base_plan.model)
+        described = control.describe_model(base_plan.model)
+        description, _ = with_described_inputs(described, base_plan.data)  # each cell's sweep says it
         result = CompareResult(description.name, target.url)
         settings = base_plan.recorded(target)
         result.about = runfile.compare_document(description.name, settings["url"], settings, chosen)
+        _skip_missing_memory(chosen, learn(control, described.name, described.config_known), result)
         _skip_missing_cuda(chosen, base.cuda_device, result)
         try:
             for size, shape_options in shapes_for(description, size_list, list(base.shape)):
@@ -149,8 +154,16 @@ def compare(
     return result
 
 
+def _skip_missing_memory(transports: list[str], abilities: ServerAbilities, result: CompareResult) -> None:
+    """Shared-memory cells the server has no extension for: skipped, and the matrix says why in one line."""
+    for transport in transports:
+        missing = memory_missing(transport, abilities)
+        if missing:
+            result.skipped[transport] = missing
+
+
 def _skip_missing_cuda(transports: list[str], device: int, result: CompareResult) -> None:
-    if "cuda" not in transports:
+    if "cuda" not in transports or "cuda" in result.skipped:
         return
     from perfprobe.shm import cuda
 

@@ -242,9 +242,10 @@ class SweepOptions:
     batch_size: int = option(1, "requests' batch size", flags=("-b",), group="data", kind=int, records="batch_size")
     shape: list[str] = option(
         [],
-        "the shape of an input with variable dimensions (repeatable)",
+        "the shape of an input with variable dimensions (repeatable); add :DATATYPE for a model whose server "
+        "lists no inputs",
         group="data",
-        metavar="NAME:d1,d2",
+        metavar="NAME:d1,d2[:TYPE]",
         repeat=True,
     )
     input_data: str = option("random", "zero, random, a JSON data file or a folder", group="data")

@@ -421,6 +421,7 @@ def plan(options: SweepOptions) -> SweepPlan:
             source=options.input_data,
             batch_size=options.batch_size,
             shapes=synthetic.parse_shape_option(options.shape),
+            datatypes=synthetic.parse_shape_datatypes(options.shape),
             string_length=options.string_length,
             items=options.data_items,
         ),

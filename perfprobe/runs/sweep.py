@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from perfprobe.client import InferenceClient, make_client
+from perfprobe.client.abilities import ServerAbilities, learn
 from perfprobe.client.datatypes import BINARY_ONLY
 from perfprobe.client.model import ModelDescription
 from perfprobe.client.tls import client_options
@@ -32,6 +33,7 @@ from perfprobe.runs.observer import RunObserver, SweepStart
 from perfprobe.runs.options import SweepOptions
 from perfprobe.runs.plan import SweepPlan, plan
 from perfprobe.runs.result import SweepResult
+from perfprobe.runs.server_check import check_shared_memory, check_tensor_format
 from perfprobe.runs.target import Target, server_target
 
 
@@ -96,19 +98,34 @@ def measure_sweep(
     sweep_plan: SweepPlan, target: Target, control: InferenceClient, observer: RunObserver
 ) -> SweepResult:
     """One sweep on a server that is already there (a compare runs several on one server)."""
-    models = [control.describe_model(part.name) for part in sweep_plan.parts]
-    for model in models:
-        check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled)
-        for text in _binary_only_notes(sweep_plan, model):
-            observer.note(text)
+    from perfprobe.load.dataset import with_described_inputs
+
     plans = (
         [_plan_for(sweep_plan, part, first=index == 0) for index, part in enumerate(sweep_plan.parts)]
         if sweep_plan.several
         else [sweep_plan]
     )
-    loads = [
-        _data_and_spec(own, described, own.load_spec(target)) for own, described in zip(plans, models, strict=True)
-    ]
+    models = []
+    for own, part in zip(plans, sweep_plan.parts, strict=True):
+        described, note = with_described_inputs(control.describe_model(part.name), own.data)
+        if note:
+            observer.note(note)
+        models.append(described)
+    abilities = learn(control, models[0].name, models[0].config_known)
+    check_shared_memory(sweep_plan.shared_memory, abilities)
+    for model in models:
+        check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled)
+        for text in _binary_only_notes(sweep_plan, model):
+            observer.note(text)
+    loads = []
+    checked_requests = 0
+    for own, described in zip(plans, models, strict=True):
+        items, spec = _data_and_spec(own, described, own.load_spec(target))
+        check = check_tensor_format(spec, control, described, items, abilities)
+        if check.note:
+            observer.note(check.note)
+        checked_requests += check.served
+        loads.append((items, check.spec))
     spec = loads[0][1]
     with _load_source(sweep_plan, loads, control, models, observer) as source:
         names = [
@@ -119,10 +136,30 @@ def measure_sweep(
             control,
             list(dict.fromkeys(names)),
             sweep_plan.measure,
-            target.metrics_url,
+            _metrics_url(sweep_plan, target, abilities),
             on_window=observer.window,
+            statistics_missing="" if abilities.has("statistics") else abilities.missing("statistics"),
         )
-        return _measure_levels(sweep_plan, target, control, models, sweeper, source, observer, spec)
+        server = ServerFacts(abilities, checked_requests)
+        return _measure_levels(sweep_plan, target, models, sweeper, source, observer, spec, server)
+
+
+@dataclass(frozen=True)
+class ServerFacts:
+    """What the run learned of the server before the load: its abilities, and the requests that cost."""
+
+    abilities: ServerAbilities
+    checked_requests: int  # served before the load, deciding the tensor format (in no window)
+
+
+def _metrics_url(sweep_plan: SweepPlan, target: Target, abilities: ServerAbilities) -> str | None:
+    """Where Triton's Prometheus metrics are: asked for, the embedded server's, or Triton's default port.
+
+    Another server at the default port's address is not this one's: nothing is scraped there.
+    """
+    if sweep_plan.metrics_url or target.embedded or abilities.name == "triton":
+        return target.metrics_url
+    return None
 
 
 def _binary_only_notes(sweep_plan: SweepPlan, model: ModelDescription) -> list[str]:
@@ -307,14 +344,13 @@ def _measure_level(sweep_plan: SweepPlan, sweeper: Sweeper, level: float) -> Lev
 def _measure_levels(
     sweep_plan: SweepPlan,
     target: Target,
-    control: InferenceClient,
     models: list[ModelDescription],
     sweeper: Sweeper,
     source: LoadSource,
     observer: RunObserver,
     spec: LoadSpec,
+    server: ServerFacts,
 ) -> SweepResult:
-    server_meta = control.server_metadata()
     model = models[0]
     model_facts = _model_facts(model)
     if sweep_plan.several:
@@ -322,6 +358,9 @@ def _measure_levels(
     settings = sweep_plan.recorded(target)
     if spec.sequences is not None:
         settings["sequences"] = sweep_plan.recorded_sequences(spec.sequences)
+    settings["checked_requests"] = server.checked_requests
+    if settings.get("tensor_format"):  # what was sent, after the first request's check
+        settings["tensor_format"] = {"input": _format(spec.json_inputs), "output": _format(spec.json_outputs)}
     settings["worker_kind"] = source.worker_kind  # what ran (HTTP async runs on greenlets whatever was asked)
     settings["processes"] = source.processes
     if source.hosts:
@@ -332,7 +371,7 @@ def _measure_levels(
         model=model,
         load_kind=sweep_plan.load_kind,
         batch_size=sweep_plan.data.batch_size,
-        document=runfile.new_document(settings, server_meta, model_facts),
+        document=runfile.new_document(settings, server.abilities.as_dict(), model_facts),
         output_dir=sweep_plan.output_dir,
         parts=sweep_plan.parts if sweep_plan.several else [],
         part_composing={m.name: [step.model_name for step in m.ensemble_steps] for m in models},
@@ -383,6 +422,10 @@ def _measure_levels(
     if result.rows and all(row["Completed"] == 0 for row in result.rows):
         raise AllRequestsFailed("every request failed: " + (result.rows[-1]["Warnings"] or "see the JSON"), result)
     return result
+
+
+def _format(json_values: bool) -> str:
+    return "json" if json_values else "binary"
 
 
 def _model_facts(model: ModelDescription) -> dict[str, Any]:

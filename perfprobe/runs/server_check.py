@@ -1,0 +1,79 @@
+"""Before any load: what the server offers, checked against what the run asks of it.
+
+A KServe v2 server need not have Triton's extensions. The run learns which it has
+(``perfprobe.client.abilities``), refuses at once what cannot work without them (shared memory),
+and over HTTP, where a server that does not list binary tensor data may still take it, one
+request decides: binary when the server takes it, JSON values when it refuses binary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from perfprobe.client import InferenceClient
+from perfprobe.client.abilities import ServerAbilities
+from perfprobe.client.errors import InferenceServerError
+from perfprobe.client.model import ModelDescription
+from perfprobe.errors import UsageError
+from perfprobe.load.prepare import LoadSpec
+from perfprobe.transport import transport_for
+
+MEMORY_EXTENSIONS = {"system": "system_shared_memory", "cuda": "cuda_shared_memory"}
+
+
+def memory_missing(kind: str, abilities: ServerAbilities) -> str:
+    """Why the server cannot take tensors in ``kind`` shared memory ("" when it can, or for the wire)."""
+    extension = MEMORY_EXTENSIONS.get(kind)
+    return abilities.missing(extension) if extension is not None and not abilities.has(extension) else ""
+
+
+def check_shared_memory(kind: str, abilities: ServerAbilities) -> None:
+    """Shared memory the server cannot register: refused before anything is created."""
+    missing = memory_missing(kind, abilities)
+    if missing:
+        raise UsageError(f"--shared-memory {kind}: {missing}; measure over the wire instead")
+
+
+@dataclass(frozen=True)
+class TensorFormatCheck:
+    """What the first request found: the spec to load with, what to tell the user, how many requests it sent.
+
+    ``served``: the requests of the check the server answered (a refused one is not served), so a
+    server's own count of a run is the windows', the warm-ups' and these.
+    """
+
+    spec: LoadSpec
+    note: str
+    served: int
+
+
+def check_tensor_format(
+    spec: LoadSpec, control: InferenceClient, model: ModelDescription, items: list[Any], abilities: ServerAbilities
+) -> TensorFormatCheck:
+    """Binary or JSON tensors, decided by one request when the server does not list binary tensor data.
+
+    A server that refuses the binary request and takes the same tensors as JSON values gets JSON
+    for the whole run, and the run says so. A request refused both ways fails the run with the
+    server's reason (before any load, so no level is measured on requests that all fail).
+    """
+    transport = transport_for(spec.protocol)
+    asked_json = spec.json_inputs and spec.json_outputs
+    if not transport.json_tensors or abilities.has("binary_tensor_data") or asked_json or not items:
+        return TensorFormatCheck(spec, "", 0)
+    if model.sequence_batching or spec.shared_memory != "none":
+        return TensorFormatCheck(spec, "", 0)  # (Triton's: it lists binary tensor data)
+    from perfprobe.load.dataset import build_requests
+
+    first = build_requests(control, model, items[:1], json_inputs=spec.json_inputs, json_outputs=spec.json_outputs)
+    try:
+        control.send(first[0])
+        return TensorFormatCheck(spec, "", 1)
+    except InferenceServerError as exc:
+        if exc.http_status is None or not 400 <= exc.http_status < 500:
+            raise
+        refusal = exc.message
+    as_json = build_requests(control, model, items[:1], json_inputs=True, json_outputs=True)
+    control.send(as_json[0])  # refused too: the server's reason ends the run
+    note = f"{model.name}: tensors sent as JSON values: the server refused binary tensor data ({refusal})"
+    return TensorFormatCheck(replace(spec, json_inputs=True, json_outputs=True), note, 1)
