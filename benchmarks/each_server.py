@@ -6,7 +6,7 @@ request. The servers run one at a time on ``--server-cpus`` and perfprobe on ``-
 neither takes the other's core; rounds alternate the servers' order and the table gives the
 median and range over the rounds.
 
-    python benchmarks/other_servers.py [--rounds 3] [--server-cpus 0 --client-cpus 1]
+    python benchmarks/each_server.py [--rounds 3] [--server-cpus 0 --client-cpus 1]
         [--markdown docs/benchmarks/other-servers.md]
 
 KServe and MLServer run from the environments ``make test`` makes (.venv-kserve, .venv-mlserver).
@@ -34,7 +34,7 @@ from perfprobe.server import EmbeddedServer  # noqa: E402
 
 SERVERS = ("triton", "kserve", "mlserver")
 PROTOCOLS = ("http", "grpc")
-LEVELS = "1,4,16"
+LEVELS = "1:16:x4"
 ITEM = {"INPUT0": {"content": list(range(16)), "shape": [1, 16]}, "INPUT1": {"content": [1] * 16, "shape": [1, 16]}}
 
 
@@ -73,6 +73,7 @@ def main() -> int:
     parser.add_argument("--markdown", help="append the table to this file")
     args = parser.parse_args()
     figures: dict[tuple[str, str, int], dict[str, list[float]]] = {}
+    failed = 0
     with tempfile.TemporaryDirectory() as work:
         data_file = Path(work) / "simple.json"
         data_file.write_text(json.dumps({"data": [ITEM]}))
@@ -80,6 +81,7 @@ def main() -> int:
             order = SERVERS if round_ % 2 == 0 else tuple(reversed(SERVERS))
             for kind in order:
                 for protocol, rows in measure(kind, data_file, args, Path(work) / f"{kind}-{round_}").items():
+                    failed += not rows
                     for level, row in rows.items():
                         cell = figures.setdefault((kind, protocol, level), {"throughput": [], "cpu": []})
                         cell["throughput"].append(float(row["Inferences/Second"]))
@@ -94,6 +96,9 @@ def main() -> int:
             f"| {kind} | {protocol} | {level} | {summary(cell['throughput'], 0)} | {summary(cell['cpu'], 1)} |"
         )
     print("\n".join(lines))
+    if failed:
+        print(f"{failed} sweeps failed: nothing appended", file=sys.stderr)
+        return 1
     if args.markdown:
         stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
         machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
