@@ -7,6 +7,7 @@ Every user mistake ends as one line on stderr and a documented exit code (see
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 import traceback
@@ -25,8 +26,30 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"perfprobe: error: {message}\n")
+        sys.stderr.write(f"perfprobe: error: {message}{self._nearest_options(message)}\n")
         raise SystemExit(exitcodes.USAGE)
+
+    def _nearest_options(self, message: str) -> str:
+        """For a misspelled flag: the options it is closest to (``--concurency``: ``--concurrency``)."""
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        known = sorted(self._all_options())
+        guesses = []
+        for word in message.split(":", 1)[1].split():
+            flag = word.split("=", 1)[0]
+            if flag.startswith("--"):
+                guesses += difflib.get_close_matches(flag, known, n=1, cutoff=0.75)
+        return f" (did you mean {', '.join(dict.fromkeys(guesses))}?)" if guesses else ""
+
+    def _all_options(self) -> set[str]:
+        """Every long option of this parser and of its commands."""
+        options: set[str] = set()
+        for action in self._actions:
+            options.update(flag for flag in action.option_strings if flag.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                for command in action.choices.values():
+                    options.update(command._all_options() if isinstance(command, _Parser) else ())
+        return options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -105,12 +128,19 @@ def _report_failure(exc: Exception, debug: bool) -> int:
         return _fail(exc.exit_code, str(exc))
     if isinstance(exc, InferenceServerError):
         code = exitcodes.SERVER_UNREACHABLE if exc.no_answer else exitcodes.SERVER_ERROR
-        return _fail(code, exc.message if exc.no_answer else f"server: {exc.message}")
+        return _fail(code, exc.message + _no_server_hint(exc) if exc.no_answer else f"server: {exc.message}")
     if isinstance(exc, (ServerNotInstalled, ServerStartError)):
         return _fail(exitcodes.SERVER_UNAVAILABLE, str(exc).splitlines()[0])
     if not debug:
         traceback.print_exc()
     return _fail(exitcodes.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")
+
+
+def _no_server_hint(exc: Exception) -> str:
+    """Nothing listens at the address: how to get a server there."""
+    if "refused" not in str(exc).lower():
+        return ""
+    return " (no server there? `perfprobe serve` starts one, or add --serve to run on an embedded one)"
 
 
 def main() -> None:

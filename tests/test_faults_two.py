@@ -141,6 +141,32 @@ def test_http_pointed_at_the_grpc_port_says_use_grpc_in_one_line(server) -> None
     assert len(lines) == 1 and "use -i grpc" in lines[0], result.stderr
 
 
+def test_grpc_pointed_at_the_http_port_says_use_http_in_one_line(server) -> None:
+    result = run_perfprobe(
+        "sweep", "-i", "grpc", "-m", "simple", "-u", server.http_url, "--concurrency", "1", timeout=60
+    )
+    assert result.returncode == exitcodes.USAGE, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "answers in HTTP/1.1, not gRPC" in lines[0] and "use -i http" in lines[0]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_no_server_at_the_address_says_how_to_start_one(protocol: str) -> None:
+    from perfprobe.server.launcher import free_ports
+
+    nobody = f"127.0.0.1:{free_ports(1)[0]}"
+    result = run_perfprobe("describe", "-i", protocol, "-m", "simple", "-u", nobody, timeout=60)
+    assert result.returncode == exitcodes.SERVER_UNREACHABLE, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "`perfprobe serve` starts one, or add --serve" in lines[0], result.stderr
+
+
+def test_a_misspelled_flag_names_the_nearest_option() -> None:
+    result = run_perfprobe("sweep", "-m", "simple", "--concurency", "2", "--measurment-interval=3", timeout=60)
+    assert result.returncode == exitcodes.USAGE
+    assert result.stderr.strip().endswith("(did you mean --concurrency, --measurement-interval?)"), result.stderr
+
+
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_a_model_the_server_lacks_is_named_with_the_models_it_has(server, tmp_path, protocol: str) -> None:
     result = run_perfprobe(

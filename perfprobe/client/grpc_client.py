@@ -23,6 +23,7 @@ from perfprobe.client.compression import check_algorithm
 from perfprobe.client.errors import UNREACHABLE, InferenceServerError
 from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
 from perfprobe.client.tls import TlsFiles, tls_url
+from perfprobe.errors import UsageError
 
 if TYPE_CHECKING:
     from perfprobe.client.grpc_aio import AioGrpcConnection
@@ -73,6 +74,19 @@ def _error(exc: grpc.RpcError) -> InferenceServerError:
     code = exc.code() if hasattr(exc, "code") else None
     details = exc.details() if hasattr(exc, "details") else str(exc)
     return InferenceServerError(details or str(code), grpc_code=code.name if code else None, debug=exc)
+
+
+def _speaks_http1(address: str, timeout_s: float = 2.0) -> bool:
+    """Whether ``host:port`` answers a plain HTTP/1.1 request (a KServe v2 HTTP port given to gRPC)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as conn:
+            conn.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: perfprobe\r\nConnection: close\r\n\r\n")
+            return conn.recv(16).startswith(b"HTTP/1.")
+    except (OSError, ValueError):
+        return False
 
 
 def set_parameter(target: Any, value: bool | int | float | str) -> None:
@@ -269,7 +283,12 @@ class GrpcClient(InferenceClient):
         try:
             return getattr(self._stub, method)(request, metadata=self._metadata, timeout=self._timeout_s)
         except grpc.RpcError as exc:
-            raise _error(exc) from None
+            error = _error(exc)
+            if error.grpc_code == "UNAVAILABLE" and "refused" not in error.message and _speaks_http1(self.url):
+                raise UsageError(
+                    f"{self.url} answers in HTTP/1.1, not gRPC: if it is the server's HTTP port, use -i http"
+                ) from None
+            raise error from None
 
     # ---- health, metadata, configuration ------------------------------------------
 
