@@ -144,3 +144,29 @@ def test_a_drained_level_sends_nothing_no_window_or_warm_up_accounts_for() -> No
     assert result.warmup is not None
     recorded = sum(w.stats.completed + w.stats.error_count for w in result.windows)
     assert len(sent) == recorded + result.warmup.completed + result.warmup.error_count
+
+
+def test_errors_outside_the_reported_windows_are_said() -> None:
+    """Item 5: the warm-up's errors are in no reported window, yet the level says how many and which."""
+    import threading
+
+    calls = []
+    lock = threading.Lock()
+
+    class FakeEarlyFailingSender(Sender):
+        def call(self, request: object) -> Outcome:
+            with lock:
+                calls.append(1)
+                early = len(calls) <= 20
+            return Outcome(error="UNAVAILABLE", reason="starting up") if early else Outcome()
+
+    settings = MeasureSettings(window_ms=100, stability=StabilityRule(2, 0.9), max_trials=3, warmup_requests=60)
+    sweeper = Sweeper(
+        lambda: LocalLoad.build(ThreadRuntime(), FakeEarlyFailingSender, [b"request"]),
+        FakeStatsClient(),
+        ["fake"],
+        settings,
+    )
+    result = sweeper.run_level("concurrency", 2)
+    assert result.merged().error_count == 0
+    assert "20 errors outside the reported windows (warm-up and earlier windows): UNAVAILABLE x20" in result.warnings

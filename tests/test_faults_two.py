@@ -176,3 +176,77 @@ def test_a_model_the_server_lacks_is_named_with_the_models_it_has(server, tmp_pa
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "resnet5" in lines[0] and "the server has:" in lines[0], result.stderr
     assert "simple" in lines[0].split("the server has:")[1]
+
+
+def test_a_model_unloaded_mid_sweep_fails_the_run_and_keeps_every_level(server, tmp_path) -> None:
+    """Item 4: later levels where every request failed (the model went away) end in exit 4, not 0."""
+    import perfprobe
+    from perfprobe.client import make_client
+    from perfprobe.runs.observer import RunObserver
+
+    class UnloadAfterFirstLevel(RunObserver):
+        def __init__(self) -> None:
+            self.levels = 0
+
+        def level_done(self, level) -> None:  # between levels: no request of ours is in flight
+            self.levels += 1
+            if self.levels == 1:
+                control.unload_model("bytes_echo")
+
+    with make_client("http", server.http_url) as control:
+        try:
+            with pytest.raises(perfprobe.AllRequestsFailed) as failed:
+                perfprobe.sweep(
+                    "bytes_echo",
+                    url=server.http_url,
+                    shape=["INPUT0:4"],
+                    concurrency="1:3",
+                    measurement_interval=300,
+                    max_trials=3,
+                    output_dir=str(tmp_path),
+                    no_report=True,
+                    observer=UnloadAfterFirstLevel(),
+                )
+        finally:
+            control.load_model("bytes_echo")
+    message = str(failed.value)
+    assert message.startswith("every request failed at c=2, c=3 (")
+    assert "bytes_echo is no longer ready on the server" in message
+    assert failed.value.exit_code == exitcodes.SERVER_ERROR
+    rows = (tmp_path / "results.csv").read_text().splitlines()
+    assert len(rows) == 4  # the header and all three levels
+
+
+def test_metrics_of_another_server_are_not_reported_as_this_ones(server, tmp_path) -> None:
+    """Item 7: a metrics page that does not count the measured model is another server's: CPU left empty, said why."""
+    import http.server
+    import json
+    import threading
+
+    class FakeOtherMetrics(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            body = b'nv_cpu_utilization 0.5\nnv_inference_count{model="someone_elses",version="1"} 7\n'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    decoy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeOtherMetrics)
+    threading.Thread(target=decoy.serve_forever, daemon=True).start()
+    decoy_url = f"http://127.0.0.1:{decoy.server_address[1]}/metrics"
+    common = ("sweep", "-m", "simple", "-u", server.http_url, "--concurrency", "1", "--measurement-interval", "300")
+    try:
+        wrong = run_perfprobe(*common, "--metrics-url", decoy_url, "--output-dir", str(tmp_path / "wrong"), timeout=120)
+    finally:
+        decoy.shutdown()
+    assert wrong.returncode == 0, wrong.stderr
+    row = json.loads((tmp_path / "wrong" / "results.json").read_text())["levels"][0]["row"]
+    assert row["Server CPU Util"] == ""
+    assert f"server CPU not measured: the metrics at {decoy_url} do not count simple" in row["Warnings"]
+    right = run_perfprobe(*common, "--metrics-url", server.metrics_url, "--output-dir", str(tmp_path / "right"))
+    assert right.returncode == 0, right.stderr
+    row = json.loads((tmp_path / "right" / "results.json").read_text())["levels"][0]["row"]
+    assert row["Server CPU Util"] != "" and "server CPU not measured" not in row["Warnings"]

@@ -151,10 +151,13 @@ class Sweeper:
         metrics_url: str | None = None,
         on_window: Callable[[LevelResult, WindowRecord], None] | None = None,
         statistics_missing: str = "",
+        metrics_missing: str = "",
     ) -> None:
-        """``statistics_missing``: why the server's statistics cannot be read (an absent extension)."""
+        """``statistics_missing``: why the server's statistics cannot be read (an absent extension);
+        ``metrics_missing``: why there is no ``metrics_url`` to scrape."""
         self.make_load = make_load
         self.statistics_missing = statistics_missing
+        self.metrics_missing = metrics_missing
         self.statistics_failure = ""  # the last reason a read of the statistics failed
         self.stats_client = stats_client
         self.model_names = model_names
@@ -395,11 +398,14 @@ class Sweeper:
         if merged.error_count and not merged.completed:
             result.warnings.append("no successful request: the level has no latency figures")
         self._server_unmeasured(result)
+        if self.metrics_missing:
+            result.warnings.append(f"server CPU not measured: {self.metrics_missing}")
         if merged.errors:
             codes = ", ".join(f"{code} x{count}" for code, count in sorted(merged.errors.items()))
             reasons = merged.top_reasons()
             said = f" (most frequent reason: {reasons[0][0]}: {reasons[0][1]})" if reasons else ""
             result.warnings.append(f"errors: {codes}{said}")
+        self._unreported_errors(result)
         if merged.resent:
             result.warnings.append(
                 f"{merged.resent} requests were sent twice after a stale kept-alive connection "
@@ -408,6 +414,23 @@ class Sweeper:
         if merged.dropped:
             result.warnings.append(f"{merged.dropped} late answers to timed-out requests were dropped")
         self._foreign_load(result)
+
+    @staticmethod
+    def _unreported_errors(result: LevelResult) -> None:
+        """Errors in the warm-up or in windows before the reported ones: not in the level's figures, but said."""
+        reported = {id(window) for window in result.reported}
+        unreported = [w.stats for w in result.windows if id(w) not in reported]
+        if result.warmup is not None:
+            unreported.append(result.warmup)
+        counts: dict[str, int] = {}
+        for stats in unreported:
+            for code, count in stats.errors.items():
+                counts[code] = counts.get(code, 0) + count
+        if counts:
+            codes = ", ".join(f"{code} x{count}" for code, count in sorted(counts.items()))
+            result.warnings.append(
+                f"{sum(counts.values())} errors outside the reported windows (warm-up and earlier windows): {codes}"
+            )
 
     def _server_unmeasured(self, result: LevelResult) -> None:
         """A level without the server's statistics says why; its server figures stay empty."""

@@ -41,6 +41,23 @@ def scrape(url: str, timeout_s: float = 2.0) -> dict[str, float] | None:
         return None
 
 
+def not_this_servers(url: str, model: str, timeout_s: float = 2.0) -> str:
+    """Why the metrics at ``url`` are not known to be the measured server's ("" when they are).
+
+    The page must answer and count inferences of ``model`` (``nv_inference_count{model="..."}``):
+    a port that answers for another server, or nothing at all, must not be reported as this one.
+    """
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            text = response.read().decode("utf-8", "replace")
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return f"no metrics at {url} ({getattr(exc, 'reason', exc)}); give --metrics-url"
+    wanted = f'model="{model}"'
+    if any(line.startswith("nv_inference_count{") and wanted in line for line in text.splitlines()):
+        return ""
+    return f"the metrics at {url} do not count {model}: another server's; give --metrics-url"
+
+
 def default_metrics_url(url: str) -> str:
     """Triton's metrics port (8002) on the host the inference URL names."""
     host = url.split("://")[-1].rsplit(":", 1)[0] or "localhost"

@@ -27,7 +27,9 @@ from perfprobe.load.search import LatencyLimit, search_levels
 from perfprobe.load.sendpath import check_combination
 from perfprobe.load.sweeper import LevelResult, Sweeper
 from perfprobe.load.windowed import WindowedLoad
+from perfprobe.measure import metrics as prometheus
 from perfprobe.report import runfile
+from perfprobe.report.rundata import SHORT_KIND
 from perfprobe.runs.models import ModelPart
 from perfprobe.runs.observer import RunObserver, SweepStart
 from perfprobe.runs.options import SweepOptions
@@ -127,6 +129,7 @@ def measure_sweep(
         checked_requests += check.served
         loads.append((items, check.spec))
     spec = loads[0][1]
+    metrics_url, metrics_missing = _metrics_url(sweep_plan, target, abilities, models[0].name)
     with _load_source(sweep_plan, loads, control, models, observer) as source:
         names = [
             name for described in models for name in (described.name, *(s.model_name for s in described.ensemble_steps))
@@ -136,9 +139,10 @@ def measure_sweep(
             control,
             list(dict.fromkeys(names)),
             sweep_plan.measure,
-            _metrics_url(sweep_plan, target, abilities),
+            metrics_url,
             on_window=observer.window,
             statistics_missing="" if abilities.has("statistics") else abilities.missing("statistics"),
+            metrics_missing=metrics_missing,
         )
         server = ServerFacts(abilities, checked_requests)
         return _measure_levels(sweep_plan, target, models, sweeper, source, observer, spec, server)
@@ -152,14 +156,21 @@ class ServerFacts:
     checked_requests: int  # served before the load, deciding the tensor format (in no window)
 
 
-def _metrics_url(sweep_plan: SweepPlan, target: Target, abilities: ServerAbilities) -> str | None:
-    """Where Triton's Prometheus metrics are: asked for, the embedded server's, or Triton's default port.
+def _metrics_url(
+    sweep_plan: SweepPlan, target: Target, abilities: ServerAbilities, model: str
+) -> tuple[str | None, str]:
+    """Where the server's Prometheus metrics are, or None and why not.
 
-    Another server at the default port's address is not this one's: nothing is scraped there.
+    The embedded server's are known; a URL asked for or Triton's default port is used only when
+    its page counts the measured model (another process there is not this server). A server
+    that is not Triton has none of Triton's metrics.
     """
-    if sweep_plan.metrics_url or target.embedded or abilities.name == "triton":
-        return target.metrics_url
-    return None
+    if target.embedded:
+        return target.metrics_url, ""
+    if not sweep_plan.metrics_url and abilities.name != "triton":
+        return None, f"{abilities.title} has no Triton metrics (give --metrics-url for a Triton's)"
+    reason = prometheus.not_this_servers(target.metrics_url, model)
+    return (None, reason) if reason else (target.metrics_url, "")
 
 
 def _binary_only_notes(sweep_plan: SweepPlan, model: ModelDescription) -> list[str]:
@@ -421,7 +432,32 @@ def _measure_levels(
         raise RunInterrupted("interrupted: results measured so far are kept", result)
     if result.rows and all(row["Completed"] == 0 for row in result.rows):
         raise AllRequestsFailed("every request failed: " + (result.rows[-1]["Warnings"] or "see the JSON"), result)
+    _fail_on_failed_levels(result, sweeper, models)
     return result
+
+
+def _fail_on_failed_levels(result: SweepResult, sweeper: Sweeper, models: list[ModelDescription]) -> None:
+    """Some levels measured, later ones with not one success (the model went away, the server froze): exit 4.
+
+    Every level stays in the results; the error says which failed, why, and whether the model is
+    still there.
+    """
+    failed = [level for level in result.level_results if level.merged().error_count and not level.merged().completed]
+    if not failed:
+        return
+    named = ", ".join(f"{SHORT_KIND.get(level.load_kind, level.load_kind)}={level.level:g}" for level in failed)
+    reasons = failed[-1].merged().top_reasons()
+    why = f" ({reasons[0][0]}: {reasons[0][1]})" if reasons else ""
+    gone = [model.name for model in models if not _still_ready(sweeper.stats_client, model.name)]
+    went = f"; {', '.join(gone)} is no longer ready on the server" if gone else ""
+    raise AllRequestsFailed(f"every request failed at {named}{why}{went}; all levels are in the results", result)
+
+
+def _still_ready(control: InferenceClient, name: str) -> bool:
+    try:
+        return control.is_model_ready(name)
+    except Exception:  # no answer: the server, not only the model, is gone
+        return False
 
 
 def _format(json_values: bool) -> str:
