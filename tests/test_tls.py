@@ -150,6 +150,25 @@ def test_an_https_sweep_through_a_tls_proxy(
         relay.close()
 
 
+@pytest.mark.parametrize("workers", ["thread", "greenlet"])
+def test_an_https_proxy_that_asks_for_a_client_certificate_gets_it_on_every_worker_kind(
+    server, tmp_path: Path, workers: str
+) -> None:
+    """Mutual TLS over HTTP: thread workers' own sockets present the certificate too (faults round two, item 9)."""
+    key, cert = _self_signed(tmp_path)
+    host, port = server.http_url.rsplit(":", 1)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cert)
+    relay = Relay((host, int(port)), context)
+    own = ("--ssl-ca-file", str(cert), "--ssl-cert-file", str(cert), "--ssl-key-file", str(key))
+    try:
+        _sweep(f"https://127.0.0.1:{relay.port}", "http", tmp_path / "run", *own, "--workers", workers)
+    finally:
+        relay.close()
+
+
 def test_a_server_that_asks_for_a_client_certificate_gets_it_from_every_connection(tmp_path: Path) -> None:
     """Mutual TLS: the server trusts one self-signed certificate, which is also the client's."""
     key, cert = _self_signed(tmp_path)

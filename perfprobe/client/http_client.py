@@ -111,6 +111,7 @@ class HttpClient(InferenceClient):
         else:
             self._wire_pool = ConnectionPool(real_host, real_port, real_host, real_port, **pool_options)
         self._ssl, self._ssl_ca_file, self._insecure = ssl, ssl_ca_file, insecure
+        self._ssl_cert_file, self._ssl_key_file = ssl_cert_file, ssl_key_file  # a thread worker's own socket too
         self._connection_timeout, self._network_timeout = connection_timeout, network_timeout
         self._headers = dict(headers or {})
         self._request_compression = request_compression
@@ -322,6 +323,8 @@ class HttpClient(InferenceClient):
             import ssl as ssl_module
 
             context = ssl_module.create_default_context(cafile=self._ssl_ca_file)
+            if self._ssl_cert_file:  # a server that asks for the client's certificate gets it here too
+                context.load_cert_chain(self._ssl_cert_file, self._ssl_key_file)
             if self._insecure:
                 context.check_hostname = False
                 context.verify_mode = ssl_module.CERT_NONE
