@@ -188,3 +188,40 @@ def test_describe_over_tls(tls_server: tuple[EmbeddedServer, Path, Path]) -> Non
     result = run_perfprobe("describe", "-i", "grpc", "-u", server.grpc_url, "--ssl-ca-file", str(cert), "-m", "simple")
     assert result.returncode == 0, result.stderr
     assert "simple" in result.stdout
+
+
+def test_a_killed_load_process_leaves_no_copy_of_the_key(server, tmp_path: Path) -> None:
+    """Faults round two, item 15: the coordinator removes the TLS files its killed load process wrote."""
+    import glob
+    import os
+    import signal
+    import tempfile
+    import time
+
+    from conftest import perfprobe_command
+    from test_processes import _load_processes, _wait_for
+
+    key, cert = _self_signed(tmp_path)
+    host, port = server.http_url.rsplit(":", 1)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    relay = Relay((host, int(port)), context)
+    try:
+        process = subprocess.Popen(
+            perfprobe_command(
+                "sweep", "-u", f"https://127.0.0.1:{relay.port}", "-m", "simple", "--ssl-ca-file", str(cert),
+                "--ssl-cert-file", str(cert), "--ssl-key-file", str(key), "--processes", "2", "--concurrency", "2",
+                "--measurement-interval", "400", "--max-trials", "30", "--stability-percentage", "0.001",
+                "--no-report", "--output-dir", str(tmp_path / "run"),
+            ),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        copies = os.path.join(tempfile.gettempdir(), f"perfprobe-tls-{process.pid}_*")
+        _wait_for(lambda: len(_load_processes(process.pid)) == 2 and len(glob.glob(copies)) == 2)
+        time.sleep(0.5)
+        os.kill(_load_processes(process.pid)[1], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        relay.close()
+    assert process.returncode == exitcodes.SERVER_ERROR, stderr
+    assert glob.glob(copies) == []

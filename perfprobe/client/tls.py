@@ -43,10 +43,30 @@ class TlsPems:
         return cls(content(tls.ca_file), content(tls.cert_file), content(tls.key_file))
 
 
+TLS_FOLDER_PREFIX = "perfprobe-tls-"
+
+
+def written_folders(tag: str) -> list[str]:
+    """The folders ``written(pems, tag)`` made on this machine and left (its process was killed)."""
+    base = tempfile.gettempdir()
+    prefix = f"{TLS_FOLDER_PREFIX}{tag}-"
+    return [os.path.join(base, name) for name in os.listdir(base) if name.startswith(prefix)]
+
+
+def remove_written(tag: str) -> None:
+    """Remove what a killed load process tagged ``tag`` wrote (its copy of the key included)."""
+    for folder in written_folders(tag):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @contextlib.contextmanager
-def written(pems: TlsPems) -> Iterator[TlsFiles]:
-    """The contents as files only this user can read, removed on the way out."""
-    folder = tempfile.mkdtemp(prefix="perfprobe-tls-")  # mode 0700
+def written(pems: TlsPems, tag: str = "") -> Iterator[TlsFiles]:
+    """The contents as files only this user can read, removed on the way out.
+
+    ``tag`` names the folder so that whoever started this process can remove it should the
+    process be killed before its way out (``remove_written``).
+    """
+    folder = tempfile.mkdtemp(prefix=f"{TLS_FOLDER_PREFIX}{tag}-" if tag else TLS_FOLDER_PREFIX)  # mode 0700
     try:
 
         def write(name: str, content: bytes | None) -> str | None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from perfprobe.client import InferenceClient
+from perfprobe.client.tls import remove_written
 from perfprobe.errors import LoadProcessLost
 from perfprobe.load.schedule import ScheduleSpec
 from perfprobe.load.windowed import ClosedWindow, LoadHealth
@@ -248,6 +249,8 @@ def running_group(
                 with shield.step():
                     for problem in member.close(settings.close_timeout_s):
                         on_problem(f"warning: {problem}")
+                with shield.step():  # its TLS files, should it have been killed (on a cluster, its node keeps them)
+                    remove_written(member.region_token)
                 if member.lost is not None and shared_memory in ("system", "cuda"):
                     with shield.step():
                         for problem in release_orphans(control, member.region_token, shared_memory):

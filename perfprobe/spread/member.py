@@ -71,7 +71,7 @@ class LoadProcess:
         self._stack = contextlib.ExitStack()
         try:
             if spec.tls is not None:  # the coordinator's paths may not exist here: its files, written here
-                files = self._stack.enter_context(written(spec.tls))
+                files = self._stack.enter_context(written(spec.tls, spec.region_token))
                 spec.models = [
                     dataclasses.replace(part, load=dataclasses.replace(part.load, tls=files)) for part in spec.models
                 ]
