@@ -34,8 +34,10 @@ def _run_with_limits(soft: int, hard: int, *args: str) -> subprocess.CompletedPr
         ("--request-rate", "300", "--max-inflight", "300"),
         # two models' open loops in one process: the limit must hold both, not the larger of the two
         ("--request-rate", "100", "--max-inflight", "150", "-m", "fixed_delay@rate=50", "--shape", "INPUT0:16"),
+        # 95 sockets fit 256 files; their 96 shared-memory regions' descriptors do not (faults round two, item 10)
+        ("--concurrency", "95", "--shared-memory", "system"),
     ],
-    ids=["closed-loop", "open-loop", "two-models"],
+    ids=["closed-loop", "open-loop", "two-models", "shared-memory"],
 )
 def test_a_load_beyond_the_soft_limit_raises_it_and_runs(server, tmp_path: Path, load: tuple[str, ...]) -> None:
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

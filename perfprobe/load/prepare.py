@@ -90,7 +90,9 @@ def prepared_load(
     """
     from perfprobe.load import dataset
 
-    ensure_open_files(spec.max_inflight)
+    # system shared memory: a region per data item, and one per worker for its outputs, each an open file
+    regions = len(items) + spec.max_inflight if spec.shared_memory == "system" else 0
+    ensure_open_files(spec.max_inflight, regions)
     load_client = make_client(
         spec.protocol,
         spec.url,
