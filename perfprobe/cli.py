@@ -103,6 +103,9 @@ def run(argv: list[str] | None = None) -> int:
             from perfprobe.greenlets import patch_for_greenlets
 
             patch_for_greenlets()  # before the command imports sockets, ssl or the clients
+        from perfprobe.greenlets import quiet_interrupts
+
+        quiet_interrupts()
         from perfprobe.interrupts import ignore_late_signals, sigterm_as_interrupt
 
         with sigterm_as_interrupt():

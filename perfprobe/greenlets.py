@@ -21,10 +21,16 @@ def patch_for_greenlets() -> None:
     if monkey.is_module_patched("socket"):
         return
     monkey.patch_all(thread=False, queue=False, subprocess=False, signal=False, os=False)
-    import gevent
+    quiet_interrupts()
 
-    hub = gevent.get_hub()
-    hub.NOT_ERROR = (*hub.NOT_ERROR, KeyboardInterrupt)  # Ctrl-C is reported once, by the run, not as a traceback
+
+def quiet_interrupts() -> None:
+    """Ctrl-C or SIGTERM landing while gevent's hub waits (an HTTP call to a server that does not answer)
+    is reported once, by the command, not also printed by the hub. Every hub, in every thread."""
+    from gevent.hub import Hub
+
+    if KeyboardInterrupt not in Hub.NOT_ERROR:
+        Hub.NOT_ERROR = (*Hub.NOT_ERROR, KeyboardInterrupt)
 
 
 def patched() -> bool:

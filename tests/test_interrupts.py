@@ -173,3 +173,50 @@ def test_two_signals_in_quick_succession_leave_no_shared_memory(server, tmp_path
     assert process.returncode == exitcodes.INTERRUPTED, stderr
     assert own_segments(process.pid, "sweep") == []
     assert [name for name in _our_regions(server) if "_sweep_" in name] == []
+
+
+@pytest.fixture(scope="module")
+def silent_port() -> object:
+    """A fake server: a port that accepts connections and never answers a byte."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+    for conn in accepted:
+        conn.close()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "command",
+    [("describe", "-m", "simple"), ("sweep", "-m", "simple", "--concurrency", "1"), ("infer", "-m", "simple"),
+     ("models",), ("describe", "-i", "grpc", "-m", "simple")],
+    ids=["describe", "sweep", "infer", "models", "describe-grpc"],
+)  # fmt: skip
+def test_a_signal_while_a_control_call_waits_on_a_silent_server_stops_at_once(
+    silent_port: str, command: tuple[str, ...], signum: int
+) -> None:
+    """Faults round two, item 14: within a second or two, one line, exit 130 (not after the call's timeout)."""
+    process = subprocess.Popen(
+        perfprobe_command(*command, "-u", silent_port), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(1.5)  # connected, waiting for an answer that never comes
+    assert process.poll() is None
+    sent = time.monotonic()
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - sent < 3.0
+    assert process.returncode == exitcodes.INTERRUPTED
+    assert stderr.strip().splitlines() == ["perfprobe: error: interrupted"]
