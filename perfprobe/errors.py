@@ -27,6 +27,10 @@ class UsageError(PerfprobeError):
     exit_code = exitcodes.USAGE
 
 
+class ResultsNotWritten(UsageError):
+    """The output directory stopped taking files mid-run (disk full, removed): what was written stays whole."""
+
+
 class AllRequestsFailed(PerfprobeError):
     """A sweep in which no request succeeded: the server refused everything."""
 

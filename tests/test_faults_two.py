@@ -250,3 +250,32 @@ def test_metrics_of_another_server_are_not_reported_as_this_ones(server, tmp_pat
     assert right.returncode == 0, right.stderr
     row = json.loads((tmp_path / "right" / "results.json").read_text())["levels"][0]["row"]
     assert row["Server CPU Util"] != "" and "server CPU not measured" not in row["Warnings"]
+
+
+def test_a_full_disk_mid_run_leaves_results_whole_and_consistent(server, tmp_path) -> None:
+    """Item 13: a file-size limit stands in for a full disk; the write fails with EFBIG as it would with ENOSPC."""
+    import json
+    import resource
+    import subprocess
+
+    from conftest import perfprobe_command
+
+    out = tmp_path / "run"
+
+    def small_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (16_000, 16_000))  # two or three levels' results.json
+
+    done = subprocess.run(
+        perfprobe_command(
+            "sweep", "-u", server.http_url, "-m", "simple", "--concurrency", "1:8", "--measurement-interval", "200",
+            "--max-trials", "3", "--no-report", "--output-dir", str(out),
+        ),
+        capture_output=True, text=True, timeout=240, check=False, preexec_fn=small_disk,
+    )  # fmt: skip
+    assert done.returncode == exitcodes.USAGE, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"perfprobe: error: cannot write results to {out}: File too large")
+    assert sorted(path.name for path in out.iterdir()) == ["results.csv", "results.json"]  # no temporary left
+    levels = json.loads((out / "results.json").read_text())["levels"]
+    csv_rows = (out / "results.csv").read_text().splitlines()[1:]
+    assert 1 <= len(levels) < 8 and len(csv_rows) == len(levels)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from perfprobe.errors import ResultsNotWritten
 from perfprobe.load.sweeper import LevelResult
 from perfprobe.measure.window import WindowStats
 
@@ -108,10 +110,34 @@ def _sequence_fields(stats: WindowStats) -> dict[str, Any]:
 
 def write(path: Path, document: dict[str, Any]) -> None:
     """Write atomically: a reader (or a crash) never sees half a document."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(document, indent=1, default=str))
-    tmp.replace(path)
+    write_together({path: lambda to: write_plain(to, document)})
+
+
+def write_plain(path: Path, document: dict[str, Any]) -> None:
+    path.write_text(json.dumps(document, indent=1, default=str))
+
+
+def write_together(writers: dict[Path, Callable[[Path], None]]) -> None:
+    """Write several files as one: each to a temporary beside it, then all renamed into place.
+
+    A failure while writing (a full disk, a removed directory) leaves the earlier versions whole
+    and consistent with one another, removes the temporaries, and is one ``ResultsNotWritten``.
+    """
+    staged: dict[Path, Path] = {}
+    try:
+        for path, write_to in writers.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            staged[path] = path.with_name(path.name + ".tmp")
+            write_to(staged[path])
+        for path, tmp in staged.items():
+            tmp.replace(path)
+    except OSError as exc:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        where = next(iter(writers)).parent
+        raise ResultsNotWritten(
+            f"cannot write results to {where}: {exc.strerror or exc}; the files there hold the levels written before"
+        ) from None
 
 
 def read(path: Path) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from perfprobe.report.request_log import (
     request_rows,
 )
 from perfprobe.report.results import columns, combined_row, level_row, model_row, write_csv
+from perfprobe.report.runfile import write_together
 from perfprobe.runs.models import ModelPart
 
 
@@ -129,10 +131,13 @@ class SweepResult:
         ``latency_budget`` (``5ms``, ``p95=2ms``) names in the report the highest load within it.
         """
         path = Path(directory)
-        write_csv(path / "results.csv", self.load_kind, self.rows)
+        writers: dict[Path, Callable[[Path], None]] = {
+            path / "results.csv": lambda to: write_csv(to, self.load_kind, self.rows),
+            path / "results.json": lambda to: runfile.write_plain(to, self.document),
+        }
         if self.parts:
-            write_csv(path / "results-by-model.csv", self.load_kind, self.model_rows, by_model=True)
-        runfile.write(path / "results.json", self.document)
+            writers[path / "results-by-model.csv"] = lambda to: write_csv(to, self.load_kind, self.model_rows, True)
+        write_together(writers)
         self._save_requests(path / FILE_NAME)
         if csv_copy:
             write_csv(Path(csv_copy), self.load_kind, self.rows)
