@@ -2,7 +2,7 @@
 
 OK = 0
 INTERNAL_ERROR = 1  # a bug in perfprobe: please report it with the traceback (--debug)
-USAGE = 2  # bad arguments or input data: wrong flag, shape, datatype, unreadable file; an output directory that fills up
+USAGE = 2  # bad arguments or input data (wrong flag, shape, datatype, unreadable file); an output directory filled up
 SERVER_UNREACHABLE = 3  # nothing answered at the URL (refused, timed out)
 SERVER_ERROR = (
     4  # the server answered with an error (unknown model, rejected request), or the load lost a process or node

@@ -279,3 +279,30 @@ def test_a_full_disk_mid_run_leaves_results_whole_and_consistent(server, tmp_pat
     levels = json.loads((out / "results.json").read_text())["levels"]
     csv_rows = (out / "results.csv").read_text().splitlines()[1:]
     assert 1 <= len(levels) < 8 and len(csv_rows) == len(levels)
+
+
+def test_the_output_directory_removed_mid_run_is_said_not_passed_over(server, tmp_path) -> None:
+    """Item 8: results.csv/json come back whole; requests.jsonl cannot, so the run stops in one line (exit 2)."""
+    import shutil
+    import subprocess
+    import time
+
+    from conftest import perfprobe_command
+
+    out = tmp_path / "run"
+    process = subprocess.Popen(
+        perfprobe_command(
+            "sweep", "-u", server.http_url, "-m", "simple", "--concurrency", "1:4", "--measurement-interval", "400",
+            "--max-trials", "3", "--no-report", "--export-requests", "--output-dir", str(out),
+        ),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out / "requests.jsonl").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    shutil.rmtree(out)
+    _, stderr = process.communicate(timeout=180)
+    assert process.returncode == exitcodes.USAGE, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "requests.jsonl was removed mid-run" in lines[0], stderr
+    assert len((out / "results.csv").read_text().splitlines()) >= 3  # rewritten whole: the header and two levels

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from perfprobe.client.model import ModelDescription
+from perfprobe.errors import ResultsNotWritten
 from perfprobe.load.sweeper import LevelResult
 from perfprobe.measure.histogram import LatencyHistogram
 from perfprobe.measure.server_stats import ServerDelta
@@ -110,6 +111,11 @@ class SweepResult:
             if not kept_requests(fresh):
                 return
             target.write_text("")
+        elif not self._requests_file.exists():
+            raise ResultsNotWritten(
+                f"{self._requests_file} was removed mid-run: the requests of the levels before are lost "
+                "(results.csv and results.json are whole)"
+            )
         elif self._requests_file.resolve() != target.resolve():
             shutil.copyfile(self._requests_file, target)
         self._requests_file = target
