@@ -142,8 +142,10 @@ def test_several_models_over_two_processes_count_and_merge_per_model(server, pro
                 union.merge(LatencyHistogram.decode(share.latency))
             assert union.summary() == window.stats.latency.summary()
         held = level.for_model("fixed_delay", 3).merged()
-        in_flight = held.throughput() * held.latency.mean_us / 1e6  # Little's law: the split keeps all 3
-        assert abs(in_flight - 3) / 3 < 0.05, in_flight
+        # Little's law: the split keeps all 3 (a wrong one, 2 or 4); the client's own time between a response
+        # and the next send (longer on a busy machine) is outside the latency, so it reads a little under 3
+        in_flight = held.throughput() * held.latency.mean_us / 1e6
+        assert 2.5 < in_flight <= 3.1, in_flight
     rows = result.levels_by_model
     assert list(zip(rows["Model"], rows["Concurrency"], strict=True)) == [
         ("simple", 1),

@@ -129,14 +129,13 @@ def test_serve_command_prints_urls_and_stops_on_sigterm(tmp_path: Path) -> None:
 def test_a_killed_servers_backend_regions_are_released_and_a_running_servers_kept(server) -> None:
     """SIGKILL leaves the python backend's /dev/shm regions behind; stop() unlinks those, and only those."""
     from perfprobe.client import make_client
-    from perfprobe.server.backend_regions import SHM_DIR, backend_regions
+    from perfprobe.server.backend_regions import SHM_DIR, backend_regions, regions_of_group
 
     if not SHM_DIR.is_dir():
         pytest.skip("no /dev/shm here")
-    before = backend_regions()
     doomed = EmbeddedServer(builtin_models=["simple"], pick_free_ports=True).start()
     try:
-        own = backend_regions() - before
+        own = regions_of_group(doomed.pid)  # its own, not those of servers other runs start meanwhile
         assert own, "the python backend made no region: nothing to check"
         doomed.kill()
         assert own <= backend_regions()  # killed: Triton did not unlink them
@@ -154,13 +153,12 @@ def test_a_server_stopped_without_grace_leaves_no_backend_regions() -> None:
     Before stop() waited for the server's process group to end, 2 to 9 of this repository's 15
     regions were left in /dev/shm on every try (taken for in use by stubs being torn down).
     """
-    from perfprobe.server.backend_regions import SHM_DIR, backend_regions
+    from perfprobe.server.backend_regions import SHM_DIR, backend_regions, regions_of_group
 
     if not SHM_DIR.is_dir():
         pytest.skip("no /dev/shm here")
-    before = backend_regions()
     server = EmbeddedServer(model_repositories=[TEST_MODELS], pick_free_ports=True).start()
-    own = backend_regions() - before
+    own = regions_of_group(server.pid)  # its own, not those of servers other runs start meanwhile
     assert len(own) > 1, "the python backend made too few regions to check"
     server.stop(grace_s=0.0)
     assert not own & backend_regions()

@@ -66,6 +66,23 @@ def _region_name(path_text: str, prefix: str) -> str:
     return REGION_PREFIX + path_text[len(prefix) :].split()[0]
 
 
+def regions_of_group(group_id: int, shm_dir: Path = SHM_DIR, proc: Path = PROC) -> set[str]:
+    """The regions the processes of one process group (a server and its stubs) have mapped or open."""
+    prefix = f"{shm_dir}/{REGION_PREFIX}"
+    found: set[str] = set()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(proc):
+            if entry.name.isdigit() and _group_of(Path(entry.path)) == group_id:
+                found |= _mapped(Path(entry.path), prefix) | _open(Path(entry.path), prefix)
+    return found
+
+
+def _group_of(process: Path) -> int | None:
+    with contextlib.suppress(OSError, ValueError), open(process / "stat") as stat:
+        return int(stat.read().rpartition(")")[2].split()[2])
+    return None
+
+
 def group_running(group_id: int, proc: Path = PROC) -> bool:
     """Whether a process of this process group still runs (a zombie has let go of its memory); False without /proc."""
     if not proc.is_dir():
