@@ -18,8 +18,14 @@ class Relay:
     ``keep``: the first that many bytes each way are kept too (``traffic_sent``, ``traffic_received``).
     """
 
-    def __init__(self, upstream: tuple[str, int], tls: ssl.SSLContext | None = None, keep: int = 0) -> None:
+    def __init__(
+        self, upstream: tuple[str, int], tls: ssl.SSLContext | None = None, keep: int = 0, cut_after: int = 0
+    ) -> None:
+        """``cut_after``: every second connection (the 2nd, 4th, ...) is closed once that many bytes of
+        answers went through it (answers cut short by the network)."""
         self.upstream = upstream
+        self.cut_after = cut_after
+        self.connections = 0
         self.tls = tls
         self.keep = keep
         self.traffic_sent = bytearray()
@@ -49,12 +55,20 @@ class Relay:
             return
         far.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sockets += [near, far]
-        threading.Thread(target=self._pump, args=(far, near, False), daemon=True).start()
+        with self._lock:
+            self.connections += 1
+            limit = self.cut_after if self.cut_after and self.connections % 2 == 0 else 0
+        threading.Thread(target=self._pump, args=(far, near, False, limit), daemon=True).start()
         self._pump(near, far, True)
 
-    def _pump(self, source: socket.socket, sink: socket.socket, towards_server: bool) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, towards_server: bool, limit: int = 0) -> None:
+        passed = 0
         with contextlib.suppress(OSError):
             while data := source.recv(262144):
+                if limit and passed + len(data) >= limit:
+                    sink.sendall(data[: limit - passed])
+                    break  # the rest of the answer never arrives: both ends are closed below
+                passed += len(data)
                 sink.sendall(data)
                 with self._lock:
                     if towards_server:
@@ -64,6 +78,8 @@ class Relay:
                     kept = self.traffic_sent if towards_server else self.traffic_received
                     kept += data[: max(self.keep - len(kept), 0)]
         for end in (source, sink):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)  # wakes the other direction's pump, and tells the peer
             with contextlib.suppress(OSError):
                 end.close()
 

@@ -306,3 +306,27 @@ def test_the_output_directory_removed_mid_run_is_said_not_passed_over(server, tm
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and "requests.jsonl was removed mid-run" in lines[0], stderr
     assert len((out / "results.csv").read_text().splitlines()) >= 3  # rewritten whole: the header and two levels
+
+
+def test_answers_cut_short_by_the_network_have_their_own_code_and_blame_no_other_client(server, tmp_path) -> None:
+    """Item 6: TRUNCATED, not UNREACHABLE, and the server's extra successes are not another client's load."""
+    import json
+
+    from relay import Relay
+
+    host, port = server.http_url.rsplit(":", 1)
+    relay = Relay((host, int(port)), cut_after=150)  # inside the first answer of every other connection
+    try:
+        done = run_perfprobe(
+            "sweep", "-u", f"127.0.0.1:{relay.port}", "-m", "simple", "--concurrency", "2",
+            "--measurement-interval", "500", "--max-trials", "3", "--workers", "thread",
+            "--output-dir", str(tmp_path), "--no-report", timeout=120,
+        )  # fmt: skip
+    finally:
+        relay.close()
+    assert done.returncode == 0, done.stderr
+    level = json.loads((tmp_path / "results.json").read_text())["levels"][0]
+    codes = {code for window in level["windows"] for code in window["errors"]}
+    assert codes == {"TRUNCATED"}, codes
+    warnings = level["row"]["Warnings"]
+    assert "TRUNCATED x" in warnings and "another client" not in warnings and "UNREACHABLE" not in warnings

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 TIMEOUT = "TIMEOUT"
-UNREACHABLE = "UNREACHABLE"
+UNREACHABLE = "UNREACHABLE"  # nothing answered: refused, no route
+RESET = "RESET"  # the connection was reset or closed before any answer to the request
+TRUNCATED = "TRUNCATED"  # an answer began and the connection ended before it was whole
 NOT_SUPPORTED = "NOT_SUPPORTED"  # a call the server or protocol does not offer (an absent extension)
 BAD_RESPONSE = "BAD_RESPONSE"  # an answer that contradicts itself (outputs shorter than their shape)
 # error codes that mean the server itself is gone, not that it refused one request
-CONNECTION_FAILURES = frozenset({UNREACHABLE, "UNAVAILABLE"})
+CONNECTION_FAILURES = frozenset({UNREACHABLE, RESET, "UNAVAILABLE"})
+# requests the server may have executed though no whole answer came back
+MAYBE_SERVED = frozenset({TIMEOUT, RESET, TRUNCATED})
 
 
 class InferenceServerError(Exception):
@@ -15,7 +19,8 @@ class InferenceServerError(Exception):
 
     Exactly one of ``http_status`` / ``grpc_code`` is set for answers from a server; both
     are None when the failure happened before any answer, and ``failure`` then says which:
-    ``TIMEOUT`` (no answer in time) or ``UNREACHABLE`` (refused, reset, closed).
+    ``TIMEOUT`` (no answer in time), ``UNREACHABLE`` (refused), ``RESET`` (the connection ended before
+    any answer) or ``TRUNCATED`` (it ended inside the answer).
     """
 
     def __init__(
@@ -46,7 +51,9 @@ class InferenceServerError(Exception):
     @property
     def no_answer(self) -> bool:
         """Nothing usable came back: unreachable, or timed out before any answer."""
-        return self.http_status is None and (self.unreachable or self.status in (TIMEOUT, "NO_RESPONSE"))
+        return self.http_status is None and (
+            self.unreachable or self.status in (TIMEOUT, "NO_RESPONSE", RESET, TRUNCATED)
+        )
 
     @property
     def unreachable(self) -> bool:

@@ -23,8 +23,15 @@ from perfprobe.client import datatypes
 from perfprobe.client.abilities import absent_call
 from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback, retry_while_in_use
 from perfprobe.client.compression import check_algorithm, compress, decompressed_answer
-from perfprobe.client.errors import TIMEOUT, UNREACHABLE, InferenceServerError
-from perfprobe.client.http_wire import PlainSocketPool, WireConnection, WireError, encode_request
+from perfprobe.client.errors import RESET, TIMEOUT, TRUNCATED, UNREACHABLE, InferenceServerError
+from perfprobe.client.http_wire import (
+    PlainSocketPool,
+    TruncatedAnswer,
+    WireConnection,
+    WireError,
+    closed_before_answer,
+    encode_request,
+)
 from perfprobe.client.tensors import InferInput, InferResult, OutputTensor, RequestedOutput
 from perfprobe.errors import UsageError
 
@@ -129,6 +136,8 @@ class HttpClient(InferenceClient):
         except (OSError, gevent.Timeout) as exc:
             raise _no_answer(self.url, exc) from exc
         except http.client.HTTPException as exc:  # bytes that are no HTTP/1.1 answer: another protocol's port
+            if _ended_early(exc):  # or an HTTP/1.1 answer the connection cut short
+                raise InferenceServerError(f"{self.url} cut its answer short: {exc}", failure=TRUNCATED) from None
             raise _not_http(self.url, exc) from None
         encoding = response.get("content-encoding")
         if encoding:
@@ -466,7 +475,17 @@ def _no_answer(url: str, exc: BaseException) -> InferenceServerError:
     timed_out = isinstance(exc, (TimeoutError, gevent.Timeout)) or "timed out" in str(exc)
     if timed_out:
         return InferenceServerError(f"no answer from {url} in time: {exc}", failure=TIMEOUT)
+    if isinstance(exc, TruncatedAnswer):
+        return InferenceServerError(f"{url} cut its answer short: {exc}", failure=TRUNCATED)
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError)) or closed_before_answer(exc):
+        return InferenceServerError(f"{url} ended the connection before answering: {exc}", failure=RESET)
     return InferenceServerError(f"cannot reach {url}: {exc}", failure=UNREACHABLE)
+
+
+def _ended_early(exc: BaseException) -> bool:
+    """geventhttpclient's parser met the end of the connection inside an answer (not bytes of another protocol)."""
+    text = str(exc)
+    return "Incomplete response" in text or "EOF" in text
 
 
 def _not_http(url: str, exc: BaseException) -> UsageError:

@@ -25,6 +25,10 @@ _FIELDS = re.compile(
 )
 
 
+class TruncatedAnswer(OSError):
+    """The server began answering and the connection ended before the answer was whole."""
+
+
 class WireError(OSError):
     """The connection broke or the server's answer was not valid HTTP/1.1."""
 
@@ -46,7 +50,9 @@ def read_response(sock: Any, read_size: int = 65536) -> tuple[int, dict[str, str
             break
         chunk = sock.recv(read_size)
         if not chunk:
-            raise WireError(_CLOSED_BEFORE_HEADERS if not buffer else "connection closed inside the response headers")
+            if buffer:
+                raise TruncatedAnswer("connection closed inside the response headers")
+            raise WireError(_CLOSED_BEFORE_HEADERS)
         buffer += chunk
     head = bytes(buffer[:end])
     if not head.startswith(b"HTTP/1.") or head[12:13] not in (b" ", b"\r", b""):
@@ -83,7 +89,7 @@ def _read_exact(sock: Any, already: bytearray, length: int) -> bytes:
     while filled < length:
         received = sock.recv_into(view[filled:], length - filled)
         if not received:
-            raise WireError(f"connection closed after {filled} of {length} body bytes")
+            raise TruncatedAnswer(f"connection closed after {filled} of {length} body bytes")
         filled += received
     return bytes(body) if length < 1 << 20 else body  # large bodies stay as the bytearray, uncopied
 
@@ -94,14 +100,14 @@ def _read_chunked(sock: Any, buffer: bytearray, read_size: int) -> bytes:
         while (line_end := buffer.find(b"\r\n")) < 0:
             chunk = sock.recv(read_size)
             if not chunk:
-                raise WireError("connection closed inside a chunked body")
+                raise TruncatedAnswer("connection closed inside a chunked body")
             buffer += chunk
         size = int(bytes(buffer[:line_end]).split(b";")[0], 16)
         del buffer[: line_end + 2]
         while len(buffer) < size + 2:
             chunk = sock.recv(read_size)
             if not chunk:
-                raise WireError("connection closed inside a chunk")
+                raise TruncatedAnswer("connection closed inside a chunk")
             buffer += chunk
         if size == 0:
             return b"".join(parts)
@@ -163,6 +169,11 @@ def _stale_socket(exc: BaseException) -> bool:
         return False
     if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
         return True
+    return closed_before_answer(exc)
+
+
+def closed_before_answer(exc: BaseException) -> bool:
+    """The server closed the connection without a byte of answer."""
     return isinstance(exc, WireError) and str(exc) == _CLOSED_BEFORE_HEADERS
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from perfprobe.client import InferenceClient
-from perfprobe.client.errors import CONNECTION_FAILURES, TIMEOUT
+from perfprobe.client.errors import CONNECTION_FAILURES, MAYBE_SERVED
 from perfprobe.errors import LoadFailed, PerfprobeError, ServerUnreachable
 from perfprobe.load.liveness import ServerWatch
 from perfprobe.load.schedule import ScheduleSpec
@@ -470,7 +470,7 @@ class Sweeper:
             result.warnings += _foreign_load_warning(result)
 
 
-NOT_ANSWERED = CONNECTION_FAILURES | {TIMEOUT, "NO_RESPONSE"}  # error codes of requests no answer came back for
+NOT_ANSWERED = CONNECTION_FAILURES | MAYBE_SERVED | {"NO_RESPONSE"}  # error codes of requests no answer came back for
 
 
 def _foreign_load_warning(result: LevelResult) -> list[str]:
@@ -479,8 +479,9 @@ def _foreign_load_warning(result: LevelResult) -> list[str]:
     if not windows:
         return []
     server = sum(w.server[result.target_model].success_count for w in windows)
-    # a request we gave up on (TIMEOUT) may still have succeeded on the server, in this window or the next
-    timeouts = sum(w.stats.errors.get(TIMEOUT, 0) for w in windows)
+    # a request we gave up on (TIMEOUT) or whose answer the network cut (RESET, TRUNCATED) may still have
+    # succeeded on the server, in this window or the next
+    timeouts = sum(w.stats.errors.get(code, 0) for w in windows for code in MAYBE_SERVED)
     ours = sum(w.stats.completed + w.stats.resent for w in windows) + timeouts
     in_flight_bound = result.level if result.load_kind == "concurrency" else 0.0
     slack = in_flight_bound if timeouts else 0.0
