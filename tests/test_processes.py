@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -259,3 +260,40 @@ def test_cluster_without_ray_says_how_to_install_and_exits_5(server, tmp_path: P
     )  # fmt: skip
     assert result.returncode == exitcodes.SERVER_UNAVAILABLE, result.stderr
     assert "pip install 'perfprobe[cluster]'" in result.stderr
+
+
+@pytest.mark.parametrize("then", ["wait", "sigterm"])
+def test_a_stopped_load_process_is_given_up_on_in_bounded_time(server, tmp_path: Path, then: str) -> None:
+    """Faults round two, item 12: SIGSTOP on one load process; the run ends (exit 4, or 130 on SIGTERM), levels kept."""
+    process = subprocess.Popen(
+        perfprobe_command(
+            "sweep", "-u", server.http_url, "-m", "simple", "--processes", "2", "--concurrency", "2:4:x2",
+            "--measurement-interval", "500", "--request-timeout", "2", "--no-report", "--output-dir", str(tmp_path),
+        ),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    results = tmp_path / "results.csv"
+    _wait_for(lambda: results.exists() or process.poll() is not None)
+    time.sleep(0.3)  # into the second level
+    children = _load_processes(process.pid)
+    assert len(children) == 2
+    os.kill(children[1], signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        if then == "sigterm":
+            time.sleep(1.0)
+            process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(children[1], signal.SIGKILL)
+    took = time.monotonic() - stopped
+    if then == "wait":  # the request timeout, the group's margin (15 s), and room for a busy machine
+        assert process.returncode == exitcodes.SERVER_ERROR, stderr
+        assert "did not answer in" in stderr and "levels finished before it are kept" in stderr
+        assert took < 2 + 15 + 15
+    else:  # the interrupted level's drain (2 s) and the answer margin (5 s), and room for a busy machine
+        assert process.returncode == exitcodes.INTERRUPTED, stderr
+        assert took < 1 + 7 + 8
+    assert results.read_text().splitlines()[1].startswith("2,")  # the finished level is kept
+    assert _load_processes(process.pid) == []

@@ -9,6 +9,7 @@ coordinator died): on every way out it releases its shared memory.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -179,6 +180,9 @@ class LocalMember:
             else:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.process.wait(timeout_s)
+        if self.process.poll() is None:  # a stopped process (SIGSTOP) takes SIGTERM only once it runs again
+            with contextlib.suppress(OSError):
+                os.kill(self.process.pid, signal.SIGCONT)
         for end in (self.process.terminate, self.process.kill):  # SIGTERM first: it still releases its regions
             if self.process.poll() is not None:
                 break

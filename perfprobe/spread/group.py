@@ -65,7 +65,9 @@ def closed_shares(concurrency: int, levels: list[float | None], members: int) ->
 
 @dataclass
 class GroupSettings:
-    call_timeout_s: float = 90.0  # longest a load process may take to answer (a drain waits for timeouts)
+    call_timeout_s: float = 90.0  # longest a load process may take to answer a call without a time of its own
+    # a call that takes its own time (a drain's timeout, a stop's finishing time): that, and this much more
+    answer_margin_s: float = 5.0
     close_timeout_s: float = 30.0
     health_every_s: float = 0.2  # how often, at most, the processes are asked how the load is going
     start_lead_s: float = 0.05  # open loop: the common start is this far ahead, so every process has the call
@@ -119,16 +121,21 @@ class GroupLoad:
 
     # ---- calls ------------------------------------------------------------------------------
 
-    def _call(self, method: str, *args: Any) -> list[Any]:
+    def _call(self, method: str, *args: Any, takes_s: float | None = None) -> list[Any]:
         """Call ``method`` with the same arguments on every active process (see ``_call_each``)."""
-        return self._call_each(method, [args] * len(self.active))
+        return self._call_each(method, [args] * len(self.active), takes_s)
 
-    def _call_each(self, method: str, per_member: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Call ``method`` on every active process at once, each with its own arguments; answers in order."""
+    def _call_each(self, method: str, per_member: Sequence[tuple[Any, ...]], takes_s: float | None = None) -> list[Any]:
+        """Call ``method`` on every active process at once, each with its own arguments; answers in order.
+
+        Each answer is waited for ``takes_s`` (the call's own time) plus a margin, or the group's
+        call timeout: a process that stopped (SIGSTOP, a frozen machine) is given up on in bounded time.
+        """
+        wait_s = self.settings.call_timeout_s if takes_s is None else takes_s + self.settings.answer_margin_s
         try:
             for member, member_args in zip(self.active, per_member, strict=True):
                 member.submit(method, *member_args)
-            return [member.result(self.settings.call_timeout_s) for member in self.active]
+            return [member.result(wait_s) for member in self.active]
         except LoadProcessLost as exc:
             raise LoadProcessLost(f"{exc} at {self._where}; levels finished before it are kept") from None
 
@@ -160,7 +167,7 @@ class GroupLoad:
     def close_window(self, drain: bool, timeout_s: float, give_up: Callable[[], bool]) -> ClosedWindow:
         # each process gives up on its drain by itself (its requests found no server): ``give_up`` is the
         # coordinator's and cannot be asked from there
-        answers = self._call("close_window", drain, timeout_s)
+        answers = self._call("close_window", drain, timeout_s, takes_s=timeout_s if drain else 0.0)
         coordinating_ns = time.process_time_ns() - self._cpu_opened
         windows: list[ClosedWindow] = [window for window, _ in answers]
         self._health = _merged_health([health for _, health in answers], self.active)
@@ -197,9 +204,10 @@ class GroupLoad:
         for member in live:
             with contextlib.suppress(LoadProcessLost):
                 member.submit("stop", finish_within_s)
+        wait_s = (finish_within_s or 0.0) + self.settings.answer_margin_s
         for member in live:
             try:
-                stopped = bool(member.result(self.settings.call_timeout_s)) and stopped
+                stopped = bool(member.result(wait_s)) and stopped
             except LoadProcessLost:
                 stopped = False
         return stopped and len(live) == len(self.active)

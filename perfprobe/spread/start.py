@@ -56,7 +56,8 @@ def spread_load(
     """
     first = models[0].load
     shared_memory = first.shared_memory
-    settings = settings or GroupSettings(call_timeout_s=first.request_timeout_s + 60.0)
+    # a call waits for what a request may take, and a margin for a busy machine; never for ever
+    settings = settings or GroupSettings(call_timeout_s=first.request_timeout_s + 15.0)
     levels = [model.level for model in models]
     if cluster is None:
         from perfprobe.spread.channel import LocalMember
