@@ -25,6 +25,12 @@ class _Parser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
+    def _get_values(self, action: argparse.Action, arg_strings: list[str]) -> object:
+        """``--flag=--`` is no value (argparse would hand the option an empty list)."""
+        if action.option_strings and action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {action.option_strings[-1]}: expected a value, not '--'")
+        return super()._get_values(action, arg_strings)
+
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"perfprobe: error: {message}{self._nearest_options(message)}\n")
         raise SystemExit(exitcodes.USAGE)
@@ -134,6 +140,8 @@ def _report_failure(exc: Exception, debug: bool) -> int:
         return _fail(code, exc.message + _no_server_hint(exc) if exc.no_answer else f"server: {exc.message}")
     if isinstance(exc, (ServerNotInstalled, ServerStartError)):
         return _fail(exitcodes.SERVER_UNAVAILABLE, str(exc).splitlines()[0])
+    if isinstance(exc, OSError) and exc.filename is not None:  # a file or folder named on the command line
+        return _fail(exitcodes.USAGE, f"{exc.filename}: {exc.strerror or exc}")
     if not debug:
         traceback.print_exc()
     return _fail(exitcodes.INTERNAL_ERROR, f"internal error: {type(exc).__name__}: {exc}")

@@ -9,6 +9,9 @@ from perfprobe.errors import UsageError
 _UNITS = {"b": 1, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "kb": 1000, "mb": 1000**2, "gb": 1000**3}
 
 
+MAX_TENSOR_BYTES = 1 << 30  # one tensor of a compare; more does not fit shared memory or a request sensibly
+
+
 def parse_size(text: str) -> int:
     """``64KiB``, ``4MiB``, ``1000`` (bytes) -> bytes."""
     value = text.strip().lower()
@@ -20,10 +23,10 @@ def parse_size(text: str) -> int:
         number, unit = value, "b"
     try:
         size = int(float(number) * _UNITS[unit])
-    except ValueError:
+    except (ValueError, OverflowError):
         raise UsageError(f"--sizes: {text!r} is not a size like 64KiB or 4MiB") from None
-    if size <= 0:
-        raise UsageError(f"--sizes: {text!r} must be positive")
+    if not 0 < size <= MAX_TENSOR_BYTES:
+        raise UsageError(f"--sizes: {text!r} must be from 1 byte to 1 GiB")
     return size
 
 

@@ -38,6 +38,9 @@ def check_url(url: str) -> None:
         host, port = rest, ""
     if not host.strip("[]"):
         raise ValueError(f"-u {url!r}: no host")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if ("[" in host or "]" in host or ":" in host) and not bracketed:
+        raise ValueError(f"-u {url!r}: give HOST:PORT, with an IPv6 address in brackets ([::1]:8000)")
     if port and not (port.isdigit() and 1 <= int(port) <= 65535):
         raise ValueError(f"-u {url!r}: the port must be a number from 1 to 65535")
 

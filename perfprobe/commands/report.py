@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
     from perfprobe.report.summary import parse_budget
 
     budget = parse_budget(args.latency_budget)
-    if args.dpi <= 0:
-        raise UsageError("--dpi must be positive")
+    if not 20 <= args.dpi <= 1200:
+        raise UsageError(f"--dpi {args.dpi}: give 20 to 1200 (100 makes 1000x550 pixels)")
     report = write_report(args.run_dir, budget, dpi=args.dpi)
     for path in report.files:
         print(path)

@@ -213,7 +213,8 @@ def load_sweep(path: str | Path) -> SweepRun:
     try:
         document = runfile.read(json_path)
         table = pd.read_csv(csv_path, keep_default_na=False)
-    except (ValueError, OSError) as exc:
+        _check_document(document)
+    except (ValueError, OSError, TypeError, KeyError, AttributeError) as exc:
         raise RunNotFound(f"{directory}: unreadable results: {exc}") from None
     levels = []
     for position, entry in enumerate(document.get("levels", [])):
@@ -222,6 +223,30 @@ def load_sweep(path: str | Path) -> SweepRun:
         row = table.iloc[position].to_dict()
         levels.append(_level(entry, entry["load_kind"], float(entry["level"]), row))
     return SweepRun(directory, document, table.iloc[: len(levels)], levels)
+
+
+def _check_document(document: Any) -> None:
+    """A results.json whose shape the readers below rely on; ValueError naming the first thing wrong.
+
+    Every window's histograms are decoded once here, so a corrupt one is found before a report is half drawn.
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("levels", []), list):
+        raise ValueError("results.json is not a sweep's document (an object with a list of levels)")
+    for number, entry in enumerate(document.get("levels", [])):
+        where = f"level {number}"
+        if not isinstance(entry, dict) or entry.get("load_kind") not in SHORT_KIND:
+            raise ValueError(f"{where}: not a level (load_kind concurrency or rate)")
+        float(entry["level"])
+        windows = entry.get("windows", [])
+        if not isinstance(windows, list) or not isinstance(entry.get("reported_windows", []), list):
+            raise ValueError(f"{where}: windows must be a list")
+        for window in windows:
+            if not isinstance(window, dict) or not isinstance(window.get("errors", {}), dict):
+                raise ValueError(f"{where}: a window is not an object with errors by code")
+            int(window["index"]), int(window["completed"])  # noqa: B018 (checked for their type)
+            for key in ("latency_histogram", "intended_histogram", "first_response_histogram"):
+                if window.get(key) is not None:
+                    LatencyHistogram.decode(window[key])
 
 
 def _level(entry: dict[str, Any], load_kind: str, value: float, row: dict[str, Any]) -> Level:

@@ -9,6 +9,7 @@ apart. This module imports nothing heavy: the command line reads it before geven
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -536,5 +537,10 @@ def parse_headers(values: list[str] | dict[str, str]) -> dict[str, str]:
         name, sep, content = value.partition(":")
         if not sep or not name.strip():
             raise UsageError(f"--header {value!r}: expected NAME:VALUE")
+        if not _HEADER_NAME.fullmatch(name.strip()) or "\n" in content or "\r" in content:
+            raise UsageError(f"--header {value!r}: a header name is letters, digits and -_.!#$%&'*+^`|~, one line")
         headers[name.strip().lower()] = content.strip()
     return headers
+
+
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")
