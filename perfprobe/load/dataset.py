@@ -103,12 +103,12 @@ def _specs_from_json(path: Path, options: DataOptions) -> tuple[list[TensorSpec]
         elif isinstance(value, dict) and "b64" in value:
             raise UsageError(f"{where}: base64 data needs its 'shape' (the server does not say it)")
         else:
-            shape = _datatype_shape(content, where)
+            shape = _shape_of(content, where)
         specs.append(TensorSpec(name, datatype, tuple(int(d) for d in shape)))
     return specs, guessed
 
 
-def _datatype_shape(content: Any, where: str) -> tuple[int, ...]:
+def _shape_of(content: Any, where: str) -> tuple[int, ...]:
     try:
         return tuple(np.asarray(content).shape)
     except ValueError:
