@@ -167,3 +167,19 @@ def test_shapes_with_datatypes_describe_the_inputs(other: launch.OtherServer, tm
     document = json.loads((out / "results.json").read_text())
     assert document["levels"][0]["row"]["Errors"] == 0
     assert _requests_sent(document) == other.served() - before
+
+
+def test_a_streaming_mode_is_checked_with_one_request_first(other: launch.OtherServer, data_file: Path) -> None:
+    """KServe has no ModelStreamInfer (refused, exit 2); MLServer's needs a streaming model (its reason, exit 4)."""
+    done = run_perfprobe(
+        "sweep", "-i", "grpc", "-u", other.grpc_url, "-m", "simple", "--input-data", str(data_file),
+        "--mode", "stream", "--concurrency", "1",
+    )  # fmt: skip
+    last = done.stderr.strip().splitlines()[-1]
+    if other.kind == "kserve":
+        assert done.returncode == 2, done.stderr
+        assert last.endswith("has no gRPC streaming (ModelStreamInfer); use --mode sync or async")
+    else:
+        assert done.returncode == 4, done.stderr
+        assert "--mode stream: the first request on a gRPC stream failed" in last
+    assert done.stderr.strip().count("\n") == 1  # the note on the inputs, then the one line

@@ -35,6 +35,53 @@ def check_shared_memory(kind: str, abilities: ServerAbilities) -> None:
         raise UsageError(f"--shared-memory {kind}: {missing}; measure over the wire instead")
 
 
+def check_streaming(
+    spec: LoadSpec, control: InferenceClient, model: ModelDescription, items: list[Any], abilities: ServerAbilities
+) -> int:
+    """A streaming mode on a server other than Triton: one request on a stream first, so a server without
+    Triton's streaming RPC (``ModelStreamInfer``) is refused in one line, not measured as all errors.
+
+    Returns the requests the server served (1, or 0 when no check was needed).
+    """
+    if spec.mode not in transport_for(spec.protocol).streaming_modes or abilities.name == "triton" or not items:
+        return 0
+    import threading
+
+    from perfprobe.load.dataset import build_requests
+
+    answered = threading.Event()
+    failure: list[BaseException] = []
+
+    def on_answer(_: Any, error: BaseException | None) -> None:
+        if error is not None:
+            failure.append(error)
+        answered.set()
+
+    stream = control.start_stream(on_answer)
+    try:
+        stream.send(build_requests(control, model, items[:1])[0])
+        answered.wait(spec.request_timeout_s)
+    finally:
+        stream.close(timeout_s=1.0)
+    if not answered.is_set():
+        return 0  # no answer in time: the load will say what becomes of its requests
+    error = failure[0] if failure else None
+    if isinstance(error, InferenceServerError) and error.grpc_code == "UNIMPLEMENTED":
+        raise UsageError(
+            f"--mode {spec.mode}: the server ({abilities.title}) has no gRPC streaming (ModelStreamInfer); "
+            "use --mode sync or async"
+        )
+    if isinstance(error, InferenceServerError):
+        raise InferenceServerError(
+            f"--mode {spec.mode}: the first request on a gRPC stream failed ({error.status}: {error.message})",
+            grpc_code=error.grpc_code,
+            failure=error.failure,
+        )
+    if error is not None:
+        raise error
+    return 1
+
+
 @dataclass(frozen=True)
 class TensorFormatCheck:
     """What the first request found: the spec to load with, what to tell the user, how many requests it sent.

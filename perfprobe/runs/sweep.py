@@ -35,7 +35,7 @@ from perfprobe.runs.observer import RunObserver, SweepStart
 from perfprobe.runs.options import SweepOptions
 from perfprobe.runs.plan import SweepPlan, plan
 from perfprobe.runs.result import SweepResult
-from perfprobe.runs.server_check import check_shared_memory, check_tensor_format
+from perfprobe.runs.server_check import check_shared_memory, check_streaming, check_tensor_format
 from perfprobe.runs.target import Target, server_target
 
 
@@ -126,7 +126,7 @@ def measure_sweep(
         check = check_tensor_format(spec, control, described, items, abilities)
         if check.note:
             observer.note(check.note)
-        checked_requests += check.served
+        checked_requests += check.served + check_streaming(check.spec, control, described, items, abilities)
         loads.append((items, check.spec))
     spec = loads[0][1]
     metrics_url, metrics_missing = _metrics_url(sweep_plan, target, abilities, models[0].name)
