@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 from perfprobe.errors import UsageError
 
+# options whose YAML value may be a mapping: their parsers take one (``parse_headers``, ``parse_request_parameters``)
+MAPPINGS = frozenset({"header", "request_parameter"})
+# an option given as JSON text on the command line, which YAML writes as a mapping
+MAPPINGS_AS_JSON = frozenset({"cluster_runtime_env"})
+
 
 def _config_value(config: str, key: object, action: argparse.Action, value: Any) -> Any:
     """A YAML value as the option would take it on the command line (its type and choices checked)."""
     flag = action.option_strings[-1] if action.option_strings else str(key)
+    if isinstance(value, dict) and action.dest in MAPPINGS:
+        return value
+    if isinstance(value, dict) and action.dest in MAPPINGS_AS_JSON:
+        value = json.dumps(value)
     if action.nargs == 0:  # a switch: true or false
         if not isinstance(value, bool):
             raise UsageError(f"config {config}: {key} ({flag}) must be true or false, not {value!r}")
