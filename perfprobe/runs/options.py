@@ -528,12 +528,13 @@ def _typed_parameter(text: str, value: str, kind: str) -> bool | int | float | s
         ) from None
 
 
-def parse_headers(values: list[str] | dict[str, str]) -> dict[str, str]:
-    """``NAME:VALUE`` strings (or a dict) as headers; gRPC metadata keys must be lower case."""
-    if isinstance(values, dict):
-        return {str(name).strip().lower(): str(value) for name, value in values.items()}
+def parse_headers(values: list[str | dict[str, Any]] | dict[str, Any]) -> dict[str, str]:
+    """``NAME:VALUE`` strings or mappings (Python, a YAML config) as headers; gRPC metadata keys are lower case."""
+    texts: list[str] = []
+    for item in [values] if isinstance(values, dict) else values:
+        texts += [f"{name}:{value}" for name, value in item.items()] if isinstance(item, dict) else [str(item)]
     headers = {}
-    for value in values:
+    for value in texts:
         name, sep, content = value.partition(":")
         if not sep or not name.strip():
             raise UsageError(f"--header {value!r}: expected NAME:VALUE")
