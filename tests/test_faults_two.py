@@ -141,9 +141,9 @@ def test_http_pointed_at_the_grpc_port_says_use_grpc_in_one_line(server) -> None
     assert len(lines) == 1 and "use -i grpc" in lines[0], result.stderr
 
 
-def test_grpc_pointed_at_the_http_port_says_use_http_in_one_line(server) -> None:
+def test_grpc_pointed_at_the_http_port_says_use_http_in_one_line(server, tmp_path) -> None:
     result = run_perfprobe(
-        "sweep", "-i", "grpc", "-m", "simple", "-u", server.http_url, "--concurrency", "1", timeout=60
+        "sweep", "-i", "grpc", "-m", "simple", "-u", server.http_url, "--output-dir", str(tmp_path), timeout=60
     )
     assert result.returncode == exitcodes.USAGE, result.stderr
     lines = result.stderr.strip().splitlines()
