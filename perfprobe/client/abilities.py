@@ -65,11 +65,6 @@ class ServerAbilities:
             frozenset(_listed_name(item) for item in listed),
         )
 
-    @classmethod
-    def everything(cls) -> ServerAbilities:
-        """A server assumed to have every extension (a load process, which its coordinator already checked)."""
-        return cls(extensions=frozenset(TITLES))
-
     def has(self, extension: str) -> bool:
         return extension in self.extensions
 

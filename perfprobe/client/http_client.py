@@ -137,7 +137,7 @@ class HttpClient(InferenceClient):
             raise _no_answer(self.url, exc) from exc
         except http.client.HTTPException as exc:  # bytes that are no HTTP/1.1 answer: another protocol's port
             if _ended_early(exc):  # or an HTTP/1.1 answer the connection cut short
-                raise InferenceServerError(f"{self.url} cut its answer short: {exc}", failure=TRUNCATED) from None
+                raise _no_answer(self.url, TruncatedAnswer(str(exc))) from None
             raise _not_http(self.url, exc) from None
         encoding = response.get("content-encoding")
         if encoding:

@@ -401,7 +401,7 @@ class Sweeper:
         if self.metrics_missing:
             result.warnings.append(f"server CPU not measured: {self.metrics_missing}")
         if merged.errors:
-            codes = ", ".join(f"{code} x{count}" for code, count in sorted(merged.errors.items()))
+            codes = _error_codes(merged.errors)
             reasons = merged.top_reasons()
             said = f" (most frequent reason: {reasons[0][0]}: {reasons[0][1]})" if reasons else ""
             result.warnings.append(f"errors: {codes}{said}")
@@ -422,14 +422,11 @@ class Sweeper:
         unreported = [w.stats for w in result.windows if id(w) not in reported]
         if result.warmup is not None:
             unreported.append(result.warmup)
-        counts: dict[str, int] = {}
-        for stats in unreported:
-            for code, count in stats.errors.items():
-                counts[code] = counts.get(code, 0) + count
-        if counts:
-            codes = ", ".join(f"{code} x{count}" for code, count in sorted(counts.items()))
+        outside = merge_stats(unreported) if unreported else None
+        if outside is not None and outside.error_count:
             result.warnings.append(
-                f"{sum(counts.values())} errors outside the reported windows (warm-up and earlier windows): {codes}"
+                f"{outside.error_count} errors outside the reported windows (warm-up and earlier windows): "
+                f"{_error_codes(outside.errors)}"
             )
 
     def _server_unmeasured(self, result: LevelResult) -> None:
@@ -470,6 +467,11 @@ class Sweeper:
             result.warnings += _foreign_load_warning(result)
 
 
+def _error_codes(errors: dict[str, int]) -> str:
+    """Error counts by code, as the level's warnings list them: ``HTTP 400 x3, TIMEOUT x1``."""
+    return ", ".join(f"{code} x{count}" for code, count in sorted(errors.items()))
+
+
 NOT_ANSWERED = CONNECTION_FAILURES | MAYBE_SERVED | {"NO_RESPONSE"}  # error codes of requests no answer came back for
 
 
@@ -481,10 +483,10 @@ def _foreign_load_warning(result: LevelResult) -> list[str]:
     server = sum(w.server[result.target_model].success_count for w in windows)
     # a request we gave up on (TIMEOUT) or whose answer the network cut (RESET, TRUNCATED) may still have
     # succeeded on the server, in this window or the next
-    timeouts = sum(w.stats.errors.get(code, 0) for w in windows for code in MAYBE_SERVED)
-    ours = sum(w.stats.completed + w.stats.resent for w in windows) + timeouts
+    maybe_served = sum(w.stats.errors.get(code, 0) for w in windows for code in MAYBE_SERVED)
+    ours = sum(w.stats.completed + w.stats.resent for w in windows) + maybe_served
     in_flight_bound = result.level if result.load_kind == "concurrency" else 0.0
-    slack = in_flight_bound if timeouts else 0.0
+    slack = in_flight_bound if maybe_served else 0.0
     if not all(w.drained for w in windows):
         # undrained boundaries, the first and the last: the requests in flight at each (a high estimate)
         # may be counted on either side, and those completed before the server's counters were read

@@ -29,6 +29,11 @@ class RunNotFound(PerfprobeError):
     exit_code = exitcodes.NO_RESULTS
 
 
+def level_label(load_kind: str, level: float) -> str:
+    """``c=8`` or ``rate=100``: how levels are named in charts, tables, gate scopes and errors."""
+    return f"{SHORT_KIND[load_kind]}={level:g}"
+
+
 @dataclass
 class Level:
     """One load level of a sweep: its CSV row and the windows behind it."""
@@ -53,8 +58,7 @@ class Level:
 
     @property
     def label(self) -> str:
-        """``c=8`` or ``rate=100``: how levels are named in charts, tables and gate scopes."""
-        return f"{SHORT_KIND[self.load_kind]}={self.level:g}"
+        return level_label(self.load_kind, self.level)
 
     @property
     def reported(self) -> list[dict[str, Any]]:

@@ -125,7 +125,8 @@ def compare(
         result = CompareResult(description.name, target.url)
         settings = base_plan.recorded(target)
         result.about = runfile.compare_document(description.name, settings["url"], settings, chosen)
-        _skip_missing_memory(chosen, learn(control, described.name, described.config_known), result)
+        abilities = learn(control, described.name, described.config_known)
+        _skip_missing_memory(chosen, abilities, result)
         _skip_missing_cuda(chosen, base.cuda_device, result)
         try:
             for size, shape_options in shapes_for(description, size_list, list(base.shape)):
@@ -134,7 +135,7 @@ def compare(
                         continue
                     cell_options = _cell_options(base, transport, size, shape_options, out_dir)
                     observer.section(f"{LABELS[transport]}, {human(size)}")
-                    cell = _run_cell(cell_options, target, control, observer)
+                    cell = _run_cell(cell_options, target, control, observer, abilities)
                     result.cells[(transport, size)] = cell
                     result.rows += cell_rows(cell, transport, size)
         except RunInterrupted as stopped:  # a cell kept what it measured before the signal
@@ -191,11 +192,13 @@ def _cell_options(
     return cell
 
 
-def _run_cell(options: SweepOptions, target: Target, control: InferenceClient, observer: RunObserver) -> SweepResult:
+def _run_cell(
+    options: SweepOptions, target: Target, control: InferenceClient, observer: RunObserver, abilities: ServerAbilities
+) -> SweepResult:
     cell_plan = plan(options)
     if cell_plan.output_dir is not None:
         check_writable(cell_plan.output_dir)
-    return measure_sweep(cell_plan, target, control, observer)
+    return measure_sweep(cell_plan, target, control, observer, abilities)
 
 
 def shapes_for(model: ModelDescription, sizes: list[int], shape_options: list[str]) -> list[tuple[int, list[str]]]:

@@ -104,12 +104,16 @@ def check_tensor_format(
     for the whole run, and the run says so. A request refused both ways fails the run with the
     server's reason (before any load, so no level is measured on requests that all fail).
     """
-    transport = transport_for(spec.protocol)
-    asked_json = spec.json_inputs and spec.json_outputs
-    if not transport.json_tensors or abilities.has("binary_tensor_data") or asked_json or not items:
+    decided = (
+        not transport_for(spec.protocol).json_tensors
+        or abilities.has("binary_tensor_data")
+        or (spec.json_inputs and spec.json_outputs)
+        or model.sequence_batching  # (Triton's, which lists binary tensor data)
+        or spec.shared_memory != "none"
+        or not items
+    )
+    if decided:
         return TensorFormatCheck(spec, "", 0)
-    if model.sequence_batching or spec.shared_memory != "none":
-        return TensorFormatCheck(spec, "", 0)  # (Triton's: it lists binary tensor data)
     from perfprobe.load.dataset import build_requests
 
     first = build_requests(control, model, items[:1], json_inputs=spec.json_inputs, json_outputs=spec.json_outputs)

@@ -29,7 +29,7 @@ from perfprobe.load.sweeper import LevelResult, Sweeper
 from perfprobe.load.windowed import WindowedLoad
 from perfprobe.measure import metrics as prometheus
 from perfprobe.report import runfile
-from perfprobe.report.rundata import SHORT_KIND
+from perfprobe.report.rundata import level_label
 from perfprobe.runs.models import ModelPart
 from perfprobe.runs.observer import RunObserver, SweepStart
 from perfprobe.runs.options import SweepOptions
@@ -97,9 +97,16 @@ def check_writable(directory: Path) -> None:
 
 
 def measure_sweep(
-    sweep_plan: SweepPlan, target: Target, control: InferenceClient, observer: RunObserver
+    sweep_plan: SweepPlan,
+    target: Target,
+    control: InferenceClient,
+    observer: RunObserver,
+    abilities: ServerAbilities | None = None,
 ) -> SweepResult:
-    """One sweep on a server that is already there (a compare runs several on one server)."""
+    """One sweep on a server that is already there (a compare runs several on one server).
+
+    ``abilities``: what the server offers, when the caller learned it already (a compare, once for its cells).
+    """
     from perfprobe.load.dataset import with_described_inputs
 
     plans = (
@@ -113,7 +120,7 @@ def measure_sweep(
         if note:
             observer.note(note)
         models.append(described)
-    abilities = learn(control, models[0].name, models[0].config_known)
+    abilities = abilities or learn(control, models[0].name, models[0].config_known)
     check_shared_memory(sweep_plan.shared_memory, abilities)
     for model in models:
         check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled)
@@ -366,12 +373,11 @@ def _measure_levels(
     model_facts = _model_facts(model)
     if sweep_plan.several:
         model_facts["together_with"] = [_model_facts(other) for other in models[1:]]
-    settings = sweep_plan.recorded(target)
+    # recorded as sent: the first request's check may have turned the tensors to JSON
+    settings = replace(sweep_plan, json_inputs=spec.json_inputs, json_outputs=spec.json_outputs).recorded(target)
     if spec.sequences is not None:
         settings["sequences"] = sweep_plan.recorded_sequences(spec.sequences)
     settings["checked_requests"] = server.checked_requests
-    if settings.get("tensor_format"):  # what was sent, after the first request's check
-        settings["tensor_format"] = {"input": _format(spec.json_inputs), "output": _format(spec.json_outputs)}
     settings["worker_kind"] = source.worker_kind  # what ran (HTTP async runs on greenlets whatever was asked)
     settings["processes"] = source.processes
     if source.hosts:
@@ -442,11 +448,12 @@ def _fail_on_failed_levels(result: SweepResult, sweeper: Sweeper, models: list[M
     Every level stays in the results; the error says which failed, why, and whether the model is
     still there.
     """
-    failed = [level for level in result.level_results if level.merged().error_count and not level.merged().completed]
+    merged = [(level, level.merged()) for level in result.level_results]
+    failed = [(level, stats) for level, stats in merged if stats.error_count and not stats.completed]
     if not failed:
         return
-    named = ", ".join(f"{SHORT_KIND.get(level.load_kind, level.load_kind)}={level.level:g}" for level in failed)
-    reasons = failed[-1].merged().top_reasons()
+    named = ", ".join(level_label(level.load_kind, level.level) for level, _ in failed)
+    reasons = failed[-1][1].top_reasons()
     why = f" ({reasons[0][0]}: {reasons[0][1]})" if reasons else ""
     gone = [model.name for model in models if not _still_ready(sweeper.stats_client, model.name)]
     went = f"; {', '.join(gone)} is no longer ready on the server" if gone else ""
@@ -458,10 +465,6 @@ def _still_ready(control: InferenceClient, name: str) -> bool:
         return control.is_model_ready(name)
     except Exception:  # no answer: the server, not only the model, is gone
         return False
-
-
-def _format(json_values: bool) -> str:
-    return "json" if json_values else "binary"
 
 
 def _model_facts(model: ModelDescription) -> dict[str, Any]:
