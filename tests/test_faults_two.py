@@ -330,3 +330,20 @@ def test_answers_cut_short_by_the_network_have_their_own_code_and_blame_no_other
     assert codes == {"TRUNCATED"}, codes
     warnings = level["row"]["Warnings"]
     assert "TRUNCATED x" in warnings and "another client" not in warnings and "UNREACHABLE" not in warnings
+
+
+def test_after_failed_levels_a_silent_server_is_not_said_to_have_lost_the_model() -> None:
+    """A frozen server (requests timing out, readiness unanswered) is said to not answer, not to have lost the model."""
+    from perfprobe.client import InferenceServerError
+    from perfprobe.runs.sweep import _model_state
+
+    class FakeFrozenServer:
+        def is_model_ready(self, name: str) -> bool:
+            raise InferenceServerError("no answer in time", failure="TIMEOUT")
+
+    class FakeUnloadedServer:
+        def is_model_ready(self, name: str) -> bool:
+            return False
+
+    assert _model_state(FakeFrozenServer(), "simple") == "the server does not answer"  # type: ignore[arg-type]
+    assert _model_state(FakeUnloadedServer(), "simple") == "simple is no longer ready on the server"  # type: ignore[arg-type]

@@ -401,7 +401,7 @@ class Sweeper:
         if self.metrics_missing:
             result.warnings.append(f"server CPU not measured: {self.metrics_missing}")
         if merged.errors:
-            codes = _error_codes(merged.errors)
+            codes = error_codes(merged.errors)
             reasons = merged.top_reasons()
             said = f" (most frequent reason: {reasons[0][0]}: {reasons[0][1]})" if reasons else ""
             result.warnings.append(f"errors: {codes}{said}")
@@ -426,7 +426,7 @@ class Sweeper:
         if outside is not None and outside.error_count:
             result.warnings.append(
                 f"{outside.error_count} errors outside the reported windows (warm-up and earlier windows): "
-                f"{_error_codes(outside.errors)}"
+                f"{error_codes(outside.errors)}"
             )
 
     def _server_unmeasured(self, result: LevelResult) -> None:
@@ -467,7 +467,7 @@ class Sweeper:
             result.warnings += _foreign_load_warning(result)
 
 
-def _error_codes(errors: dict[str, int]) -> str:
+def error_codes(errors: dict[str, int]) -> str:
     """Error counts by code, as the level's warnings list them: ``HTTP 400 x3, TIMEOUT x1``."""
     return ", ".join(f"{code} x{count}" for code, count in sorted(errors.items()))
 

@@ -25,7 +25,7 @@ from perfprobe.greenlets import patched
 from perfprobe.load.prepare import LoadSpec, prepared_load
 from perfprobe.load.search import LatencyLimit, search_levels
 from perfprobe.load.sendpath import check_combination
-from perfprobe.load.sweeper import LevelResult, Sweeper
+from perfprobe.load.sweeper import LevelResult, Sweeper, error_codes
 from perfprobe.load.windowed import WindowedLoad
 from perfprobe.measure import metrics as prometheus
 from perfprobe.report import runfile
@@ -453,18 +453,21 @@ def _fail_on_failed_levels(result: SweepResult, sweeper: Sweeper, models: list[M
     if not failed:
         return
     named = ", ".join(level_label(level.load_kind, level.level) for level, _ in failed)
-    reasons = failed[-1][1].top_reasons()
-    why = f" ({reasons[0][0]}: {reasons[0][1]})" if reasons else ""
-    gone = [model.name for model in models if not _still_ready(sweeper.stats_client, model.name)]
-    went = f"; {', '.join(gone)} is no longer ready on the server" if gone else ""
-    raise AllRequestsFailed(f"every request failed at {named}{why}{went}; all levels are in the results", result)
+    last = failed[-1][1]
+    reasons = last.top_reasons()
+    why = f" ({error_codes(last.errors)}" + (f"; most frequent reason: {reasons[0][1]})" if reasons else ")")
+    states = dict.fromkeys(_model_state(sweeper.stats_client, model.name) for model in models)
+    now = "".join(f"; {state}" for state in states if state)
+    raise AllRequestsFailed(f"every request failed at {named}{why}{now}; all levels are in the results", result)
 
 
-def _still_ready(control: InferenceClient, name: str) -> bool:
+def _model_state(control: InferenceClient, name: str) -> str:
+    """What became of the model after its levels failed ("" when it is still ready)."""
     try:
-        return control.is_model_ready(name)
-    except Exception:  # no answer: the server, not only the model, is gone
-        return False
+        ready = control.is_model_ready(name)
+    except Exception:  # no answer (a frozen or stopped server): whether the model is there cannot be told
+        return "the server does not answer"
+    return "" if ready else f"{name} is no longer ready on the server"
 
 
 def _model_facts(model: ModelDescription) -> dict[str, Any]:
