@@ -86,7 +86,7 @@ def _wants_greenlets(args: argparse.Namespace) -> bool:
     options = SweepOptions.from_namespace(args)
     if options.cluster or process_count(options) != 1:
         return False  # the load runs in load processes, each patching for itself; this one only coordinates
-    return transport_for(options.protocol).needs_greenlets(options.mode, worker_kind(options))
+    return transport_for(options.protocol, options.endpoint).needs_greenlets(options.mode, worker_kind(options))
 
 
 def _fail(code: int, message: str) -> int:

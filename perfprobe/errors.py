@@ -32,7 +32,7 @@ class ResultsNotWritten(UsageError):
 
 
 class AllRequestsFailed(PerfprobeError):
-    """A sweep in which no request succeeded: the server refused everything."""
+    """A sweep with a level where no request succeeded, in all its windows (the model went away) or in one (a stall)."""
 
     exit_code = exitcodes.SERVER_ERROR
 

@@ -347,3 +347,108 @@ def test_after_failed_levels_a_silent_server_is_not_said_to_have_lost_the_model(
 
     assert _model_state(FakeFrozenServer(), "simple") == "the server does not answer"  # type: ignore[arg-type]
     assert _model_state(FakeUnloadedServer(), "simple") == "simple is no longer ready on the server"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_server_frozen_past_the_request_timeout_fails_the_run(tmp_path, protocol: str) -> None:
+    """Item 4, second half: a server stopped (SIGSTOP) for several request timeouts inside a level that also had
+    successes ends the run with exit 4 naming the stall, not exit 0 with a rate averaged over it."""
+    import json
+    import os
+    import signal
+    import threading
+
+    import perfprobe
+    from perfprobe.runs.observer import RunObserver
+    from perfprobe.server import EmbeddedServer
+
+    class FreezeAfterFirstWindow(RunObserver):
+        def __init__(self, pid: int) -> None:
+            self.pid = pid
+            self.thawed = threading.Event()
+
+        def window(self, level, record) -> None:
+            if level.level == 2 and len(level.windows) == 1:  # the level has measured successes before the stall
+                os.killpg(self.pid, signal.SIGSTOP)
+                threading.Timer(5.0, self.thaw).start()  # five request timeouts: two whole windows or more
+
+        def thaw(self) -> None:
+            os.killpg(self.pid, signal.SIGCONT)
+            self.thawed.set()
+
+    with EmbeddedServer(builtin_models=["simple"], pick_free_ports=True) as own:
+        assert own.pid is not None
+        observer = FreezeAfterFirstWindow(own.pid)
+        try:
+            with pytest.raises(perfprobe.AllRequestsFailed) as failed:
+                perfprobe.sweep(
+                    "simple",
+                    url=own.grpc_url if protocol == "grpc" else own.http_url,
+                    protocol=protocol,
+                    concurrency="2:4:2",
+                    request_timeout=1.0,
+                    measurement_interval=1000,
+                    max_trials=8,
+                    output_dir=str(tmp_path),
+                    no_report=True,
+                    observer=observer,
+                )
+        finally:
+            observer.thawed.wait(15)
+    message = str(failed.value)
+    assert message.startswith("no request succeeded for a whole window at c=2 ("), message
+    assert "the server stalled" in message and "all levels are in the results" in message
+    assert failed.value.exit_code == exitcodes.SERVER_ERROR
+    levels = json.loads((tmp_path / "results.json").read_text())["levels"]
+    assert [level["level"] for level in levels] == [2, 4]  # the level after the stall was measured too
+    assert any("the server stalled" in warning for warning in levels[0]["warnings"])
+
+
+def test_a_free_ports_server_has_its_cpu_measured_from_the_url_alone(tmp_path) -> None:
+    """Item 7: ``perfprobe serve --free-ports`` takes three ports in a row, as Triton's defaults are, so a sweep
+    given only ``-u`` (HTTP or gRPC) finds the metrics by Triton's offset, checks they count the model, and
+    reports the server's CPU."""
+    import json
+    import signal
+    import subprocess
+
+    from conftest import perfprobe_command
+
+    serving = subprocess.Popen(
+        perfprobe_command("serve", "--free-ports", "--builtin", "simple"), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert serving.stdout is not None
+        printed: dict[str, str] = {}
+        for line in serving.stdout:
+            label, _, value = line.strip().partition(" ")
+            printed[label] = value.strip()
+            if label == "metrics":
+                break
+        http_url, grpc_url = printed["HTTP"].removeprefix("http://"), printed["gRPC"]
+        for protocol, url in (("http", http_url), ("grpc", grpc_url)):
+            out = tmp_path / protocol
+            result = run_perfprobe(
+                "sweep", "-i", protocol, "-u", url, "-m", "simple", "--concurrency", "1",
+                "--measurement-interval", "300", "--no-report", "--output-dir", str(out),
+            )  # fmt: skip
+            assert result.returncode == 0, result.stderr
+            row = json.loads((out / "results.json").read_text())["levels"][0]["row"]
+            assert "server CPU not measured" not in row["Warnings"], row["Warnings"]
+            assert row["Server CPU Util"] != ""
+        assert printed["metrics"].endswith(f":{int(http_url.rsplit(':', 1)[1]) + 2}/metrics")
+    finally:
+        serving.send_signal(signal.SIGINT)
+        serving.communicate(timeout=60)
+
+
+def test_metrics_are_looked_for_at_triton_s_offset_then_at_8002() -> None:
+    from perfprobe.measure.metrics import default_metrics_urls
+
+    assert default_metrics_urls("127.0.0.1:9000", "http") == [
+        "http://127.0.0.1:9002/metrics",
+        "http://127.0.0.1:8002/metrics",
+    ]
+    assert default_metrics_urls("host:9001", "grpc")[0] == "http://host:9002/metrics"
+    assert default_metrics_urls("https://host:8000/prefix", "http") == ["http://host:8002/metrics"]
+    assert default_metrics_urls("host:65535", "http") == ["http://host:8002/metrics"]

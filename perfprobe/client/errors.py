@@ -8,6 +8,10 @@ RESET = "RESET"  # the connection was reset or closed before any answer to the r
 TRUNCATED = "TRUNCATED"  # an answer began and the connection ended before it was whole
 NOT_SUPPORTED = "NOT_SUPPORTED"  # a call the server or protocol does not offer (an absent extension)
 BAD_RESPONSE = "BAD_RESPONSE"  # an answer that contradicts itself (outputs shorter than their shape)
+ERROR_EVENT = "ERROR_EVENT"  # a generate answer or stream event carrying the server's ``error`` instead of output
+BAD_EVENT = "BAD_EVENT"  # a stream event that is not a JSON object, or a stream that ended inside an event
+# failures of answers that did come from the server: their message is the server's reason
+ANSWERED = frozenset({BAD_RESPONSE, ERROR_EVENT, BAD_EVENT})
 # error codes that mean the server itself is gone, not that it refused one request
 CONNECTION_FAILURES = frozenset({UNREACHABLE, RESET, "UNAVAILABLE"})
 # requests the server may have executed though no whole answer came back

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -19,11 +20,19 @@ import gevent
 from geventhttpclient import HTTPClient
 from geventhttpclient.connectionpool import ConnectionPool, SSLConnectionPool
 
-from perfprobe.client import datatypes
+from perfprobe.client import datatypes, sse
 from perfprobe.client.abilities import absent_call
 from perfprobe.client.base import InferenceClient, RequestOptions, ResultCallback, retry_while_in_use
 from perfprobe.client.compression import check_algorithm, compress, decompressed_answer
-from perfprobe.client.errors import RESET, TIMEOUT, TRUNCATED, UNREACHABLE, InferenceServerError
+from perfprobe.client.errors import (
+    BAD_EVENT,
+    ERROR_EVENT,
+    RESET,
+    TIMEOUT,
+    TRUNCATED,
+    UNREACHABLE,
+    InferenceServerError,
+)
 from perfprobe.client.http_wire import (
     PlainSocketPool,
     TruncatedAnswer,
@@ -293,6 +302,18 @@ class HttpClient(InferenceClient):
         header = {**request.json_header, "parameters": {**request.json_header.get("parameters", {}), **parameters}}
         return self._assemble(request.uri, request.model_name, header, request.binary)
 
+    def build_generate_request(
+        self, model_name: str, fields: dict[str, Any], *, stream: bool, model_version: str = ""
+    ) -> HttpRequest:
+        """A request to Triton's generate extension: ``fields`` as one JSON object (inputs by name, the
+        rest parameters), to ``generate`` (one answer) or ``generate_stream`` (server-sent events)."""
+        uri = self._model_path(model_name, model_version) + ("/generate_stream" if stream else "/generate")
+        return self._assemble(uri, model_name, fields, ())
+
+    def with_fields(self, request: HttpRequest, fields: dict[str, Any]) -> HttpRequest:
+        """A generate request with more top-level fields (the generate extension's parameters are fields)."""
+        return self._assemble(request.uri, request.model_name, {**request.json_header, **fields}, ())
+
     def _assemble(self, uri: str, model_name: str, header: dict[str, Any], binary: tuple[bytes, ...]) -> HttpRequest:
         """The wire form of a request: JSON header, binary tensors, HTTP head (compressed when asked)."""
         json_part = json.dumps(header, separators=(",", ":")).encode()
@@ -402,6 +423,30 @@ class HttpConnection:
 
     decode_raw = staticmethod(HttpClient.decode_raw)
 
+    def generate(self, request: HttpRequest) -> dict[str, Any]:
+        """A ``generate`` answer, decoded; an ``error`` in it (Triton answers some with status 200) raises."""
+        payload, _ = self.send_raw(request)
+        return _generated(payload.decode("utf-8", "replace"))
+
+    def generate_events(self, request: HttpRequest) -> Iterator[tuple[dict[str, Any], sse.Event]]:
+        """A ``generate_stream`` answer's events as they arrive, each decoded.
+
+        Raises ``InferenceServerError`` for a refused request (with the server's reason, also when it
+        comes as an event), an ``error`` event (``ERROR_EVENT``), an event that is not a JSON object or
+        a stream that ends inside one (``BAD_EVENT``), and a connection that ends early (``TRUNCATED``).
+        """
+        url = self._client.url
+        try:
+            status, _, pieces = self._connection.open_stream(request.wire)
+            if status != 200:
+                raise _error(status, _event_data(b"".join(pieces)))
+            for event in sse.events(pieces):
+                yield _generated(event.data, event.name), event
+        except (OSError, WireError, gevent.Timeout) as exc:
+            raise _no_answer(url, exc) from exc
+        except ValueError as exc:  # the stream ended inside an event
+            raise InferenceServerError(str(exc), failure=BAD_EVENT) from None
+
     def close(self) -> None:
         self._connection.close()
         if self._own_pool is not None:
@@ -468,6 +513,25 @@ def _decode_result(payload: bytes, header_length: int | None) -> InferResult:
         parameters=header.get("parameters") or {},
         raw_response=payload,
     )
+
+
+def _generated(data: str, event_name: str = "") -> dict[str, Any]:
+    """One generate answer or event as a JSON object; the server's ``error`` raised as such."""
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise InferenceServerError(f"not a JSON object: {_one_line(data, 80)}", failure=BAD_EVENT)
+    if "error" in answer or event_name == "error":
+        raise InferenceServerError(_one_line(str(answer.get("error") or answer)), failure=ERROR_EVENT)
+    return answer
+
+
+def _event_data(payload: bytes) -> bytes:
+    """A refused stream's body: its first event's data where it is an event stream."""
+    text = payload.strip()
+    return text[5:].strip().split(b"\n", 1)[0] if text.startswith(b"data:") else payload
 
 
 def _no_answer(url: str, exc: BaseException) -> InferenceServerError:

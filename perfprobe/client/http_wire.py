@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from perfprobe.client.sockets import send_whole
 
 _HEADER_END = b"\r\n\r\n"
+_Read = TypeVar("_Read")
 _CLOSED_BEFORE_HEADERS = "connection closed before the response headers"
 # the only response headers the client acts on; everything else is skipped unparsed
 _FIELDS = re.compile(
@@ -41,8 +43,9 @@ def encode_request(method: str, uri: str, host: str, headers: dict[str, str], bo
     return head + body
 
 
-def read_response(sock: Any, read_size: int = 65536) -> tuple[int, dict[str, str], bytes, bool]:
-    """Read one response: (status, lower-cased headers, body, connection reusable)."""
+def read_head(sock: Any, read_size: int = 65536) -> tuple[int, dict[str, str], bytearray, bool]:
+    """Read a response's status line and headers: (status, lower-cased headers, bytes read past them,
+    connection reusable)."""
     buffer = bytearray()
     while True:
         end = buffer.find(_HEADER_END)
@@ -65,18 +68,37 @@ def read_response(sock: Any, read_size: int = 65536) -> tuple[int, dict[str, str
         match.group(1).decode("ascii").lower(): match.group(2).strip().decode("latin-1")
         for match in _FIELDS.finditer(head)
     }
-    rest = buffer[end + 4 :]
     reusable = headers.get("connection", "").lower() != "close"
+    return status, headers, buffer[end + 4 :], reusable
+
+
+def read_response(sock: Any, read_size: int = 65536) -> tuple[int, dict[str, str], bytes, bool]:
+    """Read one response: (status, lower-cased headers, body, connection reusable)."""
+    status, headers, rest, reusable = read_head(sock, read_size)
     if "content-length" in headers:
         body = _read_exact(sock, rest, int(headers["content-length"]))
     elif headers.get("transfer-encoding", "").lower() == "chunked":
-        body = _read_chunked(sock, rest, read_size)
+        body = b"".join(_chunks(sock, rest, read_size))
     else:  # body runs to the end of the connection
-        parts = [bytes(rest)]
-        while chunk := sock.recv(read_size):
-            parts.append(chunk)
-        body, reusable = b"".join(parts), False
+        body, reusable = b"".join(_to_the_end(sock, rest, read_size)), False
     return status, headers, body, reusable
+
+
+def body_pieces(sock: Any, headers: dict[str, str], rest: bytearray, read_size: int = 65536) -> Iterator[bytes]:
+    """A body as it arrives, piece by piece (a streamed answer: server-sent events)."""
+    if "content-length" in headers:
+        yield _read_exact(sock, rest, int(headers["content-length"]))
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        yield from _chunks(sock, rest, read_size)
+    else:
+        yield from _to_the_end(sock, rest, read_size)
+
+
+def _to_the_end(sock: Any, rest: bytearray, read_size: int) -> Iterator[bytes]:
+    if rest:
+        yield bytes(rest)
+    while chunk := sock.recv(read_size):
+        yield chunk
 
 
 def _read_exact(sock: Any, already: bytearray, length: int) -> bytes:
@@ -94,8 +116,8 @@ def _read_exact(sock: Any, already: bytearray, length: int) -> bytes:
     return bytes(body) if length < 1 << 20 else body  # large bodies stay as the bytearray, uncopied
 
 
-def _read_chunked(sock: Any, buffer: bytearray, read_size: int) -> bytes:
-    parts: list[bytes] = []
+def _chunks(sock: Any, buffer: bytearray, read_size: int) -> Iterator[bytes]:
+    """A chunked body's chunks, each yielded as soon as it is whole."""
     while True:
         while (line_end := buffer.find(b"\r\n")) < 0:
             chunk = sock.recv(read_size)
@@ -110,8 +132,8 @@ def _read_chunked(sock: Any, buffer: bytearray, read_size: int) -> bytes:
                 raise TruncatedAnswer("connection closed inside a chunk")
             buffer += chunk
         if size == 0:
-            return b"".join(parts)
-        parts.append(bytes(buffer[:size]))
+            return
+        yield bytes(buffer[:size])
         del buffer[: size + 2]
 
 
@@ -131,6 +153,32 @@ class WireConnection:
         any answer); the request is then sent once more on a fresh socket and ``last_resent``
         says so, because the server may have seen it. A timeout is never resent.
         """
+        status, headers, body, reusable = self._round_trip(wire, read_response)
+        if not reusable:
+            self._discard()
+        return status, headers, body
+
+    def open_stream(self, wire: bytes) -> tuple[int, dict[str, str], Iterator[bytes]]:
+        """Send, read the head, and return the body as it arrives: (status, headers, pieces).
+
+        The pieces must be read to the end (the socket is kept for the next request only then);
+        a failure while reading them discards the socket.
+        """
+        status, headers, rest, reusable = self._round_trip(wire, read_head)
+        return status, headers, self._pieces(headers, rest, reusable)
+
+    def _pieces(self, headers: dict[str, str], rest: bytearray, reusable: bool) -> Iterator[bytes]:
+        sock = self._sock
+        try:
+            yield from body_pieces(sock, headers, rest)
+        except BaseException:
+            self._discard()
+            raise
+        if not reusable or "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", ""):
+            self._discard()
+
+    def _round_trip(self, wire: bytes, read: Callable[[Any], _Read]) -> _Read:
+        """Send ``wire`` and ``read`` the answer's start, resending once on a stale kept-alive socket."""
         self.last_resent = False
         for attempt in (0, 1):
             reused = self._sock is not None
@@ -140,16 +188,13 @@ class WireConnection:
                 started = time.perf_counter_ns()
                 send_whole(self._sock, wire)
                 self.last_send_ns = time.perf_counter_ns() - started
-                status, headers, body, reusable = read_response(self._sock)
+                return read(self._sock)
             except (OSError, WireError) as exc:
                 self._discard()
                 if reused and attempt == 0 and _stale_socket(exc):
                     self.last_resent = True
                     continue
                 raise
-            if not reusable:
-                self._discard()
-            return status, headers, body
         raise WireError("unreachable")
 
     def _discard(self) -> None:

@@ -19,7 +19,8 @@ import numpy as np
 from perfprobe.client import InferenceClient, RequestedOutput, RequestOptions
 from perfprobe.client.datatypes import BINARY_ONLY, DATATYPES, numpy_dtype, to_wire_array
 from perfprobe.client.model import ModelDescription, TensorSpec
-from perfprobe.data import synthetic
+from perfprobe.data import prompts, synthetic
+from perfprobe.data.prompts import PromptPlan
 from perfprobe.errors import UsageError
 from perfprobe.load.trace import RequestTrace
 from perfprobe.transport import TensorFormats, transport_for
@@ -34,6 +35,7 @@ class DataOptions:
     string_length: int = 16
     items: int = 1  # distinct generated items
     seed: int = 0
+    prompts: PromptPlan | None = None  # generated data for a generative model: prompts and max_tokens
 
 
 def with_described_inputs(model: ModelDescription, options: DataOptions) -> tuple[ModelDescription, str]:
@@ -142,6 +144,8 @@ def load_items(model: ModelDescription, options: DataOptions) -> list[dict[str, 
     if options.source in synthetic.DATA_KINDS:
         if options.items < 1:
             raise UsageError("the number of data items must be at least 1")
+        if options.prompts is not None and options.prompts.applies_to(model):
+            return _prompted(model, options, options.prompts)
         return [
             synthetic.generate_inputs(
                 model,
@@ -161,6 +165,18 @@ def load_items(model: ModelDescription, options: DataOptions) -> list[dict[str, 
     else:
         raise UsageError(f"--input-data {options.source!r}: not zero, random, a JSON file or a folder")
     return _batch(model, samples, options.batch_size)
+
+
+def _prompted(model: ModelDescription, options: DataOptions, plan: PromptPlan) -> list[dict[str, np.ndarray]]:
+    """Synthetic prompts (and max_tokens) for a generative model; any other input generated as usual."""
+    if options.batch_size != 1:
+        raise UsageError("prompts are sent one per request: use batch size 1")
+    items = []
+    for index, prompt in enumerate(prompts.prompt_items(model, plan)):
+        rest = synthetic.generate_inputs(model, 1, options.shapes, options.source, options.seed + index,
+                                         options.string_length)  # fmt: skip
+        items.append({**rest, **prompt})
+    return items
 
 
 def _batch(model: ModelDescription, samples: list[dict[str, np.ndarray]], batch: int) -> list[dict[str, np.ndarray]]:
@@ -405,6 +421,7 @@ def build_requests(
     *,
     json_inputs: bool = False,
     json_outputs: bool = False,
+    endpoint: str = "infer",
 ) -> list[Any]:
     """Encode each data item once into the client's ready-to-send request.
 
@@ -415,7 +432,7 @@ def build_requests(
         RequestedOutput(spec.name, binary=not json_outputs or spec.datatype in BINARY_ONLY) for spec in model.outputs
     ]
     options = options_for(model, options)
-    transport = transport_for(client.protocol)
+    transport = transport_for(client.protocol, endpoint)
     formats = TensorFormats(json_inputs, json_outputs)
     requests = []
     for item in items:

@@ -24,6 +24,7 @@ from perfprobe.load.pacing import COARSE_TIMER_LATENESS_NS, Pacer
 from perfprobe.load.runtime import Runtime, settled
 from perfprobe.load.schedule import Schedule
 from perfprobe.load.sequences import FINISHED, SequenceEnd, SequenceFeed, SequenceSettings, Ticket, TraceSequenceFeed
+from perfprobe.measure.goodput import Goodput
 from perfprobe.measure.window import Recorder
 from perfprobe.transport.base import STOPPED, Outcome, Sender, failed
 
@@ -42,6 +43,7 @@ class EngineSettings:
     stop_timeout_s: float = 30.0
     ready_timeout_s: float = 10.0  # open loop: how long the schedule waits for workers' connections
     record_requests: bool = False  # keep every request's times and outcome (``--export-requests``)
+    goodput: Goodput | None = None  # the limits a good request stays under (``--goodput``)
 
 
 @dataclass(frozen=True)
@@ -156,14 +158,26 @@ class LoadEngine:
             if outcome.error in CONNECTION_FAILURES:
                 self.connection_failures += 1
             return
-        slot.success(done_ns - sent_ns, outcome.send_ns, outcome.recv_ns)
+        latency = done_ns - sent_ns
+        slot.success(latency, outcome.send_ns, outcome.recv_ns)
         if intended_ns is not None:
             lag = sent_ns - intended_ns
             slot.scheduled(done_ns - intended_ns, max(lag, 0), lag > self.settings.late_threshold_ns)
+        first_ns = inter_token_ns = None
         if outcome.responses:  # a streamed request: its responses' arrivals
             times = [response.arrival_ns for response in outcome.responses]
             gaps = [b - a for a, b in itertools.pairwise(times)]
-            slot.streamed(times[0] - sent_ns, gaps, len(times))
+            first_ns = times[0] - sent_ns
+            slot.streamed(first_ns, gaps, len(times))
+        # tokens: as the transport counted them (a tokenizer), else one per streamed response with output
+        tokens = outcome.output_tokens if outcome.output_tokens is not None else len(outcome.responses) or None
+        if tokens is not None:
+            if len(outcome.responses) > 1 and tokens > 1:  # AIPerf's definition: (last - first) / (tokens - 1)
+                inter_token_ns = (outcome.responses[-1].arrival_ns - outcome.responses[0].arrival_ns) // (tokens - 1)
+            slot.tokens(tokens, inter_token_ns)
+        goodput = self.settings.goodput
+        if goodput is not None and goodput.met(latency, first_ns, inter_token_ns):
+            slot.good += 1
 
     # ---- worker loops ---------------------------------------------------------------------
 

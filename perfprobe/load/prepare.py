@@ -24,6 +24,7 @@ from perfprobe.load.sendpath import SendPath, build_send_path
 from perfprobe.load.sequences import SequenceSettings
 from perfprobe.load.windowed import LocalLoad
 from perfprobe.shm import Regions
+from perfprobe.transport import transport_for
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,8 @@ class LoadSpec:
     engine: EngineSettings
     sequences: SequenceSettings | None = None  # a stateful model: requests are steps of live sequences
     send_items: tuple[int, ...] = ()  # a trace: the data item of each of its sends
+    endpoint: str = "infer"  # the transport's endpoint: infer, or the generate extension's
+    tokenizer: str | None = None  # counts a generated answer's tokens
 
 
 @dataclass
@@ -105,8 +108,14 @@ def prepared_load(
     send_path: SendPath | None = None
     try:
         send_path = build_send_path(
-            load_client, spec.mode, spec.worker_kind, spec.request_timeout_s, spec.decode_outputs, spec.grpc_transport
-        )
+            load_client, spec.mode, spec.worker_kind, spec.request_timeout_s, spec.decode_outputs, spec.grpc_transport,
+            spec.endpoint, spec.tokenizer,
+        )  # fmt: skip
+        transport = transport_for(spec.protocol, spec.endpoint)
+
+        def with_parameters(request: Any, parameters: dict[str, Any]) -> Any:
+            return transport.with_parameters(load_client, request, parameters)
+
         with _regions(spec, on_problem, region_token) as regions:
             if regions is not None:
                 from perfprobe.load.shm_requests import build_shm_requests
@@ -124,11 +133,11 @@ def prepared_load(
                 )
             else:
                 requests = dataset.build_requests(load_client, model, items, json_inputs=spec.json_inputs,
-                                                  json_outputs=spec.json_outputs)  # fmt: skip
+                                                  json_outputs=spec.json_outputs, endpoint=spec.endpoint)  # fmt: skip
                 per_worker = None
             if spec.parameters:  # added once here, so no send pays for them
-                requests, per_worker = _with_parameters(load_client, spec.parameters, requests, per_worker)
-            yield PreparedLoad(spec, send_path, requests, per_worker, load_client.with_parameters)
+                requests, per_worker = _with_parameters(with_parameters, spec.parameters, requests, per_worker)
+            yield PreparedLoad(spec, send_path, requests, per_worker, with_parameters)
     finally:
         if send_path is not None:
             send_path.runtime.close()
@@ -136,16 +145,16 @@ def prepared_load(
 
 
 def _with_parameters(
-    client: InferenceClient,
+    add: Callable[[Any, dict[str, Any]], Any],
     parameters: dict[str, bool | int | float | str],
     requests: list[Any],
     per_worker: list[list[Any]] | None,
 ) -> tuple[list[Any], list[list[Any]] | None]:
     """The same requests, each carrying ``parameters`` (a sequence's own are added on top, per send)."""
-    carrying = [client.with_parameters(request, parameters) for request in requests]
+    carrying = [add(request, parameters) for request in requests]
     if per_worker is None:
         return carrying, None
-    return carrying, [[client.with_parameters(request, parameters) for request in own] for own in per_worker]
+    return carrying, [[add(request, parameters) for request in own] for own in per_worker]
 
 
 @contextlib.contextmanager

@@ -25,9 +25,9 @@ class SendPath:
     notes: list[str] = field(default_factory=list)
 
 
-def check_combination(protocol: str, mode: str, decoupled: bool) -> None:
+def check_combination(protocol: str, mode: str, decoupled: bool, endpoint: str = "infer") -> None:
     """Refuse combinations that cannot work, with the reason."""
-    transport_for(protocol).check_mode(mode, decoupled)
+    transport_for(protocol, endpoint).check_mode(mode, decoupled)
 
 
 def build_send_path(
@@ -37,10 +37,12 @@ def build_send_path(
     request_timeout_s: float,
     decode_outputs: bool = False,
     connection: str = "h2",
+    endpoint: str = "infer",
+    tokenizer: str | None = None,
 ) -> SendPath:
     """The runtime and senders for ``mode`` on ``client`` (whose pool must fit the workers)."""
-    settings = SendSettings(mode, worker_kind, request_timeout_s, decode_outputs, connection)
-    plan = transport_for(client.protocol).send_plan(client, settings)
+    settings = SendSettings(mode, worker_kind, request_timeout_s, decode_outputs, connection, tokenizer)
+    plan = transport_for(client.protocol, endpoint).send_plan(client, settings)
     runtime = make_runtime(plan.worker_kind)
     make_sender = plan.make_sender
     return SendPath(runtime, lambda: make_sender(runtime), plan.notes)

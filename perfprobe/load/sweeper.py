@@ -43,6 +43,7 @@ class MeasureSettings:
     finish_timeout_s: float = 35.0  # a level's end: how long live sequences may take to get their END
     interrupted_finish_s: float = 2.0  # the same after Ctrl-C / SIGTERM: briefly, the user is waiting
     late_warning: float = 0.01  # fraction of late open-loop sends that is worth a warning
+    goodput: str = ""  # the --goodput limits as given ("": goodput not counted)
 
 
 @dataclass
@@ -77,6 +78,7 @@ class LevelResult:
     trace: dict[str, float | int | bool] | None = None  # a replayed trace: its requests, sends made, how much
     server_unmeasured: str = ""  # why the level has no server-side figures ("" when it has them)
     warmup: WindowStats | None = None  # what the warm-up sent: unreported, but the server served it
+    goodput: str = ""  # the --goodput limits its good requests met ("": not counted)
 
     @property
     def reported(self) -> list[WindowRecord]:
@@ -85,6 +87,19 @@ class LevelResult:
 
     def merged(self) -> WindowStats:
         return merge_stats([w.stats for w in self.reported])
+
+    def silent_windows(self) -> list[int]:
+        """Reported windows in which no request succeeded though others of the level did: the server stalled.
+
+        A trace may be quiet for a window by design, so there a window counts only when its requests failed.
+        """
+        if not self.merged().completed:
+            return []  # nothing succeeded at all: said as a failed level, not a stall
+        return [
+            w.stats.index
+            for w in self.reported
+            if not w.stats.completed and (w.stats.error_count or self.trace is None)
+        ]
 
     def server(self, model: str | None = None) -> server_stats.ServerDelta | None:
         name = model or self.target_model
@@ -204,7 +219,11 @@ class Sweeper:
     ) -> LevelResult:
         settings = self.settings
         result = LevelResult(
-            load_kind, level, target_model=self.model_names[0], stability_windows=settings.stability.windows
+            load_kind,
+            level,
+            target_model=self.model_names[0],
+            stability_windows=settings.stability.windows,
+            goodput=settings.goodput,
         )
         trace = schedule.trace if schedule is not None else None
         once = trace is not None and not trace.loop  # windows until it is replayed; all of them reported
@@ -397,6 +416,11 @@ class Sweeper:
             )
         if merged.error_count and not merged.completed:
             result.warnings.append("no successful request: the level has no latency figures")
+        if silent := result.silent_windows():
+            result.warnings.append(
+                f"no request succeeded in window {', '.join(map(str, silent))}: the server stalled "
+                "(or a request takes longer than a window); the level's figures include the stall"
+            )
         self._server_unmeasured(result)
         if self.metrics_missing:
             result.warnings.append(f"server CPU not measured: {self.metrics_missing}")

@@ -51,14 +51,27 @@ def not_this_servers(url: str, model: str, timeout_s: float = 2.0) -> str:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
             text = response.read().decode("utf-8", "replace")
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        return f"no metrics at {url} ({getattr(exc, 'reason', exc)}); give --metrics-url"
+        return f"no metrics at {url} ({getattr(exc, 'reason', exc)})"
     wanted = f'model="{model}"'
     if any(line.startswith("nv_inference_count{") and wanted in line for line in text.splitlines()):
         return ""
-    return f"the metrics at {url} do not count {model}: another server's; give --metrics-url"
+    return f"the metrics at {url} do not count {model}: another server's"
 
 
-def default_metrics_url(url: str) -> str:
-    """Triton's metrics port (8002) on the host the inference URL names."""
-    host = url.split("://")[-1].rsplit(":", 1)[0] or "localhost"
-    return f"http://{host}:8002/metrics"
+METRICS_OFFSET = {"http": 2, "grpc": 1}  # Triton's defaults: HTTP 8000, gRPC 8001, metrics 8002
+
+
+def default_metrics_urls(url: str, protocol: str) -> list[str]:
+    """Where a Triton at ``url`` likely has its metrics: its ports' default offset, then port 8002.
+
+    The offset finds a server started with consecutive ports (``perfprobe serve --free-ports``,
+    ``--http-port 9000`` with gRPC 9001 and metrics 9002); 8002 one that moved only its inference
+    ports. Each is used only when its page counts the measured model.
+    """
+    host, _, port = url.split("://")[-1].split("/")[0].rpartition(":")
+    host = host or "localhost"
+    urls = []
+    if port.isdigit() and protocol in METRICS_OFFSET and int(port) + METRICS_OFFSET[protocol] <= 65535:
+        urls.append(f"http://{host}:{int(port) + METRICS_OFFSET[protocol]}/metrics")
+    default = f"http://{host}:8002/metrics"
+    return urls + [default] if default not in urls else urls

@@ -48,6 +48,10 @@ class WindowSlot:
         "sequence_latencies",
         "sequences_failed",
         "requests",
+        "output_tokens",
+        "token_requests",
+        "inter_token",
+        "good",
     )
 
     def __init__(self, record_requests: bool = False) -> None:
@@ -67,6 +71,10 @@ class WindowSlot:
         self.dropped = 0
         self.sequence_latencies: list[int] = []  # stateful models: first send to last response, per sequence
         self.sequences_failed = 0
+        self.output_tokens = 0  # tokens of the requests that counted them
+        self.token_requests = 0  # successful requests whose tokens were counted
+        self.inter_token: list[int] = []  # per request: (last - first response) / (tokens - 1)
+        self.good = 0  # successful requests that met every --goodput limit
         # each request's (send, end, intended, error) on the perf_counter clock; None: not asked for
         self.requests: list[tuple[int, int, int | None, str | None]] | None = [] if record_requests else None
 
@@ -101,6 +109,13 @@ class WindowSlot:
         self.first_response.append(first_ns)
         self.between_responses.extend(gaps_ns)
         self.responses += responses
+
+    def tokens(self, count: int, inter_token_ns: int | None) -> None:
+        """A generated answer: its output tokens, and its mean time between tokens where it streamed two or more."""
+        self.output_tokens += count
+        self.token_requests += 1
+        if inter_token_ns is not None:
+            self.inter_token.append(inter_token_ns)
 
     def sequence_completed(self, latency_ns: int) -> None:
         """A sequence whose every step succeeded, from its first send to its last response."""
@@ -155,6 +170,10 @@ class WindowStats:
     sequence_latency: LatencyHistogram | None = None  # stateful models: per completed sequence
     sequences_failed: int = 0
     requests: list[RequestRecord] | None = None  # every request of the window (``--export-requests``)
+    output_tokens: int = 0
+    token_requests: int = 0
+    inter_token: LatencyHistogram | None = None
+    good: int = 0
 
     @property
     def sequences_completed(self) -> int:
@@ -198,6 +217,9 @@ def merge_window(window: Window, end_ns: int) -> WindowStats:
         "resent": 0,
         "dropped": 0,
         "sequences_failed": 0,
+        "output_tokens": 0,
+        "token_requests": 0,
+        "good": 0,
     }
     for slot in slots:
         errors.update(slot.errors)
@@ -221,6 +243,7 @@ def merge_window(window: Window, end_ns: int) -> WindowStats:
         first_response=histogram("first_response"),
         between_responses=histogram("between_responses"),
         sequence_latency=histogram("sequence_latencies"),
+        inter_token=histogram("inter_token"),
         max_lag_ns=max((slot.max_lag_ns for slot in slots), default=0),
         reasons=_merge_reasons([slot.reasons for slot in slots]),
         requests=_wall_clock_requests(window, slots),
@@ -275,6 +298,7 @@ def merge_stats(windows: list[WindowStats]) -> WindowStats:
         "first_response": None,
         "between_responses": None,
         "sequence_latency": None,
+        "inter_token": None,
     }
     errors: Counter[str] = Counter()
     for stats in windows:
@@ -300,6 +324,9 @@ def merge_stats(windows: list[WindowStats]) -> WindowStats:
         resent=sum(w.resent for w in windows),
         dropped=sum(w.dropped for w in windows),
         sequences_failed=sum(w.sequences_failed for w in windows),
+        output_tokens=sum(w.output_tokens for w in windows),
+        token_requests=sum(w.token_requests for w in windows),
+        good=sum(w.good for w in windows),
         **merged_optional,  # type: ignore[arg-type]
     )
 

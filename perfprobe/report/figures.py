@@ -87,6 +87,15 @@ class LevelFacts:
         return self.merged.between_responses.summary() if self.merged.between_responses else {}
 
     @cached_property
+    def inter_token(self) -> dict[str, Any]:
+        return self.merged.inter_token.summary() if self.merged.inter_token else {}
+
+    @property
+    def generated(self) -> bool:
+        """Whether the level's answers were generated text (or streamed responses) with tokens counted."""
+        return self.merged.token_requests > 0
+
+    @cached_property
     def sequences(self) -> dict[str, Any]:
         return self.merged.sequence_latency.summary() if self.merged.sequence_latency else {}
 
@@ -137,6 +146,19 @@ def _if(condition: bool, value: Any) -> Any:
 def _timed(read: Callable[[LevelFacts], Any]) -> Callable[[LevelFacts], Any]:
     """A latency figure: absent where no request succeeded (a level without one has no latency, not 0)."""
     return lambda facts: read(facts) if facts.completed else ABSENT
+
+
+def _window_rate(count: str) -> Callable[[Level], list[float]]:
+    """Per reported window: ``count`` (a window field of results.json) per second."""
+    return lambda level: [w.get(count, 0) / (w["duration_ns"] / 1e9) for w in level.reported if w["duration_ns"]]
+
+
+def _token_rate(facts: LevelFacts) -> Any:
+    return _if(facts.generated and bool(facts.seconds), round(facts.merged.output_tokens / (facts.seconds or 1), 2))
+
+
+def _goodput(facts: LevelFacts) -> Any:
+    return _if(bool(facts.result.goodput) and bool(facts.seconds), round(facts.merged.good / (facts.seconds or 1), 2))
 
 
 def _server_windows(part: str) -> Callable[[Level], list[float]]:
@@ -261,6 +283,63 @@ OWN_FIGURES = [
         "1/s",
         lambda f: _if(bool(f.merged.first_response and f.seconds), round(f.merged.responses / (f.seconds or 1), 2)),
         higher_is_better=True,
+    ),
+    Figure(
+        "Time To First Token p50",
+        "us",
+        lambda f: _if(f.generated, f.first_response.get("p50", ABSENT)),
+        "ttft_p50",
+        summary="TTFT p50",
+        chart="Time to first token",
+    ),
+    Figure(
+        "Time To First Token p99",
+        "us",
+        lambda f: _if(f.generated, f.first_response.get("p99", ABSENT)),
+        "ttft_p99",
+        summary="TTFT p99",
+        chart="Time to first token",
+    ),
+    Figure(
+        "Inter Token Latency p50",
+        "us",
+        lambda f: f.inter_token.get("p50", ABSENT),
+        "itl_p50",
+        summary="ITL p50",
+        chart="Inter-token latency",
+    ),
+    Figure(
+        "Inter Token Latency p99",
+        "us",
+        lambda f: f.inter_token.get("p99", ABSENT),
+        "itl_p99",
+        chart="Inter-token latency",
+    ),
+    Figure(
+        "Output Tokens/Second",
+        "1/s",
+        _token_rate,
+        "output_token_rate",
+        True,
+        _window_rate("output_tokens"),
+        "tokens/s",
+        chart="Output tokens per second",
+    ),
+    Figure(
+        "Output Tokens per Request",
+        "count",
+        lambda f: _if(f.generated, round(f.merged.output_tokens / max(f.merged.token_requests, 1), 2)),
+        "output_tokens_per_request",
+    ),
+    Figure(
+        "Request Goodput",
+        "1/s",
+        _goodput,
+        "goodput",
+        True,
+        _window_rate("good_requests"),
+        "goodput/s",
+        chart="Request goodput",
     ),
     Figure(
         "Sequences/Second", "1/s", lambda f: _if(f.stateful, round(f.merged.sequence_rate(), 2)), "sequence_rate", True

@@ -72,6 +72,7 @@ def level_entry(result: LevelResult, batch_size: int) -> dict[str, Any]:
                 "metrics": record.metrics,
                 **({"processes": [share.as_dict() for share in record.shares]} if record.shares else {}),
                 **(_sequence_fields(stats) if stats.sequence_latency is not None or stats.sequences_failed else {}),
+                **(_token_fields(stats) if stats.token_requests else {}),
             }
         )
     reasons = result.merged().top_reasons() if result.windows else []
@@ -94,6 +95,16 @@ def level_entry(result: LevelResult, batch_size: int) -> dict[str, Any]:
 def _unreported(stats: WindowStats) -> dict[str, Any]:
     """What the warm-up sent: in no window, yet served (a server's own count includes it)."""
     return {"completed": stats.completed, "errors": stats.errors}
+
+
+def _token_fields(stats: WindowStats) -> dict[str, Any]:
+    """A generated answer's window: its tokens, the requests that counted them, those within --goodput."""
+    return {
+        "output_tokens": stats.output_tokens,
+        "token_requests": stats.token_requests,
+        "good_requests": stats.good,
+        "inter_token_histogram": stats.inter_token.encode() if stats.inter_token else None,
+    }
 
 
 def _sequence_fields(stats: WindowStats) -> dict[str, Any]:

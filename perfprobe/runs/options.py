@@ -28,6 +28,7 @@ GROUPS = {
     "load": "load",
     "sequences": "sequence models (used when the model has a sequence batcher)",
     "data": "data",
+    "generate": "generative models (--endpoint generate or generate_stream, or a gRPC stream)",
     "measurement": "measurement",
     "output": "output",
 }
@@ -106,6 +107,14 @@ class SweepOptions:
         group=None,
         choices=_choices_of("perfprobe.transport", "protocols"),
         records="protocol",
+    )
+    endpoint: str = option(
+        "infer",
+        "what each request asks for: tensor inference (infer), or Triton's generate extension over HTTP: one "
+        "JSON answer (generate) or server-sent events, one per response (generate_stream)",
+        group=None,
+        choices=_choices_of("perfprobe.transport", "endpoints"),
+        records="endpoint",
     )
     header: list[str] | dict[str, str] = option(
         [], "extra header / gRPC metadata, repeatable", flags=("-H",), group=None, metavar="NAME:VALUE", repeat=True
@@ -268,6 +277,39 @@ class SweepOptions:
         shown_default="the model's output sizes",
     )
     cuda_device: int = option(0, "with --shared-memory cuda: the GPU to use", group="data", kind=int, metavar="N")
+    prompt_tokens: str | None = option(
+        None,
+        "synthetic prompts (text_input) of MEAN tokens (words without --tokenizer), drawn from a fixed seed",
+        group="generate",
+        metavar="MEAN[:STDDEV]",
+        records="prompt_tokens",
+        shown_default="128 for a model with a text_input input",
+    )
+    output_tokens: str | None = option(
+        None,
+        "tokens to generate per request (max_tokens), drawn per prompt",
+        group="generate",
+        metavar="MEAN[:STDDEV]",
+        records="output_tokens",
+        shown_default="16 for a model with a max_tokens input",
+    )
+    prompts: int = option(100, "distinct synthetic prompts", group="generate", kind=int, metavar="N")
+    tokenizer: str | None = option(
+        None,
+        "a local Hugging Face tokenizer.json (or its folder) to count tokens of generated text and prompts; "
+        "nothing is downloaded",
+        group="generate",
+        metavar="PATH",
+        records="tokenizer",
+        shown_default="one token per streamed response with output, prompts in words",
+    )
+    goodput: str | None = option(
+        None,
+        "count the requests/s meeting every limit, e.g. 'ttft<200ms,itl<20ms,latency<2s' (Request Goodput)",
+        group="generate",
+        metavar="LIMITS",
+        records="goodput",
+    )
     measurement_interval: int = option(
         5000, "window length", group="measurement", kind=int, metavar="MS", records="window_ms"
     )
@@ -442,7 +484,8 @@ def worker_kind(options: SweepOptions) -> str:
         processes = usable_cores()  # what --processes auto starts here
     several = not isinstance(options.model, str) and len(options.model or []) > 1
     per_process = None if processes is None or several else -(-most_in_flight(options) // processes)
-    return transport_for(options.protocol).default_worker_kind(options.mode, options.grpc_transport, per_process)
+    transport = transport_for(options.protocol, options.endpoint)
+    return transport.default_worker_kind(options.mode, options.grpc_transport, per_process)
 
 
 def default(name: str) -> Any:

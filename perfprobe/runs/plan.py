@@ -10,6 +10,7 @@ from typing import Any
 
 from perfprobe.client.tls import TlsFiles, tls_url
 from perfprobe.data import synthetic
+from perfprobe.data.prompts import DEFAULT_OUTPUT_TOKENS, DEFAULT_PROMPT_TOKENS, PromptPlan, parse_lengths
 from perfprobe.errors import UsageError
 from perfprobe.load.dataset import DataOptions
 from perfprobe.load.engine import EngineSettings
@@ -19,6 +20,7 @@ from perfprobe.load.schedule import TraceTimes, read_intervals
 from perfprobe.load.sequences import SequenceSettings
 from perfprobe.load.sweeper import MeasureSettings
 from perfprobe.load.trace import RequestTrace, read_trace
+from perfprobe.measure.goodput import parse_goodput
 from perfprobe.measure.stability import StabilityRule
 from perfprobe.runs.models import ModelPart, model_names, parse_parts
 from perfprobe.runs.options import (
@@ -90,6 +92,8 @@ class SweepPlan:
     json_inputs: bool = False  # HTTP: --input-tensor-format json
     json_outputs: bool = False  # HTTP: --output-tensor-format json
     options: SweepOptions = field(default_factory=SweepOptions)  # as given and checked (recorded by declaration)
+    endpoint: str = "infer"  # infer, or the generate extension's generate / generate_stream
+    tokenizer: str | None = None  # a local tokenizer.json: counts generated text's tokens and sizes prompts
 
     @property
     def several(self) -> bool:
@@ -123,17 +127,25 @@ class SweepPlan:
             batch_size=self.data.batch_size,
             max_inflight=self.max_inflight,
             engine=self.engine,
+            endpoint=self.endpoint,
+            tokenizer=self.tokenizer,
         )
+
+    def token_count(self) -> str:
+        """How a generated answer's tokens are counted, as results.json and the notes say it."""
+        if self.tokenizer and self.endpoint != "infer":
+            return f"by the tokenizer {self.tokenizer}"
+        return "one token per streamed response with output (no --tokenizer for this endpoint)"
 
     def _grpc_transport(self) -> str | None:
         """What carries gRPC (None where the choice does not apply: HTTP, asyncio workers)."""
-        if not transport_for(self.protocol).connections or self.worker_kind == "asyncio":
+        if not transport_for(self.protocol, self.endpoint).connections or self.worker_kind == "asyncio":
             return None
         return self.grpc_transport
 
     def _tensor_format(self) -> dict[str, str] | None:
         """HTTP's tensor formats, input and output (None on gRPC, whose tensors are always binary)."""
-        if not transport_for(self.protocol).json_tensors:
+        if not transport_for(self.protocol, self.endpoint).json_tensors:
             return None
         return {
             side: "json" if own else "binary"
@@ -186,6 +198,7 @@ class SweepPlan:
             "drain": self.measure.drain,
             "processes": self.processes,
             "cluster": self.cluster,
+            "token_count": self.token_count(),
         }
 
     def trace_times(self) -> TraceTimes | None:
@@ -294,7 +307,7 @@ def _check_tensor_formats(options: SweepOptions) -> None:
     for side in ("input", "output"):
         if getattr(options, f"{side}_tensor_format") != "json":
             continue
-        transport = transport_for(options.protocol)
+        transport = transport_for(options.protocol, options.endpoint)
         if not transport.json_tensors:
             able = [other for other in transports() if other.json_tensors]
             raise UsageError(
@@ -355,7 +368,8 @@ def plan(options: SweepOptions) -> SweepPlan:
     if not names:
         raise UsageError("the following arguments are required: -m/--model")
     _check_choices(options)
-    transport_for(options.protocol).check_mode(options.mode)
+    transport_for(options.protocol, options.endpoint).check_mode(options.mode)
+    _check_generate(options)
     intervals = read_intervals(options.request_intervals) if options.request_intervals else None
     trace = read_trace(options.request_trace, names[0].partition("@")[0]) if options.request_trace else None
     if trace is not None and trace.sequence_ids and (process_count(options) != 1 or options.cluster):
@@ -424,6 +438,7 @@ def plan(options: SweepOptions) -> SweepPlan:
             datatypes=synthetic.parse_shape_datatypes(options.shape),
             string_length=options.string_length,
             items=options.data_items,
+            prompts=_prompts(options),
         ),
         measure=MeasureSettings(
             window_ms=options.measurement_interval,
@@ -436,12 +451,14 @@ def plan(options: SweepOptions) -> SweepPlan:
             drain=not options.no_drain,
             batch_size=options.batch_size,
             finish_timeout_s=options.request_timeout + STOP_GRACE_S,
+            goodput=options.goodput or "",
         ),
         engine=EngineSettings(
             late_threshold_ns=int(options.late_threshold * 1e6),
             spin_ns=int(options.send_spin * 1e3),
             stop_timeout_s=options.request_timeout + STOP_GRACE_S,
             record_requests=options.export_requests,
+            goodput=parse_goodput(options.goodput) if options.goodput else None,
         ),
         metrics_url=options.metrics_url,
         csv_file=options.csv,
@@ -458,6 +475,34 @@ def plan(options: SweepOptions) -> SweepPlan:
         trace_speedup=options.trace_speedup,
         trace_loop=options.trace_loop,
         options=options,
+        endpoint=options.endpoint,
+        tokenizer=options.tokenizer,
+    )
+
+
+def _check_generate(options: SweepOptions) -> None:
+    """What the generate endpoints cannot be combined with, and a tokenizer that cannot be read."""
+    if options.endpoint != "infer":
+        if options.shared_memory != "none":
+            raise UsageError(f"--endpoint {options.endpoint} sends JSON: tensors cannot travel in shared memory")
+        if options.compression:
+            raise UsageError(f"--endpoint {options.endpoint}: --compression is for infer requests")
+    if options.tokenizer:
+        from perfprobe.transport.tokens import load_tokenizer
+
+        load_tokenizer(options.tokenizer)  # a missing or unreadable file stops the run before any load
+    if options.prompts < 1:
+        raise UsageError("--prompts must be at least 1")
+
+
+def _prompts(options: SweepOptions) -> PromptPlan:
+    """The synthetic prompts a generative model gets (used when the model takes text_input, or when asked)."""
+    return PromptPlan(
+        parse_lengths(options.prompt_tokens or DEFAULT_PROMPT_TOKENS, "--prompt-tokens"),
+        parse_lengths(options.output_tokens or DEFAULT_OUTPUT_TOKENS, "--output-tokens"),
+        count=options.prompts,
+        tokenizer=options.tokenizer,
+        asked=bool(options.prompt_tokens or options.output_tokens),
     )
 
 

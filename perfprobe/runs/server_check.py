@@ -43,7 +43,8 @@ def check_streaming(
 
     Returns the requests the server served (1, or 0 when no check was needed).
     """
-    if spec.mode not in transport_for(spec.protocol).streaming_modes or abilities.name == "triton" or not items:
+    streams = spec.endpoint == "infer" and spec.mode in transport_for(spec.protocol).streaming_modes
+    if not streams or abilities.name == "triton" or not items:
         return 0
     import threading
 
@@ -105,7 +106,7 @@ def check_tensor_format(
     server's reason (before any load, so no level is measured on requests that all fail).
     """
     decided = (
-        not transport_for(spec.protocol).json_tensors
+        not transport_for(spec.protocol, spec.endpoint).json_tensors
         or abilities.has("binary_tensor_data")
         or (spec.json_inputs and spec.json_outputs)
         or model.sequence_batching  # (Triton's, which lists binary tensor data)

@@ -28,6 +28,7 @@ from perfprobe.load.sendpath import check_combination
 from perfprobe.load.sweeper import LevelResult, Sweeper, error_codes
 from perfprobe.load.windowed import WindowedLoad
 from perfprobe.measure import metrics as prometheus
+from perfprobe.measure.window import WindowStats
 from perfprobe.report import runfile
 from perfprobe.report.rundata import level_label
 from perfprobe.runs.models import ModelPart
@@ -123,7 +124,7 @@ def measure_sweep(
     abilities = abilities or learn(control, models[0].name, models[0].config_known)
     check_shared_memory(sweep_plan.shared_memory, abilities)
     for model in models:
-        check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled)
+        check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled, sweep_plan.endpoint)
         for text in _binary_only_notes(sweep_plan, model):
             observer.note(text)
     loads = []
@@ -168,16 +169,20 @@ def _metrics_url(
 ) -> tuple[str | None, str]:
     """Where the server's Prometheus metrics are, or None and why not.
 
-    The embedded server's are known; a URL asked for or Triton's default port is used only when
-    its page counts the measured model (another process there is not this server). A server
+    The embedded server's are known; a URL asked for or one of Triton's default ports is used only
+    when its page counts the measured model (another process there is not this server). A server
     that is not Triton has none of Triton's metrics.
     """
     if target.embedded:
-        return target.metrics_url, ""
+        return target.metrics_urls[0], ""
     if not sweep_plan.metrics_url and abilities.name != "triton":
         return None, f"{abilities.title} has no Triton metrics (give --metrics-url for a Triton's)"
-    reason = prometheus.not_this_servers(target.metrics_url, model)
-    return (None, reason) if reason else (target.metrics_url, "")
+    reasons = []
+    for url in target.metrics_urls:
+        if not (reason := prometheus.not_this_servers(url, model)):
+            return url, ""
+        reasons.append(reason)
+    return None, "; ".join(reasons) + ("" if sweep_plan.metrics_url else "; give --metrics-url")
 
 
 def _binary_only_notes(sweep_plan: SweepPlan, model: ModelDescription) -> list[str]:
@@ -443,22 +448,35 @@ def _measure_levels(
 
 
 def _fail_on_failed_levels(result: SweepResult, sweeper: Sweeper, models: list[ModelDescription]) -> None:
-    """Some levels measured, later ones with not one success (the model went away, the server froze): exit 4.
+    """Levels where every request failed (the model went away) or nothing succeeded for a window (the
+    server froze): exit 4, since their figures are wrong or missing.
 
     Every level stays in the results; the error says which failed, why, and whether the model is
     still there.
     """
     merged = [(level, level.merged()) for level in result.level_results]
     failed = [(level, stats) for level, stats in merged if stats.error_count and not stats.completed]
-    if not failed:
+    stalled = [(level, stats) for level, stats in merged if level.silent_windows()]
+    if not failed and not stalled:
         return
-    named = ", ".join(level_label(level.load_kind, level.level) for level, _ in failed)
-    last = failed[-1][1]
-    reasons = last.top_reasons()
-    why = f" ({error_codes(last.errors)}" + (f"; most frequent reason: {reasons[0][1]})" if reasons else ")")
+    said = []
+    if failed:
+        said.append(f"every request failed at {_levels_why(failed)}")
+    if stalled:
+        said.append(f"no request succeeded for a whole window at {_levels_why(stalled)}: the server stalled")
     states = dict.fromkeys(_model_state(sweeper.stats_client, model.name) for model in models)
     now = "".join(f"; {state}" for state in states if state)
-    raise AllRequestsFailed(f"every request failed at {named}{why}{now}; all levels are in the results", result)
+    raise AllRequestsFailed(f"{'; '.join(said)}{now}; all levels are in the results", result)
+
+
+def _levels_why(levels: list[tuple[LevelResult, WindowStats]]) -> str:
+    """The levels named, with the last one's error codes and most frequent reason."""
+    named = ", ".join(level_label(level.load_kind, level.level) for level, _ in levels)
+    last = levels[-1][1]
+    if not last.errors:
+        return f"{named} (no answer and no error: longer than a window)"
+    reasons = last.top_reasons()
+    return f"{named} ({error_codes(last.errors)}" + (f"; most frequent reason: {reasons[0][1]})" if reasons else ")")
 
 
 def _model_state(control: InferenceClient, name: str) -> str:

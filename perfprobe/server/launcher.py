@@ -60,6 +60,31 @@ def free_ports(count: int, host: str = LOOPBACK) -> list[int]:
             sock.close()
 
 
+def consecutive_free_ports(count: int, host: str = LOOPBACK, tries: int = 64) -> list[int]:
+    """``count`` free ports in a row, as Triton's defaults are (HTTP, gRPC, metrics): a client given
+    only the HTTP or gRPC port can then find the metrics by Triton's offset. Any free ones after
+    ``tries`` failed attempts."""
+    for _ in range(tries):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as first:
+            first.bind((host, 0))
+            base = first.getsockname()[1]
+            if base + count - 1 > 65535:
+                continue
+            held = [first]
+            try:
+                for port in range(base + 1, base + count):
+                    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                    held.append(sock)
+                    sock.bind((host, port))
+            except OSError:
+                continue
+            finally:
+                for sock in held[1:]:
+                    sock.close()
+            return list(range(base, base + count))
+    return free_ports(count, host)
+
+
 class EmbeddedServer:
     """A real Triton server with perfprobe's built-in models (and any extra repositories)."""
 
@@ -129,7 +154,7 @@ class EmbeddedServer:
 
     def _choose_ports(self) -> None:
         if self.pick_free_ports:
-            self.http_port, self.grpc_port, self.metrics_port = free_ports(3)
+            self.http_port, self.grpc_port, self.metrics_port = consecutive_free_ports(3)
             return
         for label, port in (("HTTP", self.http_port), ("gRPC", self.grpc_port), ("metrics", self.metrics_port)):
             if not port_is_free(port):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-BUILTIN_MODELS: tuple[str, ...] = ("simple", "identity", "resnet50")
+BUILTIN_MODELS: tuple[str, ...] = ("simple", "identity", "resnet50", "llm_standin")
 
 
 def builtin_source(name: str) -> Path:

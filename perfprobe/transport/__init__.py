@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 
 from perfprobe.client.factory import register_client
+from perfprobe.errors import UsageError
 from perfprobe.transport.base import (
     MODES,
     BlockingSender,
@@ -23,33 +24,53 @@ from perfprobe.transport.base import (
     failed,
 )
 
-_BUILT_IN = {"http": "perfprobe.transport.kserve_http", "grpc": "perfprobe.transport.kserve_grpc"}
-_registered: dict[str, Transport] = {}
+INFER = "infer"
+_BUILT_IN = {
+    ("http", INFER): "perfprobe.transport.kserve_http",
+    ("grpc", INFER): "perfprobe.transport.kserve_grpc",
+    ("http", "generate"): "perfprobe.transport.kserve_generate",
+    ("http", "generate_stream"): "perfprobe.transport.kserve_generate",
+}
+_registered: dict[tuple[str, str], Transport] = {}
 
 
 def register(transport: Transport) -> Transport:
-    """Make ``transport`` (and its client) available under its protocol name; returns it."""
-    _registered[transport.protocol] = transport
-    register_client(transport.protocol, transport.default_url, transport.client)
+    """Make ``transport`` available under its protocol and endpoint (an ``infer`` one's client too); returns it."""
+    _registered[(transport.protocol, transport.endpoint)] = transport
+    if transport.endpoint == INFER:
+        register_client(transport.protocol, transport.default_url, transport.client)
     return transport
 
 
 def protocols() -> tuple[str, ...]:
     """Every protocol name a run may ask for."""
-    return tuple(dict.fromkeys([*_BUILT_IN, *_registered]))
+    return tuple(dict.fromkeys(protocol for protocol, _ in [*_BUILT_IN, *_registered]))
 
 
-def transport_for(protocol: str) -> Transport:
-    """The transport registered under ``protocol`` (the built-in ones imported on first use)."""
-    if protocol not in _registered:
-        if protocol not in _BUILT_IN:
+def endpoints(protocol: str | None = None) -> tuple[str, ...]:
+    """The endpoints a run may ask for (of ``protocol``, or of any), ``infer`` first."""
+    return tuple(
+        dict.fromkeys(end for proto, end in [*_BUILT_IN, *_registered] if protocol is None or proto == protocol)
+    )
+
+
+def transport_for(protocol: str, endpoint: str = INFER) -> Transport:
+    """The transport registered under ``protocol`` and ``endpoint`` (the built-in ones imported on first use)."""
+    key = (protocol, endpoint)
+    if key not in _registered:
+        if protocol not in protocols():
             raise ValueError(f"protocol must be one of {', '.join(protocols())}, not {protocol!r}")
-        importlib.import_module(_BUILT_IN[protocol])  # registers itself
-    return _registered[protocol]
+        if key not in _BUILT_IN:
+            offered = ", ".join(endpoints(protocol))
+            others = [proto for proto, end in [*_BUILT_IN, *_registered] if end == endpoint]
+            hint = f"; it needs -i {others[0]}" if others else ""
+            raise UsageError(f"--endpoint {endpoint}: {protocol} offers {offered}{hint}")
+        importlib.import_module(_BUILT_IN[key])  # registers itself
+    return _registered[key]
 
 
 def transports() -> list[Transport]:
-    """Every transport a run may ask for, built-in ones first."""
+    """Every protocol's own transport (its ``infer`` endpoint), built-in ones first."""
     return [transport_for(name) for name in protocols()]
 
 
@@ -74,6 +95,7 @@ __all__ = [
     "TensorFormats",
     "Transport",
     "connections",
+    "endpoints",
     "failed",
     "protocols",
     "register",

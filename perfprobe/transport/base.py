@@ -25,7 +25,7 @@ import numpy as np
 
 from perfprobe.client import InferenceClient, InferenceServerError
 from perfprobe.client.base import LoadConnection, RequestOptions
-from perfprobe.client.errors import TIMEOUT
+from perfprobe.client.errors import ANSWERED, TIMEOUT
 from perfprobe.client.tensors import InferInput, RequestedOutput
 
 if TYPE_CHECKING:
@@ -65,6 +65,7 @@ class Outcome:
     reason: str = ""  # the server's message for a refused request
     resent: bool = False  # went out twice on HTTP (a stale kept-alive socket)
     dropped: int = 0  # late answers to earlier, timed-out requests, discarded
+    output_tokens: int | None = None  # a generated answer's tokens, where the transport counted them
 
 
 def error_code(exc: BaseException) -> str:
@@ -80,7 +81,7 @@ def failed(exc: BaseException, **extra: Any) -> Outcome:
     code = error_code(exc)
     reason = ""
     if isinstance(exc, InferenceServerError):
-        answered = exc.http_status is not None or exc.grpc_code is not None
+        answered = exc.http_status is not None or exc.grpc_code is not None or exc.failure in ANSWERED
         if answered and code != TIMEOUT and not exc.unreachable:
             reason = " ".join(exc.message.split())[:REASON_LIMIT]
     else:
@@ -169,6 +170,7 @@ class SendSettings:
     request_timeout_s: float
     decode_outputs: bool = False
     connection: str = "h2"  # which of the transport's ``connections`` carries the load, where it has several
+    tokenizer: str | None = None  # a local tokenizer.json that counts a generated answer's tokens
 
 
 @dataclass
@@ -196,6 +198,7 @@ class Transport:
     """
 
     protocol = ""  # the name ``-i`` takes
+    endpoint = "infer"  # the name ``--endpoint`` takes: ``infer`` is the protocol's own tensor inference
     title = ""  # the protocol as people write it, for messages
     default_url = ""
     modes: tuple[str, ...] = ("sync",)
@@ -269,6 +272,10 @@ class Transport:
             for name, array in inputs.items()
         ]
         return client.build_request(model.name, tensors, outputs, options, binary_inputs=not formats.json_inputs)
+
+    def with_parameters(self, client: InferenceClient, request: Any, parameters: dict[str, Any]) -> Any:
+        """A prepared request carrying request-level parameters too (``--request-parameter``, a sequence's id)."""
+        return client.with_parameters(request, parameters)
 
     def send_plan(self, client: InferenceClient, settings: SendSettings) -> SendPlan:
         """The worker kind and per-worker senders for ``settings`` (a ``UsageError`` for what it cannot do)."""
