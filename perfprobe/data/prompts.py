@@ -106,7 +106,7 @@ def _word_text(words: int, rng: np.random.Generator) -> str:
 
 
 def _token_text(path: str) -> Callable[[int, np.random.Generator], str]:
-    from perfprobe.transport.tokens import load_tokenizer
+    from perfprobe.client.tokens import load_tokenizer
 
     tokenizer = load_tokenizer(path)
     corpus_ids = tokenizer.encode(_CORPUS_TEXT, add_special_tokens=False).ids  # type: ignore[attr-defined]

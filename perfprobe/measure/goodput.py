@@ -43,7 +43,7 @@ def parse_goodput(text: str) -> Goodput:
         name = name.strip().lower()
         if not sign or name not in LIMITS:
             raise UsageError(f"--goodput: {part!r} is not a limit like ttft<200ms ({', '.join(LIMITS)})")
-        if name in limits:
+        if f"{name}_ns" in limits:
             raise UsageError(f"--goodput: {name} is limited twice")
         try:
             micros = parse_duration_us(value)

@@ -135,7 +135,9 @@ class SweepPlan:
         """How a generated answer's tokens are counted, as results.json and the notes say it."""
         if self.tokenizer and self.endpoint != "infer":
             return f"by the tokenizer {self.tokenizer}"
-        return "one token per streamed response with output (no --tokenizer for this endpoint)"
+        if self.tokenizer:
+            return "as one per streamed response with output (--tokenizer reads the text of generate endpoints)"
+        return "as one per streamed response with output (give --tokenizer to count the text)"
 
     def _grpc_transport(self) -> str | None:
         """What carries gRPC (None where the choice does not apply: HTTP, asyncio workers)."""
@@ -488,7 +490,7 @@ def _check_generate(options: SweepOptions) -> None:
         if options.compression:
             raise UsageError(f"--endpoint {options.endpoint}: --compression is for infer requests")
     if options.tokenizer:
-        from perfprobe.transport.tokens import load_tokenizer
+        from perfprobe.client.tokens import load_tokenizer
 
         load_tokenizer(options.tokenizer)  # a missing or unreadable file stops the run before any load
     if options.prompts < 1:

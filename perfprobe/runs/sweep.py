@@ -127,6 +127,8 @@ def measure_sweep(
         check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled, sweep_plan.endpoint)
         for text in _binary_only_notes(sweep_plan, model):
             observer.note(text)
+        if note := _prompts_note(sweep_plan, model):
+            observer.note(note)
     loads = []
     checked_requests = 0
     for own, described in zip(plans, models, strict=True):
@@ -183,6 +185,21 @@ def _metrics_url(
             return url, ""
         reasons.append(reason)
     return None, "; ".join(reasons) + ("" if sweep_plan.metrics_url else "; give --metrics-url")
+
+
+def _prompts_note(sweep_plan: SweepPlan, model: ModelDescription) -> str:
+    """What a generative model is sent and how its tokens are counted, said once at the start."""
+    prompts = sweep_plan.data.prompts
+    if sweep_plan.data.source not in ("random", "zero") or prompts is None or not prompts.applies_to(model):
+        return ""
+    unit = "tokens" if prompts.tokenizer else "words"
+    spread = f" (stddev {prompts.prompt.stddev:g})" if prompts.prompt.stddev else ""
+    said = f"{model.name}: {prompts.count} synthetic prompts of {prompts.prompt.mean:g} {unit}{spread}"
+    if any(spec.name == "max_tokens" for spec in model.inputs):
+        said += f", max_tokens {prompts.output.mean:g}" + (
+            f" (stddev {prompts.output.stddev:g})" if prompts.output.stddev else ""
+        )
+    return f"{said}; tokens counted {sweep_plan.token_count()}"
 
 
 def _binary_only_notes(sweep_plan: SweepPlan, model: ModelDescription) -> list[str]:

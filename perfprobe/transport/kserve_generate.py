@@ -19,6 +19,7 @@ from perfprobe.client import InferenceClient
 from perfprobe.client.base import RequestOptions
 from perfprobe.client.model import ModelDescription
 from perfprobe.client.tensors import RequestedOutput
+from perfprobe.client.tokens import token_counter
 from perfprobe.transport import register
 from perfprobe.transport.base import (
     Outcome,
@@ -31,8 +32,8 @@ from perfprobe.transport.base import (
     failed,
 )
 from perfprobe.transport.kserve_http import THREADS_UP_TO, KServeHttp
-from perfprobe.transport.tokens import token_counter
 
+STREAM = "stream"  # the input LLM backends read to stream their tokens or answer once
 _ANSWER_FIELDS = frozenset({"model_name", "model_version", "id", "parameters"})  # not generated text
 
 
@@ -120,6 +121,8 @@ class KServeGenerate(KServeHttp):
         # request parameters are added as fields afterwards (``with_parameters``); Triton's own request
         # options (an empty final response) have no place here: the endpoint decides how it answers
         fields = {name: _field(array, model.input(name).datatype) for name, array in inputs.items()}
+        if STREAM not in fields and any(spec.name == STREAM for spec in model.inputs):
+            fields[STREAM] = self.streams  # TensorRT-LLM's and vLLM's switch (and the stand-in's): stream or not
         return client.build_generate_request(model.name, fields, stream=self.streams)  # type: ignore[attr-defined]
 
     def with_parameters(self, client: InferenceClient, request: Any, parameters: dict[str, Any]) -> Any:
