@@ -30,6 +30,13 @@ $(NP2_STAMP): pyproject.toml
 	.venv-$*/bin/pip install --quiet -r $<
 	touch $@
 
+# AIPerf, for benchmarks/vs_aiperf.py only (its pins are its own)
+.venv-aiperf/.installed: benchmarks/requirements-aiperf.txt
+	$(PYTHON) -m venv .venv-aiperf
+	.venv-aiperf/bin/pip install --quiet --upgrade pip
+	.venv-aiperf/bin/pip install --quiet -r $<
+	touch $@
+
 setup: $(STAMP)
 
 # the main job: a concurrency sweep of ResNet-50 on the embedded real Triton server

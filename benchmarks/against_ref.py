@@ -18,12 +18,13 @@ import argparse
 import csv
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from rounds import cpus, summary
 
 from perfprobe.server import EmbeddedServer
 
@@ -86,16 +87,6 @@ def sweep_row(tree: Path, server: EmbeddedServer, protocol: str, asked: str, lev
     return rows[-1] if rows else {}
 
 
-def _cpus(text: str) -> set[int]:
-    return {int(cpu) for cpu in text.split(",")}
-
-
-def summary(ratios: list[float]) -> str:
-    if not ratios:
-        return "—"
-    return f"{statistics.median(ratios):.3f} ({min(ratios):.3f}–{max(ratios):.3f})"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--against", required=True, help="the git ref to compare with")
@@ -104,8 +95,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--window-ms", type=int, default=1000)
     parser.add_argument("--markdown", help="append the table to this file")
-    parser.add_argument("--server-cpus", type=_cpus, help="cores for the server, e.g. 0 (default: all)")
-    parser.add_argument("--client-cpus", type=_cpus, help="cores for each perfprobe run, e.g. 1 (default: all)")
+    parser.add_argument("--server-cpus", type=cpus, help="cores for the server, e.g. 0 (default: all)")
+    parser.add_argument("--client-cpus", type=cpus, help="cores for each perfprobe run, e.g. 1 (default: all)")
     args = parser.parse_args()
     cells = []
     for text in args.cells.split(";"):

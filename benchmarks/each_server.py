@@ -18,12 +18,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from rounds import cpus, summary
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -54,22 +55,12 @@ def sweep(url: str, protocol: str, data: list[str], args: argparse.Namespace, ou
     return {int(level["level"]): level["row"] for level in levels}
 
 
-def summary(values: list[float], digits: int) -> str:
-    if not values:
-        return "—"
-    return f"{statistics.median(values):,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
-
-
-def _cpus(text: str) -> set[int]:
-    return {int(cpu) for cpu in text.split(",")}
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--window-ms", type=int, default=1000)
-    parser.add_argument("--server-cpus", type=_cpus, help="cores for the server, e.g. 0 (default: all)")
-    parser.add_argument("--client-cpus", type=_cpus, help="cores for perfprobe, e.g. 1 (default: all)")
+    parser.add_argument("--server-cpus", type=cpus, help="cores for the server, e.g. 0 (default: all)")
+    parser.add_argument("--client-cpus", type=cpus, help="cores for perfprobe, e.g. 1 (default: all)")
     parser.add_argument("--markdown", help="append the table to this file")
     args = parser.parse_args()
     figures: dict[tuple[str, str, int], dict[str, list[float]]] = {}

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import perfprobe_command, run_perfprobe
+from word_tokenizer import word_tokenizer
 
 import perfprobe
 from perfprobe import exitcodes
@@ -86,26 +87,8 @@ def test_a_grpc_stream_gives_the_same_token_figures(server, tmp_path: Path) -> N
     assert row["Time To First Token p50"] >= PREFILL_BASE_US
 
 
-def _word_tokenizer(path: Path) -> Path:
-    """A word-level tokenizer.json made here from the words prompts and the stand-in use (nothing downloaded)."""
-    from tokenizers import Tokenizer
-    from tokenizers.models import WordLevel
-    from tokenizers.pre_tokenizers import WhitespaceSplit
-
-    from perfprobe.data.prompts import _CORPUS
-
-    standin = Path(perfprobe.__file__).parent / "server" / "models" / "llm_standin" / "1" / "model.py"
-    text = standin.read_text()
-    words = text[text.index("WORDS = (") : text.index(").split()")].split('"')[1::2]
-    vocabulary = ["[UNK]", *dict.fromkeys(_CORPUS + " ".join(words).split())]
-    tokenizer = Tokenizer(WordLevel({word: index for index, word in enumerate(vocabulary)}, unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = WhitespaceSplit()
-    tokenizer.save(str(path))
-    return path
-
-
 def test_a_tokenizer_counts_the_generated_text_and_sizes_the_prompts(server, tmp_path: Path) -> None:
-    tokenizer = _word_tokenizer(tmp_path / "tokenizer.json")
+    tokenizer = word_tokenizer(tmp_path / "tokenizer") / "tokenizer.json"
     # non-streaming generate: one answer, whose text the tokenizer counts
     row = _sweep(
         server, tmp_path / "run", "--endpoint", "generate", "--concurrency", "1", "--output-tokens", "5",
@@ -317,3 +300,58 @@ def _wait_for_rows(csv_path: Path, rows: int, process: subprocess.Popen) -> None
             return
         time.sleep(0.05)
     raise AssertionError(f"no {rows} level(s) written in time (exit {process.poll()})")
+
+
+def test_a_mooncake_trace_gives_each_request_its_own_prompt_and_output_length(server, tmp_path: Path) -> None:
+    trace = tmp_path / "mooncake.jsonl"
+    lines = [
+        {"timestamp": 0, "input_length": 40, "output_length": 5, "hash_ids": [1, 2]},
+        {"timestamp": 40, "input_length": 300, "output_length": 9, "hash_ids": [3]},
+        {"timestamp": 80, "input_length": 10, "output_length": 3},
+        {"timestamp": 120, "input_length": 20},  # the run's --output-tokens
+    ]
+    trace.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = run_perfprobe(
+        "sweep", "-u", server.http_url, "-m", "llm_standin", "--endpoint", "generate_stream", "--request-trace",
+        str(trace), "--output-tokens", "7", "--no-report", "--output-dir", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    level = _levels(tmp_path / "out")[0]
+    assert sum(w["completed"] for w in level["windows"]) == 4
+    assert sum(w["output_tokens"] for w in level["windows"]) == 5 + 9 + 3 + 7
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ({"timestamp": 0, "timestamp_ms": 0}, "give timestamp_ms or timestamp"),
+        ({"timestamp": 0, "input_length": 0}, "input_length must be a whole number of tokens"),
+        ({"timestamp": 0, "output_length": 4}, "output_length needs input_length"),
+        ({"timestamp": 0, "input_length": 4, "inputs": {"text_input": ["x"]}}, "give inputs or input_length"),
+    ],
+)
+def test_a_trace_s_lengths_are_checked_in_one_line(tmp_path: Path, line: dict, says: str) -> None:
+    from perfprobe.errors import UsageError
+    from perfprobe.load.trace import read_trace
+
+    trace = tmp_path / "t.jsonl"
+    trace.write_text(json.dumps(line) + "\n")
+    with pytest.raises(UsageError, match=says):
+        read_trace(str(trace), "llm_standin")
+
+
+def test_token_figures_gate_a_run(server, tmp_path: Path) -> None:
+    _sweep(server, tmp_path / "run", "--endpoint", "generate_stream", "--concurrency", "1", "--output-tokens", "4")
+    passed = run_perfprobe("gate", str(tmp_path / "run"), "-t", "ttft_p99<10s", "-t", "itl_p99<10s",
+                           "-t", "output_token_rate>1", "-t", "output_tokens_per_request>3")  # fmt: skip
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    failed = run_perfprobe("gate", str(tmp_path / "run"), "-t", "itl_p50<1us")
+    assert failed.returncode == exitcodes.GATE_FAILED, failed.stdout + failed.stderr
+    assert "itl_p50" in failed.stdout
+
+
+def test_compare_refuses_a_generate_endpoint_in_one_line() -> None:
+    from perfprobe.errors import UsageError
+
+    with pytest.raises(UsageError, match="compare sets tensors on the wire against shared memory"):
+        perfprobe.compare("llm_standin", endpoint="generate_stream", url="127.0.0.1:1")

@@ -12,6 +12,12 @@ if TYPE_CHECKING:
     from perfprobe.runs.result import SweepResult
 
 SEQUENCE_COLUMNS = ("Sequences/Second", "Sequence p50 latency", "Sequence p99 latency", "Sequences Failed")
+TOKEN_COLUMNS = (
+    "Time To First Token p50",
+    "Time To First Token p99",
+    "Inter Token Latency p50",
+    "Output Tokens/Second",
+)
 LIVE_HEADER = f"{'level':>8} {'window':>6} {'infer/s':>10} {'p50 us':>9} {'p99 us':>9} {'errors':>6}  stable"
 
 
@@ -95,6 +101,10 @@ class ConsoleObserver(RunObserver):
             headers += ["seq/s", "seq p50 us", "seq p99 us", "seq failed"]
             for line, r in zip(table, rows, strict=True):
                 line += [str(r[name]) for name in SEQUENCE_COLUMNS]
+        if any(r["Output Tokens/Second"] != "" for r in rows):  # a generative model: its token figures too
+            headers += ["ttft p50 us", "ttft p99 us", "itl p50 us", "tokens/s"]
+            for line, r in zip(table, rows, strict=True):
+                line += [str(r[name]) if r[name] != "" else "-" for name in TOKEN_COLUMNS]
         print()
         print(format_table(headers, table))
         if result.output_dir is not None:

@@ -8,6 +8,7 @@ checked by encoding it again.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -78,18 +79,27 @@ def wants_prompts(model: ModelDescription) -> bool:
 
 def prompt_items(model: ModelDescription, plan: PromptPlan) -> list[dict[str, np.ndarray]]:
     """``plan.count`` data items: each a prompt in ``text_input`` and, where the model takes it, ``max_tokens``."""
+    rng = np.random.default_rng(plan.seed)
+    return [prompt_item(model, plan, plan.prompt.draw(rng), plan.output.draw(rng), rng) for _ in range(plan.count)]
+
+
+def prompt_item(
+    model: ModelDescription, plan: PromptPlan, prompt_tokens: int, output_tokens: int | None, rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """One request's data: a prompt of ``prompt_tokens`` and ``max_tokens`` (the plan's draw when None)."""
     specs = {spec.name: spec for spec in model.inputs}
     if TEXT_INPUT not in specs:
-        raise UsageError(f"--prompt-tokens: {model.name} has no {TEXT_INPUT} input (its inputs: {', '.join(specs)})")
-    make_text = _token_text(plan.tokenizer) if plan.tokenizer else _word_text
-    rng = np.random.default_rng(plan.seed)
-    items = []
-    for _ in range(plan.count):
-        item = {TEXT_INPUT: _tensor(specs[TEXT_INPUT], model, make_text(plan.prompt.draw(rng), rng).encode())}
-        if MAX_TOKENS in specs:
-            item[MAX_TOKENS] = _tensor(specs[MAX_TOKENS], model, plan.output.draw(rng))
-        items.append(item)
-    return items
+        raise UsageError(f"prompts: {model.name} has no {TEXT_INPUT} input (its inputs: {', '.join(specs)})")
+    text = _texts(plan.tokenizer)(prompt_tokens, rng)
+    item = {TEXT_INPUT: _tensor(specs[TEXT_INPUT], model, text.encode())}
+    if MAX_TOKENS in specs:
+        tokens = output_tokens if output_tokens is not None else plan.output.draw(rng)
+        item[MAX_TOKENS] = _tensor(specs[MAX_TOKENS], model, tokens)
+    return item
+
+
+def _texts(tokenizer: str | None) -> Callable[[int, np.random.Generator], str]:
+    return _token_text(tokenizer) if tokenizer else _word_text
 
 
 def _tensor(spec: TensorSpec, model: ModelDescription, value: object) -> np.ndarray:
@@ -105,6 +115,7 @@ def _word_text(words: int, rng: np.random.Generator) -> str:
     return " ".join(_CORPUS[(start + k) % len(_CORPUS)] for k in range(words))
 
 
+@functools.lru_cache(maxsize=4)
 def _token_text(path: str) -> Callable[[int, np.random.Generator], str]:
     from perfprobe.client.tokens import load_tokenizer
 

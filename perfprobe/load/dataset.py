@@ -22,7 +22,7 @@ from perfprobe.client.model import ModelDescription, TensorSpec
 from perfprobe.data import prompts, synthetic
 from perfprobe.data.prompts import PromptPlan
 from perfprobe.errors import UsageError
-from perfprobe.load.trace import RequestTrace
+from perfprobe.load.trace import PromptLength, RequestTrace
 from perfprobe.transport import TensorFormats, transport_for
 
 
@@ -232,11 +232,17 @@ def _json_sample(
 
 
 def trace_items(model: ModelDescription, trace: RequestTrace, options: DataOptions) -> list[dict[str, np.ndarray]]:
-    """The tensors of the trace's requests that carry their own inputs, in the trace's order."""
+    """The data of the trace's requests that carry their own (inputs, or a prompt's lengths), in the trace's order."""
     path = Path(trace.path)
     items = []
-    for line, inputs in trace.own_inputs():
-        sample = _json_sample(model, path, inputs, f"line {line}", options)
+    for line, own in trace.own_items():
+        if isinstance(own, PromptLength):
+            if options.prompts is None:
+                raise UsageError(f"--request-trace {path} line {line}: input_length needs a generative model")
+            rng = np.random.default_rng(options.prompts.seed + line)
+            items.append(prompts.prompt_item(model, options.prompts, own.input_length, own.output_length, rng))
+            continue
+        sample = _json_sample(model, path, own, f"line {line}", options)
         items.extend(_batch(model, [sample], options.batch_size))
     return items
 

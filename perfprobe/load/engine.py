@@ -25,7 +25,7 @@ from perfprobe.load.runtime import Runtime, settled
 from perfprobe.load.schedule import Schedule
 from perfprobe.load.sequences import FINISHED, SequenceEnd, SequenceFeed, SequenceSettings, Ticket, TraceSequenceFeed
 from perfprobe.measure.goodput import Goodput
-from perfprobe.measure.window import Recorder
+from perfprobe.measure.window import Recorder, WindowSlot
 from perfprobe.transport.base import STOPPED, Outcome, Sender, failed
 
 _now = time.perf_counter_ns
@@ -163,21 +163,30 @@ class LoadEngine:
         if intended_ns is not None:
             lag = sent_ns - intended_ns
             slot.scheduled(done_ns - intended_ns, max(lag, 0), lag > self.settings.late_threshold_ns)
-        first_ns = inter_token_ns = None
-        if outcome.responses:  # a streamed request: its responses' arrivals
-            times = [response.arrival_ns for response in outcome.responses]
-            gaps = [b - a for a, b in itertools.pairwise(times)]
-            first_ns = times[0] - sent_ns
-            slot.streamed(first_ns, gaps, len(times))
-        # tokens: as the transport counted them (a tokenizer), else one per streamed response with output
-        tokens = outcome.output_tokens if outcome.output_tokens is not None else len(outcome.responses) or None
-        if tokens is not None:
-            if len(outcome.responses) > 1 and tokens > 1:  # AIPerf's definition: (last - first) / (tokens - 1)
-                inter_token_ns = (outcome.responses[-1].arrival_ns - outcome.responses[0].arrival_ns) // (tokens - 1)
-            slot.tokens(tokens, inter_token_ns)
+        first_ns, inter_token_ns = self._record_stream(slot, outcome, sent_ns)
         goodput = self.settings.goodput
         if goodput is not None and goodput.met(latency, first_ns, inter_token_ns):
             slot.good += 1
+
+    @staticmethod
+    def _record_stream(slot: WindowSlot, outcome: Outcome, sent_ns: int) -> tuple[int | None, int | None]:
+        """A streamed or generated answer's figures: its first response, the gaps, its tokens.
+
+        Returns the time to its first response and its inter-token latency (None where it has none).
+        Tokens are the transport's count (a tokenizer), else one per streamed response with output.
+        """
+        first_ns = inter_token_ns = None
+        responses = outcome.responses
+        if responses:
+            times = [response.arrival_ns for response in responses]
+            first_ns = times[0] - sent_ns
+            slot.streamed(first_ns, [b - a for a, b in itertools.pairwise(times)], len(times))
+        tokens = outcome.output_tokens if outcome.output_tokens is not None else len(responses) or None
+        if tokens is not None:
+            if len(responses) > 1 and tokens > 1:  # AIPerf's definition: (last - first) / (tokens - 1)
+                inter_token_ns = (responses[-1].arrival_ns - responses[0].arrival_ns) // (tokens - 1)
+            slot.tokens(tokens, inter_token_ns)
+        return first_ns, inter_token_ns
 
     # ---- worker loops ---------------------------------------------------------------------
 

@@ -5,6 +5,11 @@ data format (that request's own tensors; without them the run's ``--input-data``
 turn), ``"model"`` (which must be the run's model) and ``"sequence_id"`` (a sequence model's
 correlation id: an id's first request carries START, its last END). Times are relative: the first request is
 sent when the level starts, the others at their distance from it, divided by the speed-up.
+
+A generative model's trace may give lengths instead of inputs, as Mooncake's traces do:
+``{"timestamp": 27482, "input_length": 6955, "output_length": 52, "hash_ids": [...]}`` (``timestamp`` in
+milliseconds, ``hash_ids`` ignored): that request gets a synthetic prompt of ``input_length`` tokens
+(words without ``--tokenizer``) and ``max_tokens`` of ``output_length``.
 """
 
 from __future__ import annotations
@@ -19,7 +24,24 @@ from perfprobe.errors import UsageError
 from perfprobe.load.schedule import TraceTimes
 from perfprobe.load.sequences import TraceStep
 
-KNOWN_KEYS = {"timestamp_ms", "inputs", "model", "sequence_id"}
+KNOWN_KEYS = {
+    "timestamp_ms",
+    "timestamp",
+    "inputs",
+    "model",
+    "sequence_id",
+    "input_length",
+    "output_length",
+    "hash_ids",
+}
+
+
+@dataclass(frozen=True)
+class PromptLength:
+    """A trace line's prompt, by length: ``input_length`` tokens in, ``output_length`` (or the run's) out."""
+
+    input_length: int
+    output_length: int | None = None
 
 
 @dataclass(frozen=True)
@@ -30,6 +52,19 @@ class RequestTrace:
     timestamps_ms: tuple[float, ...]
     inputs: tuple[dict[str, Any] | None, ...]
     sequence_ids: tuple[int | str, ...] = ()  # per request, when the trace names its sequences
+    lengths: tuple[PromptLength | None, ...] = ()  # per request, when lines give prompt lengths, not inputs
+
+    def owns_item(self, index: int) -> bool:
+        """Whether request ``index`` has data of its own (inputs, or a prompt's lengths)."""
+        return self.inputs[index] is not None or bool(self.lengths) and self.lengths[index] is not None
+
+    def own_items(self) -> list[tuple[int, dict[str, Any] | PromptLength]]:
+        """(line number, inputs or prompt lengths) of the requests with data of their own, in order."""
+        return [
+            (index + 1, self.inputs[index] or self.lengths[index])  # type: ignore[misc]
+            for index in range(len(self.inputs))
+            if self.owns_item(index)
+        ]
 
     def __len__(self) -> int:
         return len(self.timestamps_ms)
@@ -46,8 +81,8 @@ class RequestTrace:
         """Per request, its data item: its own inputs (after the ``generated`` run's items), else the next in turn."""
         items = []
         own = generated
-        for index, inputs in enumerate(self.inputs):
-            if inputs is None:
+        for index in range(len(self.inputs)):
+            if not self.owns_item(index):
                 items.append(index % generated)
             else:
                 items.append(own)
@@ -64,10 +99,6 @@ class RequestTrace:
             TraceStep(sequence_id, first[sequence_id] == index, last[sequence_id] == index, items[index])
             for index, sequence_id in enumerate(ids)
         )
-
-    def own_inputs(self) -> list[tuple[int, dict[str, Any]]]:
-        """(line number, inputs) of the requests that carry their own tensors."""
-        return [(index + 1, inputs) for index, inputs in enumerate(self.inputs) if inputs is not None]
 
 
 def read_trace(path: str, model: str) -> RequestTrace:
@@ -87,10 +118,13 @@ def read_trace(path: str, model: str) -> RequestTrace:
     if named not in (0, len(entries)):
         raise UsageError(f"--request-trace {path}: {named} of {len(entries)} requests have a sequence_id; all or none")
     ids = tuple(e[2] for e in entries) if named else ()
-    return RequestTrace(path, tuple(e[0] for e in entries), tuple(e[1] for e in entries), ids)
+    lengths = tuple(e[3] for e in entries) if any(e[3] is not None for e in entries) else ()
+    return RequestTrace(path, tuple(e[0] for e in entries), tuple(e[1] for e in entries), ids, lengths)
 
 
-def _entry(path: str, number: int, line: str, model: str) -> tuple[float, dict[str, Any] | None, int | str | None]:
+def _entry(
+    path: str, number: int, line: str, model: str
+) -> tuple[float, dict[str, Any] | None, int | str | None, PromptLength | None]:
     where = f"--request-trace {path} line {number}"
     try:
         entry = json.loads(line)
@@ -101,7 +135,9 @@ def _entry(path: str, number: int, line: str, model: str) -> tuple[float, dict[s
     unknown = sorted(set(entry) - KNOWN_KEYS)
     if unknown:
         raise UsageError(f"{where}: unknown keys {unknown} (known: {', '.join(sorted(KNOWN_KEYS))})")
-    stamp = entry.get("timestamp_ms")
+    if "timestamp_ms" in entry and "timestamp" in entry:
+        raise UsageError(f"{where}: give timestamp_ms or timestamp (both milliseconds), not both")
+    stamp = entry.get("timestamp_ms", entry.get("timestamp"))
     if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not math.isfinite(stamp) or stamp < 0:
         raise UsageError(f"{where}: timestamp_ms must be a number of milliseconds, 0 or more")
     named = entry.get("model")
@@ -113,7 +149,22 @@ def _entry(path: str, number: int, line: str, model: str) -> tuple[float, dict[s
     sequence_id = entry.get("sequence_id")
     if sequence_id is not None and not _valid_id(sequence_id):
         raise UsageError(f"{where}: sequence_id must be a whole number from 1, or a non-empty string")
-    return float(stamp), inputs, sequence_id
+    return float(stamp), inputs, sequence_id, _lengths(entry, where)
+
+
+def _lengths(entry: dict[str, Any], where: str) -> PromptLength | None:
+    """A line's prompt lengths (Mooncake's ``input_length`` / ``output_length``), checked."""
+    given = {key: entry[key] for key in ("input_length", "output_length") if key in entry}
+    if not given:
+        return None
+    for key, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1_000_000:
+            raise UsageError(f"{where}: {key} must be a whole number of tokens from 1 to 1000000")
+    if "input_length" not in given:
+        raise UsageError(f"{where}: output_length needs input_length (the prompt's length)")
+    if entry.get("inputs") is not None:
+        raise UsageError(f"{where}: give inputs or input_length, not both")
+    return PromptLength(given["input_length"], given.get("output_length"))
 
 
 def _valid_id(value: Any) -> bool:

@@ -191,6 +191,16 @@ def _error_rate(facts: LevelFacts) -> float:
     return round(facts.merged.error_count / finished, 6) if finished else 0.0
 
 
+def _token_time(name: str, gate: str, percentile: str, summary: str, chart: str) -> Figure:
+    """A generated answer's time to first token or inter-token latency at a percentile (absent without tokens)."""
+
+    def value(facts: LevelFacts) -> Any:
+        source = facts.first_response if gate == "ttft" else facts.inter_token
+        return _if(facts.generated, source.get(percentile, ABSENT))
+
+    return Figure(f"{name} {percentile}", "us", value, f"{gate}_{percentile}", summary=summary, chart=chart)
+
+
 def _server(part: str, column: str, gate: str, summary: str = "", diff: int = 0, breakdown: str = "") -> Figure:
     return Figure(
         column,
@@ -284,37 +294,10 @@ OWN_FIGURES = [
         lambda f: _if(bool(f.merged.first_response and f.seconds), round(f.merged.responses / (f.seconds or 1), 2)),
         higher_is_better=True,
     ),
-    Figure(
-        "Time To First Token p50",
-        "us",
-        lambda f: _if(f.generated, f.first_response.get("p50", ABSENT)),
-        "ttft_p50",
-        summary="TTFT p50",
-        chart="Time to first token",
-    ),
-    Figure(
-        "Time To First Token p99",
-        "us",
-        lambda f: _if(f.generated, f.first_response.get("p99", ABSENT)),
-        "ttft_p99",
-        summary="TTFT p99",
-        chart="Time to first token",
-    ),
-    Figure(
-        "Inter Token Latency p50",
-        "us",
-        lambda f: f.inter_token.get("p50", ABSENT),
-        "itl_p50",
-        summary="ITL p50",
-        chart="Inter-token latency",
-    ),
-    Figure(
-        "Inter Token Latency p99",
-        "us",
-        lambda f: f.inter_token.get("p99", ABSENT),
-        "itl_p99",
-        chart="Inter-token latency",
-    ),
+    _token_time("Time To First Token", "ttft", "p50", "TTFT p50", "Time to first token"),
+    _token_time("Time To First Token", "ttft", "p99", "TTFT p99", "Time to first token"),
+    _token_time("Inter Token Latency", "itl", "p50", "ITL p50", "Inter-token latency"),
+    _token_time("Inter Token Latency", "itl", "p99", "", "Inter-token latency"),
     Figure(
         "Output Tokens/Second",
         "1/s",

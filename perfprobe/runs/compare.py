@@ -116,6 +116,11 @@ def compare(
     base_plan = plan(base)  # every option checked before the server starts
     if base_plan.several:
         raise UsageError("compare measures one model's transports: give -m once")
+    if base_plan.endpoint != "infer":
+        raise UsageError(
+            f"compare sets tensors on the wire against shared memory; --endpoint {base_plan.endpoint} sends JSON "
+            "(measure it with perfprobe sweep)"
+        )
     out_dir = base_plan.output_dir
     if out_dir is not None:
         check_writable(out_dir)

@@ -249,7 +249,7 @@ def _data_and_spec(sweep_plan: SweepPlan, model: ModelDescription, spec: LoadSpe
         settings = sweep_plan.sequence_settings(model.string_correlation_ids, [tuple(range(len(items)))])
         return items, replace(spec, sequences=replace(settings, trace_steps=steps))
     if model.sequence_batching:
-        if trace is not None and trace.own_inputs():
+        if trace is not None and trace.own_items():
             raise UsageError(
                 "a trace's own inputs drive stateless models, or sequences it names (sequence_id); "
                 "for sequences perfprobe makes, give data streams with --input-data"

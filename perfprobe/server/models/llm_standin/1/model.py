@@ -6,7 +6,9 @@ decode steps, prefilling each (a cost growing with its input's words) and sendin
 token; then every decode step sends each active request its next token, and lasts longer the
 more requests share it. A request ends after ``max_tokens`` tokens; the last carries the final
 flag. With ``stream`` false the tokens go out as one response at the end (Triton's non-streaming
-``generate`` endpoint takes exactly one). The parameters are in config.pbtxt.
+``generate`` endpoint takes exactly one). The parameters are in config.pbtxt; ``timing_log`` (a file path)
+makes it write each request's own timing (arrival, first and last token sent, tokens), for a
+benchmark to check a client's figures against the server's.
 """
 
 import json
@@ -26,12 +28,15 @@ WORDS = (
 class _Generation:
     """One request being answered: where its tokens go and how many it still gets."""
 
-    def __init__(self, sender, words: int, max_tokens: int, stream: bool) -> None:
+    def __init__(self, sender, words: int, max_tokens: int, stream: bool, log=None) -> None:
         self.sender = sender
         self.words = words
         self.remaining = max_tokens
         self.stream = stream
         self.produced = []
+        self.log = log  # the timing log's file, or None
+        self.arrived = time.perf_counter()
+        self.sent = []  # when each token went out, for the timing log
 
     def next_token(self) -> None:
         """Give the request its next token; the last one carries the final flag."""
@@ -47,6 +52,11 @@ class _Generation:
         out = pb_utils.Tensor("text_output", np.array([text.encode()], dtype=np.object_))
         flags = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL if last else 0
         self.sender.send(pb_utils.InferenceResponse(output_tensors=[out]), flags=flags)
+        if self.log is not None:
+            self.sent.append(time.perf_counter())
+            if last:  # the server's own view of the request: arrival, first and last token, tokens
+                self.log.write(f"{self.arrived:.6f} {self.sent[0]:.6f} {self.sent[-1]:.6f} {len(self.produced)}\n")
+                self.log.flush()
 
 
 class TritonPythonModel:
@@ -62,6 +72,8 @@ class TritonPythonModel:
         self.step_per_sequence_s = number("decode_us_per_sequence") / 1e6
         self.max_active = int(number("max_active"))
         self.default_max_tokens = int(number("default_max_tokens"))
+        log_path = parameters.get("timing_log", {}).get("string_value", "")
+        self.log = open(log_path, "a") if log_path else None  # noqa: SIM115 (open for the model's life)
         self.waiting = queue.SimpleQueue()
         self.running = True
         self.scheduler = threading.Thread(target=self._schedule, daemon=True)
@@ -80,7 +92,7 @@ class TritonPythonModel:
                 error = pb_utils.TritonError(f"max_tokens must be at least 1, not {max_tokens}")
                 sender.send(pb_utils.InferenceResponse(error=error), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
                 continue
-            self.waiting.put(_Generation(sender, len(text.split()), max_tokens, streaming))
+            self.waiting.put(_Generation(sender, len(text.split()), max_tokens, streaming, self.log))
         return None
 
     def _schedule(self) -> None:
@@ -119,6 +131,8 @@ class TritonPythonModel:
     def finalize(self):
         self.running = False
         self.scheduler.join(timeout=5)
+        if self.log is not None:
+            self.log.close()
 
 
 def _sleep_until(deadline: float) -> None:
