@@ -88,17 +88,19 @@ class LevelResult:
     def merged(self) -> WindowStats:
         return merge_stats([w.stats for w in self.reported])
 
-    def silent_windows(self) -> list[int]:
-        """Reported windows in which no request succeeded though others of the level did: the server stalled.
+    def silent_windows(self) -> list[WindowStats]:
+        """Windows in which no request succeeded though others of the level did: the server stalled.
 
-        A trace may be quiet for a window by design, so there a window counts only when its requests failed.
+        A reported one counts when nothing in it succeeded (its figures would average over the stall);
+        an earlier one, or one of a trace (which may be quiet by design), when its requests failed too.
         """
         if not self.merged().completed:
-            return []  # nothing succeeded at all: said as a failed level, not a stall
+            return []  # nothing succeeded in the reported windows: said as a failed level, not a stall
+        reported = {id(window) for window in self.reported}
         return [
-            w.stats.index
-            for w in self.reported
-            if not w.stats.completed and (w.stats.error_count or self.trace is None)
+            w.stats
+            for w in self.windows
+            if not w.stats.completed and (w.stats.error_count or (id(w) in reported and self.trace is None))
         ]
 
     def server(self, model: str | None = None) -> server_stats.ServerDelta | None:
@@ -417,9 +419,9 @@ class Sweeper:
         if merged.error_count and not merged.completed:
             result.warnings.append("no successful request: the level has no latency figures")
         if silent := result.silent_windows():
+            codes = error_codes(merge_stats(silent).errors) or "no answer in the window"
             result.warnings.append(
-                f"no request succeeded in window {', '.join(map(str, silent))}: the server stalled "
-                "(or a request takes longer than a window); the level's figures include the stall"
+                f"no request succeeded in window {', '.join(str(w.index) for w in silent)} ({codes})"
             )
         self._server_unmeasured(result)
         if self.metrics_missing:

@@ -18,6 +18,7 @@ from typing import Any
 from perfprobe.client import InferenceClient, make_client
 from perfprobe.client.abilities import ServerAbilities, learn
 from perfprobe.client.datatypes import BINARY_ONLY
+from perfprobe.client.errors import TIMEOUT
 from perfprobe.client.model import ModelDescription
 from perfprobe.client.tls import client_options
 from perfprobe.errors import AllRequestsFailed, PerfprobeError, RunInterrupted, UsageError
@@ -28,7 +29,7 @@ from perfprobe.load.sendpath import check_combination
 from perfprobe.load.sweeper import LevelResult, Sweeper, error_codes
 from perfprobe.load.windowed import WindowedLoad
 from perfprobe.measure import metrics as prometheus
-from perfprobe.measure.window import WindowStats
+from perfprobe.measure.window import WindowStats, merge_stats
 from perfprobe.report import runfile
 from perfprobe.report.rundata import level_label
 from perfprobe.runs.models import ModelPart
@@ -473,14 +474,18 @@ def _fail_on_failed_levels(result: SweepResult, sweeper: Sweeper, models: list[M
     """
     merged = [(level, level.merged()) for level in result.level_results]
     failed = [(level, stats) for level, stats in merged if stats.error_count and not stats.completed]
-    stalled = [(level, stats) for level, stats in merged if level.silent_windows()]
+    stalled = [(level, merge_stats(silent)) for level in result.level_results if (silent := level.silent_windows())]
     if not failed and not stalled:
         return
     said = []
     if failed:
         said.append(f"every request failed at {_levels_why(failed)}")
     if stalled:
-        said.append(f"no request succeeded for a whole window at {_levels_why(stalled)}: the server stalled")
+        unanswered = all(set(stats.errors) <= {TIMEOUT} for _, stats in stalled)  # no refusal: no answer at all
+        said.append(
+            f"no request succeeded for a whole window at {_levels_why(stalled)}"
+            + (": the server stalled" if unanswered else "")
+        )
     states = dict.fromkeys(_model_state(sweeper.stats_client, model.name) for model in models)
     now = "".join(f"; {state}" for state in states if state)
     raise AllRequestsFailed(f"{'; '.join(said)}{now}; all levels are in the results", result)
