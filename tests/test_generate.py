@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from conftest import perfprobe_command, run_perfprobe
-from word_tokenizer import word_tokenizer
+from word_tokenizer import letter_tokenizer, standin_words, word_tokenizer
 
 import perfprobe
 from perfprobe import exitcodes
@@ -361,3 +361,28 @@ def test_compare_refuses_a_generate_endpoint_in_one_line() -> None:
 
     with pytest.raises(UsageError, match="compare sets tensors on the wire against shared memory"):
         perfprobe.compare("llm_standin", endpoint="generate_stream", url="127.0.0.1:1")
+
+
+@pytest.mark.parametrize(
+    ("protocol", "extra"),
+    [
+        ("http", ("--endpoint", "generate_stream")),
+        ("grpc", ("--mode", "stream")),  # perfprobe's own HTTP/2 stream
+        ("grpc", ("--mode", "stream", "--grpc-transport", "grpcio", "--workers", "thread")),
+        ("grpc", ("--mode", "stream", "--grpc-transport", "grpcio", "--workers", "asyncio")),
+    ],
+)
+def test_a_tokenizer_counts_the_streamed_text_on_every_stream(
+    server, tmp_path: Path, protocol: str, extra: tuple[str, ...]
+) -> None:
+    """A letter tokenizer makes the count differ from one per response: each request's tokens are the letters of
+    the words the stand-in streamed."""
+    tokenizer = letter_tokenizer(tmp_path / "letters")
+    max_tokens = 5
+    row = _sweep(
+        server, tmp_path / "run", *extra, "--concurrency", "1", "--output-tokens", str(max_tokens),
+        "--tokenizer", str(tokenizer), protocol=protocol,
+    )[0]["row"]  # fmt: skip
+    assert row["Output Tokens per Request"] == sum(len(word) for word in standin_words()[:max_tokens])
+    settings = json.loads((tmp_path / "run" / "results.json").read_text())["settings"]
+    assert settings["token_count"] == f"by the tokenizer {tokenizer}"

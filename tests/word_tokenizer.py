@@ -30,3 +30,18 @@ def word_tokenizer(folder: Path) -> Path:
     config = {"tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "[UNK]", "model_max_length": 1_000_000}
     (folder / "tokenizer_config.json").write_text(json.dumps(config))
     return folder
+
+
+def letter_tokenizer(folder: Path) -> Path:
+    """A tokenizer of single letters (spaces dropped): a text's tokens are its letters, so a count by it can
+    be told from a count of responses or words."""
+    from tokenizers import Regex, Tokenizer
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Sequence, Split, WhitespaceSplit
+
+    letters = ["[UNK]", *"abcdefghijklmnopqrstuvwxyz"]
+    tokenizer = Tokenizer(WordLevel({letter: index for index, letter in enumerate(letters)}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = Sequence([WhitespaceSplit(), Split(Regex("."), behavior="isolated")])
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return folder

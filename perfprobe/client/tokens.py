@@ -12,6 +12,8 @@ from pathlib import Path
 
 from perfprobe.errors import UsageError
 
+TokenCount = Callable[[str], int]  # a text's tokens
+
 
 def tokenizer_file(path: str) -> Path:
     """The ``tokenizer.json`` that ``path`` names (the file, or a folder holding it)."""
@@ -37,7 +39,7 @@ def load_tokenizer(path: str) -> object:
         raise UsageError(f"--tokenizer {path}: not a Hugging Face tokenizer.json ({exc})") from None
 
 
-def token_counter(path: str | None) -> Callable[[str], int] | None:
+def token_counter(path: str | None) -> TokenCount | None:
     """How many tokens a text is, by the tokenizer at ``path`` (special tokens not added); None without one."""
     if path is None:
         return None

@@ -133,10 +133,10 @@ class SweepPlan:
 
     def token_count(self) -> str:
         """How a generated answer's tokens are counted, as results.json and the notes say it."""
-        if self.tokenizer and self.endpoint != "infer":
+        if self.tokenizer and (self.endpoint != "infer" or self.mode == "stream"):
             return f"by the tokenizer {self.tokenizer}"
         if self.tokenizer:
-            return "as one per streamed response with output (--tokenizer reads the text of generate endpoints)"
+            return "as one per streamed response with output (--tokenizer reads generate answers and gRPC streams)"
         return "as one per streamed response with output (give --tokenizer to count the text)"
 
     def _grpc_transport(self) -> str | None:

@@ -25,7 +25,9 @@ import time
 from typing import TYPE_CHECKING, Any, cast
 
 from perfprobe.client import InferenceClient, InferenceServerError, make_client
+from perfprobe.client.datatypes import deserialize_bytes
 from perfprobe.client.errors import TIMEOUT, UNREACHABLE
+from perfprobe.client.tokens import TokenCount, token_counter
 from perfprobe.transport import register
 from perfprobe.transport.base import (
     STOPPED,
@@ -75,22 +77,25 @@ class KServeGrpc(Transport):
             settings.request_timeout_s,
             settings.decode_outputs,
         )
+        count = token_counter(settings.tokenizer) if mode == "stream" else None
         if kind == "asyncio":
-            return _coroutine_plan(client, mode, timeout_s, decode)
+            return _coroutine_plan(client, mode, timeout_s, decode, count)
         if settings.connection == "h2":
-            return _own_connection_plan(cast("GrpcClient", client), mode, kind, timeout_s, decode)
+            return _own_connection_plan(cast("GrpcClient", client), mode, kind, timeout_s, decode, count)
         if mode == "stream":
-            return SendPlan(kind, lambda runtime: StreamSender(client, runtime, timeout_s))
+            return SendPlan(kind, lambda runtime: StreamSender(client, runtime, timeout_s, count))
         if mode == "async" or kind == "greenlet":  # a blocking grpcio call would stall every greenlet
             return SendPlan(kind, lambda runtime: FutureSender(client, runtime, timeout_s, decode))
         return SendPlan(kind, lambda runtime: BlockingSender(client.dedicated(blocking=True), decode=decode))
 
 
-def _own_connection_plan(client: GrpcClient, mode: str, kind: str, timeout_s: float, decode: bool) -> SendPlan:
+def _own_connection_plan(
+    client: GrpcClient, mode: str, kind: str, timeout_s: float, decode: bool, count: TokenCount | None
+) -> SendPlan:
     """Each worker on an HTTP/2 connection of its own, waiting on its socket (a greenlet's through gevent's hub)."""
     cooperative = kind == "greenlet"
     if mode == "stream":
-        return SendPlan(kind, lambda runtime: WireStreamSender(client.wire_stream(cooperative), timeout_s))
+        return SendPlan(kind, lambda runtime: WireStreamSender(client.wire_stream(cooperative), timeout_s, count))
     notes = ["on perfprobe's own HTTP/2 connection, sync and async are the same: each worker waits on its socket"]
     return SendPlan(
         kind,
@@ -99,10 +104,12 @@ def _own_connection_plan(client: GrpcClient, mode: str, kind: str, timeout_s: fl
     )
 
 
-def _coroutine_plan(client: InferenceClient, mode: str, timeout_s: float, decode: bool) -> SendPlan:
+def _coroutine_plan(
+    client: InferenceClient, mode: str, timeout_s: float, decode: bool, count: TokenCount | None
+) -> SendPlan:
     """Coroutines on one event loop: a unary call or a stream request awaited per worker."""
     if mode == "stream":
-        return SendPlan("asyncio", lambda runtime: AioStreamSender(client, timeout_s))
+        return SendPlan("asyncio", lambda runtime: AioStreamSender(client, timeout_s, count))
     notes = (
         ["with asyncio workers, sync and async are the same: each worker awaits its call"] if mode == "async" else []
     )
@@ -173,12 +180,13 @@ FINAL = "final"  # the request's last response
 
 
 def judge_stream_response(
-    message: Any, request_id: str, responses: list[Response], byte_size: int = 0
+    message: Any, request_id: str, responses: list[Response], byte_size: int = 0, texts: list[str] | None = None
 ) -> str | InferenceServerError:
     """What one ``ModelStreamInferResponse`` means for the request awaited (``request_id``).
 
     The server's refusal of it, ``OTHER_REQUEST``, ``PARTIAL`` or ``FINAL``; the arrival of a
-    response that carries outputs is added to ``responses`` (with ``byte_size``, its size on the wire where known).
+    response that carries outputs is added to ``responses`` (with ``byte_size``, its size on the wire where known),
+    and its text to ``texts`` when the run counts tokens with a tokenizer.
     """
     response = message.infer_response
     if message.error_message:
@@ -189,8 +197,30 @@ def judge_stream_response(
         return OTHER_REQUEST
     if response.outputs:
         responses.append(Response(_now(), byte_size))
+        if texts is not None:
+            texts.append(response_text(response))
     final = response.parameters.get("triton_final_response")
     return FINAL if final is None or final.bool_param else PARTIAL
+
+
+def response_text(response: Any) -> str:
+    """The text a ``ModelInferResponse`` carries: its ``text_output`` (else its first BYTES output), decoded."""
+    outputs = list(response.outputs)
+    chosen = sorted(range(len(outputs)), key=lambda index: outputs[index].name != "text_output")
+    for index in chosen:
+        if outputs[index].datatype != "BYTES":
+            continue
+        if index < len(response.raw_output_contents):
+            values = deserialize_bytes(response.raw_output_contents[index])
+        else:
+            values = outputs[index].contents.bytes_contents
+        return "".join(bytes(value).decode("utf-8", "replace") for value in values)
+    return ""
+
+
+def _tokens(count: TokenCount | None, texts: list[str] | None) -> int | None:
+    """A streamed request's tokens by the tokenizer (None without one: one per response, the engine's count)."""
+    return count("".join(texts)) if count is not None and texts is not None else None
 
 
 class WireStreamSender(Sender):
@@ -203,10 +233,11 @@ class WireStreamSender(Sender):
 
     _ids = itertools.count()
 
-    def __init__(self, stream: Any, timeout_s: float) -> None:
+    def __init__(self, stream: Any, timeout_s: float, count: TokenCount | None = None) -> None:
         from perfprobe.client._proto.grpc_service_pb2 import ModelStreamInferResponse
         from perfprobe.client.grpc_client import with_request_id
 
+        self._count = count
         self._stream = stream  # this worker's own: closed with the sender
         self._parse = ModelStreamInferResponse.FromString
         self._with_id = with_request_id
@@ -218,6 +249,7 @@ class WireStreamSender(Sender):
     def call(self, request: Any) -> Outcome:
         request_id = f"{self._prefix}{next(self._sequence)}"
         times: list[Response] = []
+        texts: list[str] | None = [] if self._count is not None else None
         try:
             started = _now()
             self._stream.write(self._with_id(request, request_id).payload, self._timeout_s)
@@ -227,13 +259,14 @@ class WireStreamSender(Sender):
                 if raw is None:
                     ended = InferenceServerError("the server ended the stream", failure=UNREACHABLE)
                     return failed(ended, responses=times, dropped=self._take_dropped())
-                verdict = judge_stream_response(self._parse(raw), request_id, times, len(raw))
+                verdict = judge_stream_response(self._parse(raw), request_id, times, len(raw), texts)
                 if verdict is OTHER_REQUEST:
                     self._dropped += 1
                 elif isinstance(verdict, InferenceServerError):
                     return failed(verdict, responses=times, dropped=self._take_dropped())
                 elif verdict is FINAL:
-                    return Outcome(send_ns=send_ns, responses=times, dropped=self._take_dropped())
+                    tokens = _tokens(self._count, texts)
+                    return Outcome(send_ns=send_ns, responses=times, dropped=self._take_dropped(), output_tokens=tokens)
         except InferenceServerError as exc:  # a timeout or a failed stream: the connection is closed
             return failed(exc, responses=times, dropped=self._take_dropped())
 
@@ -243,6 +276,13 @@ class WireStreamSender(Sender):
 
     def close(self) -> None:
         self._stream.close()
+
+
+def _result_text(result: Any) -> str:
+    """The text a decoded stream response (``InferResult``) carries: ``text_output``, else its first BYTES output."""
+    names = sorted((output.name for output in result.outputs if output.datatype == "BYTES"), key="text_output".__ne__)
+    values = result.as_numpy(names[0]) if names else None
+    return "" if values is None else "".join(bytes(value).decode("utf-8", "replace") for value in values.reshape(-1))
 
 
 class StreamSender(Sender):
@@ -256,9 +296,13 @@ class StreamSender(Sender):
 
     _ids = itertools.count()
 
-    def __init__(self, client: InferenceClient, runtime: WorkerRuntime, timeout_s: float) -> None:
+    def __init__(
+        self, client: InferenceClient, runtime: WorkerRuntime, timeout_s: float, count: TokenCount | None = None
+    ) -> None:
         from perfprobe.client.grpc_client import with_request_id
 
+        self._count = count
+        self._texts: list[str] = []
         self._client = client
         self._runtime = runtime
         self._timeout_s = timeout_s
@@ -304,6 +348,8 @@ class StreamSender(Sender):
             return
         if result.outputs:
             self._times.append(Response(_now()))
+            if self._count is not None:
+                self._texts.append(_result_text(result))
         if result.is_final and waiter is not None:
             waiter.set(None)
 
@@ -313,6 +359,7 @@ class StreamSender(Sender):
         if self._session is None:
             self._open()
         self._times = []
+        self._texts = []
         self._expected = f"{self._prefix}{next(self._sequence)}"
         waiter = self._waiter = self._runtime.waiter()
         if self._aborted:  # checked after the waiter is published: abort() sees one or this sees it
@@ -326,7 +373,7 @@ class StreamSender(Sender):
             return Outcome(error=TIMEOUT, dropped=dropped)
         if value is not None:  # a refused request, or a failed stream (replaced before the next call)
             return failed(value, responses=list(self._times), dropped=dropped)
-        return Outcome(responses=list(self._times), dropped=dropped)
+        return Outcome(responses=list(self._times), dropped=dropped, output_tokens=_tokens(self._count, self._texts))
 
     def abort(self) -> None:
         self._aborted = True  # set before the waiter is read: see call()
@@ -391,10 +438,11 @@ class AioStreamSender(CoroutineSender):
 
     _ids = itertools.count()
 
-    def __init__(self, client: InferenceClient, timeout_s: float) -> None:
+    def __init__(self, client: InferenceClient, timeout_s: float, count: TokenCount | None = None) -> None:
         from perfprobe.client.grpc_client import with_request_id
 
         super().__init__(client)
+        self._count = count
         self._with_id = with_request_id
         self._timeout_s = timeout_s
         self._prefix = f"pa{next(self._ids)}-"
@@ -432,19 +480,20 @@ class AioStreamSender(CoroutineSender):
             return failed(exc, responses=times, dropped=self._take_dropped())
 
     async def _responses(self, request_id: str, times: list[Response]) -> Outcome:
+        texts: list[str] | None = [] if self._count is not None else None
         while True:
             message = await self._stream.read()
             if message is None:
                 self._stream = None
                 error = InferenceServerError("the server ended the stream", failure=UNREACHABLE)
                 return failed(error, responses=times, dropped=self._take_dropped())
-            verdict = judge_stream_response(message, request_id, times)
+            verdict = judge_stream_response(message, request_id, times, texts=texts)
             if verdict is OTHER_REQUEST:
                 self._dropped += 1  # an answer to a request given up on earlier
             elif isinstance(verdict, InferenceServerError):
                 return failed(verdict, responses=times, dropped=self._take_dropped())
             elif verdict is FINAL:
-                return Outcome(responses=times, dropped=self._take_dropped())
+                return Outcome(responses=times, dropped=self._take_dropped(), output_tokens=_tokens(self._count, texts))
 
     def _take_dropped(self) -> int:
         dropped, self._dropped = self._dropped, 0
