@@ -386,3 +386,18 @@ def test_a_tokenizer_counts_the_streamed_text_on_every_stream(
     assert row["Output Tokens per Request"] == sum(len(word) for word in standin_words()[:max_tokens])
     settings = json.loads((tmp_path / "run" / "results.json").read_text())["settings"]
     assert settings["token_count"] == f"by the tokenizer {tokenizer}"
+
+
+def test_a_sequence_model_on_a_generate_endpoint_is_refused_in_one_line() -> None:
+    """Triton 2.51's generate extension takes no correlation id (``sequence_id`` as a field or in
+    ``parameters`` is refused: "must specify a non-zero or non-empty correlation ID", tried against
+    tests/sequence_models/running_sum), so the run is refused before any load rather than failing every step."""
+    from perfprobe.client.model import ModelDescription
+    from perfprobe.errors import UsageError
+    from perfprobe.load.sendpath import check_combination
+
+    stateful = ModelDescription("running_sum", ("1",), "", "python", 8, (), (), sequence_batching=True)
+    for endpoint in ("generate", "generate_stream"):
+        with pytest.raises(UsageError, match=f"running_sum is a sequence model, and --endpoint {endpoint} carries no"):
+            check_combination("http", "sync", stateful, endpoint)
+    check_combination("grpc", "stream", stateful)  # a gRPC stream carries the sequence's id: allowed

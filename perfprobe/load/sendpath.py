@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from perfprobe.client import InferenceClient
+from perfprobe.client.model import ModelDescription
 from perfprobe.load.runtime import Runtime, make_runtime
 from perfprobe.transport import SendSettings, transport_for
 from perfprobe.transport.base import Sender
@@ -25,9 +26,11 @@ class SendPath:
     notes: list[str] = field(default_factory=list)
 
 
-def check_combination(protocol: str, mode: str, decoupled: bool, endpoint: str = "infer") -> None:
+def check_combination(protocol: str, mode: str, model: ModelDescription, endpoint: str = "infer") -> None:
     """Refuse combinations that cannot work, with the reason."""
-    transport_for(protocol, endpoint).check_mode(mode, decoupled)
+    transport = transport_for(protocol, endpoint)
+    transport.check_mode(mode, model.decoupled)
+    transport.check_model(model)
 
 
 def build_send_path(

@@ -125,7 +125,7 @@ def measure_sweep(
     abilities = abilities or learn(control, models[0].name, models[0].config_known)
     check_shared_memory(sweep_plan.shared_memory, abilities)
     for model in models:
-        check_combination(sweep_plan.protocol, sweep_plan.mode, model.decoupled, sweep_plan.endpoint)
+        check_combination(sweep_plan.protocol, sweep_plan.mode, model, sweep_plan.endpoint)
         for text in _binary_only_notes(sweep_plan, model):
             observer.note(text)
         if note := _prompts_note(sweep_plan, model):

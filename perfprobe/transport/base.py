@@ -245,6 +245,9 @@ class Transport:
                 how = f"-i {streaming[0].protocol} --mode stream" if streaming else "a transport that streams"
             raise UsageError(f"the model is decoupled: it can only be measured with {how}")
 
+    def check_model(self, model: ModelDescription) -> None:
+        """Refuse a model this transport cannot drive (a ``UsageError`` saying why); every model by default."""
+
     def check_worker_kind(self, kind: str) -> None:
         """Refuse a worker kind this transport cannot drive, naming those that can."""
         if kind in self.worker_kinds:

@@ -125,6 +125,17 @@ class KServeGenerate(KServeHttp):
             fields[STREAM] = self.streams  # TensorRT-LLM's and vLLM's switch (and the stand-in's): stream or not
         return client.build_generate_request(model.name, fields, stream=self.streams)  # type: ignore[attr-defined]
 
+    def check_model(self, model: ModelDescription) -> None:
+        """A sequence model's steps need a correlation id, and the generate extension carries none (Triton 2.51
+        refuses ``sequence_id`` as a field and in ``parameters`` alike)."""
+        if model.sequence_batching:
+            from perfprobe.errors import UsageError
+
+            raise UsageError(
+                f"{model.name} is a sequence model, and --endpoint {self.endpoint} carries no sequence id: "
+                "use -i grpc --mode stream, or --endpoint infer"
+            )
+
     def with_parameters(self, client: InferenceClient, request: Any, parameters: dict[str, Any]) -> Any:
         return client.with_fields(request, parameters)  # type: ignore[attr-defined]
 
