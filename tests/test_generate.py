@@ -401,3 +401,30 @@ def test_a_sequence_model_on_a_generate_endpoint_is_refused_in_one_line() -> Non
         with pytest.raises(UsageError, match=f"running_sum is a sequence model, and --endpoint {endpoint} carries no"):
             check_combination("http", "sync", stateful, endpoint)
     check_combination("grpc", "stream", stateful)  # a gRPC stream carries the sequence's id: allowed
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"goodput": 5}, "--goodput: '5' is not a limit"),
+        ({"tokenizer": 5}, "--tokenizer 5: no tokenizer.json there"),
+        ({"tokenizer": "GARBAGE"}, "not a Hugging Face tokenizer.json"),
+        ({"prompts": "x"}, "--prompts must be a number"),
+        ({"prompts": 0}, "--prompts must be at least 1"),
+        ({"prompt_tokens": "0"}, "MEAN must be from 1"),
+        ({"output_tokens": "16:-2"}, "STDDEV at least 0"),
+        ({"endpoint": "chat"}, "--endpoint must be one of infer, generate, generate_stream"),
+        ({"endpoint": "generate", "shared_memory": "system"}, "tensors cannot travel in shared memory"),
+    ],
+)
+def test_generative_options_of_the_wrong_kind_are_refused_in_one_line(tmp_path: Path, options: dict, says: str) -> None:
+    from perfprobe.errors import UsageError
+    from perfprobe.runs.options import SweepOptions
+    from perfprobe.runs.plan import plan
+
+    if options.get("tokenizer") == "GARBAGE":
+        garbage = tmp_path / "tokenizer.json"
+        garbage.write_text("not a tokenizer")
+        options = {"tokenizer": str(garbage)}
+    with pytest.raises(UsageError, match=says):
+        plan(SweepOptions(model="llm_standin", **options))

@@ -289,6 +289,7 @@ def _check_counts(options: SweepOptions) -> None:
         "max_trials",
         "string_length",
         "data_items",
+        "prompts",
     ):
         if getattr(options, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
@@ -460,7 +461,7 @@ def plan(options: SweepOptions) -> SweepPlan:
             spin_ns=int(options.send_spin * 1e3),
             stop_timeout_s=options.request_timeout + STOP_GRACE_S,
             record_requests=options.export_requests,
-            goodput=parse_goodput(options.goodput) if options.goodput else None,
+            goodput=parse_goodput(str(options.goodput)) if options.goodput else None,
         ),
         metrics_url=options.metrics_url,
         csv_file=options.csv,
@@ -478,7 +479,7 @@ def plan(options: SweepOptions) -> SweepPlan:
         trace_loop=options.trace_loop,
         options=options,
         endpoint=options.endpoint,
-        tokenizer=options.tokenizer,
+        tokenizer=str(options.tokenizer) if options.tokenizer else None,
     )
 
 
@@ -492,9 +493,7 @@ def _check_generate(options: SweepOptions) -> None:
     if options.tokenizer:
         from perfprobe.client.tokens import load_tokenizer
 
-        load_tokenizer(options.tokenizer)  # a missing or unreadable file stops the run before any load
-    if options.prompts < 1:
-        raise UsageError("--prompts must be at least 1")
+        load_tokenizer(str(options.tokenizer))  # a missing or unreadable file stops the run before any load
 
 
 def _prompts(options: SweepOptions) -> PromptPlan:
@@ -503,7 +502,7 @@ def _prompts(options: SweepOptions) -> PromptPlan:
         parse_lengths(options.prompt_tokens or DEFAULT_PROMPT_TOKENS, "--prompt-tokens"),
         parse_lengths(options.output_tokens or DEFAULT_OUTPUT_TOKENS, "--output-tokens"),
         count=options.prompts,
-        tokenizer=options.tokenizer,
+        tokenizer=str(options.tokenizer) if options.tokenizer else None,
         asked=bool(options.prompt_tokens or options.output_tokens),
     )
 

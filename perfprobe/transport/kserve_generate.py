@@ -10,7 +10,6 @@ or a stream cut short fails the request with the server's reason and gives no to
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -19,7 +18,7 @@ from perfprobe.client import InferenceClient
 from perfprobe.client.base import RequestOptions
 from perfprobe.client.model import ModelDescription
 from perfprobe.client.tensors import RequestedOutput
-from perfprobe.client.tokens import token_counter
+from perfprobe.client.tokens import TokenCount, token_counter
 from perfprobe.transport import register
 from perfprobe.transport.base import (
     Outcome,
@@ -59,7 +58,7 @@ def _field(array: np.ndarray, datatype: str) -> Any:
 class _GenerateSender(Sender):
     """One worker's requests to a generate endpoint, on its own kept-alive connection."""
 
-    def __init__(self, connection: Any, stream: bool, count_tokens: Callable[[str], int] | None) -> None:
+    def __init__(self, connection: Any, stream: bool, count_tokens: TokenCount | None) -> None:
         self._connection = connection
         self._stream = stream
         self._count = count_tokens
