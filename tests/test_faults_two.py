@@ -349,9 +349,18 @@ def test_after_failed_levels_a_silent_server_is_not_said_to_have_lost_the_model(
     assert _model_state(FakeUnloadedServer(), "simple") == "simple is no longer ready on the server"  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="module")
+def freezable_server():
+    """A server of these tests' own, to be stopped (SIGSTOP) and continued; shared by the protocols' cases."""
+    from perfprobe.server import EmbeddedServer
+
+    with EmbeddedServer(builtin_models=["simple"], pick_free_ports=True) as own:
+        yield own
+
+
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
-def test_a_server_frozen_past_the_request_timeout_fails_the_run(tmp_path, protocol: str) -> None:
-    """Item 4, second half: a server stopped (SIGSTOP) for several request timeouts inside a level that also had
+def test_a_server_frozen_past_the_request_timeout_fails_the_run(freezable_server, tmp_path, protocol: str) -> None:
+    """Item 4, second half: a server stopped (SIGSTOP) for five request timeouts inside a level that also had
     successes ends the run with exit 4 naming the stall, not exit 0 with a rate averaged over it."""
     import json
     import os
@@ -360,7 +369,6 @@ def test_a_server_frozen_past_the_request_timeout_fails_the_run(tmp_path, protoc
 
     import perfprobe
     from perfprobe.runs.observer import RunObserver
-    from perfprobe.server import EmbeddedServer
 
     class FreezeAfterFirstWindow(RunObserver):
         def __init__(self, pid: int) -> None:
@@ -370,31 +378,31 @@ def test_a_server_frozen_past_the_request_timeout_fails_the_run(tmp_path, protoc
         def window(self, level, record) -> None:
             if level.level == 2 and len(level.windows) == 1:  # the level has measured successes before the stall
                 os.killpg(self.pid, signal.SIGSTOP)
-                threading.Timer(5.0, self.thaw).start()  # five request timeouts: two whole windows or more
+                threading.Timer(2.5, self.thaw).start()  # five request timeouts: several whole windows
 
         def thaw(self) -> None:
             os.killpg(self.pid, signal.SIGCONT)
             self.thawed.set()
 
-    with EmbeddedServer(builtin_models=["simple"], pick_free_ports=True) as own:
-        assert own.pid is not None
-        observer = FreezeAfterFirstWindow(own.pid)
-        try:
-            with pytest.raises(perfprobe.AllRequestsFailed) as failed:
-                perfprobe.sweep(
-                    "simple",
-                    url=own.grpc_url if protocol == "grpc" else own.http_url,
-                    protocol=protocol,
-                    concurrency="2:4:2",
-                    request_timeout=1.0,
-                    measurement_interval=1000,
-                    max_trials=8,
-                    output_dir=str(tmp_path),
-                    no_report=True,
-                    observer=observer,
-                )
-        finally:
-            observer.thawed.wait(15)
+    own = freezable_server
+    assert own.pid is not None
+    observer = FreezeAfterFirstWindow(own.pid)
+    try:
+        with pytest.raises(perfprobe.AllRequestsFailed) as failed:
+            perfprobe.sweep(
+                "simple",
+                url=own.grpc_url if protocol == "grpc" else own.http_url,
+                protocol=protocol,
+                concurrency="2:4:2",
+                request_timeout=0.5,
+                measurement_interval=500,
+                max_trials=8,
+                output_dir=str(tmp_path),
+                no_report=True,
+                observer=observer,
+            )
+    finally:
+        observer.thawed.wait(15)
     message = str(failed.value)
     assert message.startswith("no request succeeded for a whole window at c=2 ("), message
     assert "the server stalled" in message and "all levels are in the results" in message
