@@ -88,7 +88,7 @@ def _sweep_charts(run: SweepRun, chart_dir: Path, report: Report, dpi: int) -> N
     _add(report, chart_dir, "percentile_spectrum", spectrum, dpi)
     _add(report, chart_dir, "levels", charts.level_curves([run]), dpi)
     for title, shown in charted().items():  # a declared figure's own chart against the level, where it has values
-        if not any(level.row.get(figure.column, "") not in ("", None) for figure in shown for level in run.levels):
+        if not any(run.has_values(figure.column) for figure in shown):
             continue
         _add(report, chart_dir, f"figures-{_slug(title)}", charts.declared_figures(run, title, shown), dpi)
     if models:

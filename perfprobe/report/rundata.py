@@ -89,6 +89,10 @@ class SweepRun:
     levels: list[Level]
     part_of: str | None = None  # one model's part of a run with several: that model's name
 
+    def has_values(self, column: str) -> bool:
+        """Whether any level has a value in ``column`` (a run without tokens has no token figures)."""
+        return any(level.row.get(column, "") not in ("", None) for level in self.levels)
+
     @property
     def model_names(self) -> list[str]:
         """With several models loaded at once, their names (first the swept one); else empty."""

@@ -163,12 +163,7 @@ def _level_table(run: SweepRun) -> Table:
     """The levels, with every figure declared with a summary heading that some level has (a run without
     tokens shows no token columns; a server without statistics keeps its empty ones, "–", with the reason
     in its warnings); ``compute`` after the server queue sums the three compute parts."""
-    shown = [
-        figure
-        for figure in FIGURES
-        if figure.summary
-        and (figure.from_server or any(level.row.get(figure.column, "") not in ("", None) for level in run.levels))
-    ]
+    shown = [figure for figure in FIGURES if figure.summary and (figure.from_server or run.has_values(figure.column))]
     header = ["level"]
     for figure in shown:
         header += [figure.summary, "compute"] if figure.column == "Server Queue" else [figure.summary]
