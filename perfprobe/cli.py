@@ -59,7 +59,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from perfprobe.commands import compare, describe, diff, gate, infer, report, serve, sweep
+    from perfprobe.commands import compare, describe, diff, gate, history, infer, report, serve, sweep
 
     parser = _Parser(prog="perfprobe", description="Load generator and performance analyzer for Triton / KServe v2.")
     parser.add_argument("--version", action="version", version=f"perfprobe {__version__}")
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_parser(subparsers)
     diff.add_parser(subparsers)
     gate.add_parser(subparsers)
+    history.add_parser(subparsers)
     return parser
 
 

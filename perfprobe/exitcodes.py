@@ -9,5 +9,7 @@ SERVER_ERROR = (
 )
 SERVER_UNAVAILABLE = 5  # the embedded server or the cluster extra (Ray) is not installed or could not start
 GATE_FAILED = 6  # perfprobe gate: a threshold or baseline limit was not met (the run itself was fine)
-NO_RESULTS = 7  # a run directory given to report / diff / gate is missing or holds no readable results
+NO_RESULTS = 7  # a run directory given to report / diff / gate is missing or holds no readable results;
+# a history database that is locked, corrupt or of another schema (nothing written to it)
+GATE_INCONCLUSIVE = 8  # perfprobe gate: no gate failed, but some change's interval straddles its limit (run more)
 INTERRUPTED = 130  # Ctrl-C / SIGTERM

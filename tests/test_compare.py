@@ -49,7 +49,8 @@ def test_compare_wire_and_system_shm(server, tmp_path: Path) -> None:
     cuda_rows = [r for r in rows if r["Transport"] == "CUDA shm"]
     assert len(cuda_rows) == 1 and cuda_rows[0]["Skipped"]  # listed with its reason, never dropped
     verdicts = (tmp_path / "verdict.txt").read_text().splitlines()
-    assert any(line.startswith("system shm: ") and "the wire at 16 KiB" in line for line in verdicts)
+    # one run: the speed-up at the level, and no interval
+    assert any(line.startswith("system shm is ") and "the wire at 16 KiB, load 1 (one run" in line for line in verdicts)
     assert any(line.startswith("CUDA shm: skipped (") for line in verdicts)
     assert (tmp_path / "charts" / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "system shm" in (tmp_path / "summary.md").read_text()

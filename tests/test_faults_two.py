@@ -319,7 +319,7 @@ def test_answers_cut_short_by_the_network_have_their_own_code_and_blame_no_other
     try:
         done = run_perfprobe(
             "sweep", "-u", f"127.0.0.1:{relay.port}", "-m", "simple", "--concurrency", "2",
-            "--measurement-interval", "500", "--max-trials", "3", "--workers", "thread",
+            "--measurement-interval", "500", "--max-trials", "3", "--workers", "thread", "--warmup-seconds", "0",
             "--output-dir", str(tmp_path), "--no-report", timeout=120,
         )  # fmt: skip
     finally:

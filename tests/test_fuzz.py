@@ -20,7 +20,7 @@ from conftest import own_segments
 from perfprobe.server.launcher import free_ports
 
 HERE = Path(__file__).resolve().parent
-DOCUMENTED = {0, 2, 3, 4, 5, 6, 7}
+DOCUMENTED = {0, 2, 3, 4, 5, 6, 7, 8}
 
 
 def test_every_option_key_and_file_format_fails_in_one_line_with_a_documented_code(server, tmp_path: Path) -> None:

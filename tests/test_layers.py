@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).parent.parent / "perfprobe"
-COMMANDS = ("compare", "describe", "diff", "gate", "infer", "report", "serve", "sweep")
+COMMANDS = ("compare", "describe", "diff", "gate", "history", "infer", "report", "serve", "sweep")
 # what each room may import from perfprobe (besides itself and the shared leaves)
 LEAVES = {"errors", "exitcodes", "units", "__init__", "interrupts", "greenlets"}
 ALLOWED = {
@@ -17,10 +17,11 @@ ALLOWED = {
     "load": {"client", "data", "shm", "measure", "transport"},
     "measure": set(),
     "report": {"load", "measure", "client"},
-    "gates": {"report", "measure"},
+    "history": {"report", "measure"},
+    "gates": {"report", "measure", "history"},
     "server": set(),
     "spread": {"client", "shm", "transport", "load", "measure"},
-    "runs": {"client", "data", "shm", "transport", "load", "measure", "spread", "report", "server"},
+    "runs": {"client", "data", "shm", "transport", "load", "measure", "spread", "report", "server", "history"},
 }
 TOP = {"commands"}  # commands sit on top of every room; they may import any of them
 

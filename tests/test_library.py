@@ -114,7 +114,7 @@ def test_compare_from_python_builds_its_matrix_from_the_sweeps(server, tmp_path:
             (table["Tensor Bytes"] == size) & (table["Transport"] == {"none": "wire"}.get(transport, "system shm"))
         ]
         assert float(row["Inferences/Second"].iloc[0]) == cell.rows[0]["Inferences/Second"]
-    assert len(result.verdicts) == 2 and all(v.startswith("system shm: ") for v in result.verdicts)
+    assert len(result.verdicts) == 2 and all(v.startswith("system shm is ") for v in result.verdicts)
     saved = result.save(tmp_path)
     assert pd.read_csv(saved / "compare.csv", keep_default_na=False)["Transport"].tolist() == list(table["Transport"])
 

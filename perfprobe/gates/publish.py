@@ -6,12 +6,12 @@ import os
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from perfprobe.gates.outcome import FAILED, SKIPPED, Outcome
+from perfprobe.gates.outcome import FAILED, INCONCLUSIVE, SKIPPED, Outcome
 
 
 def junit_xml(outcomes: list[Outcome], suite_name: str, elapsed_s: float = 0.0) -> str:
     """The JUnit shape CI servers read: testsuites > testsuite > testcase (> failure | skipped)."""
-    failures = sum(1 for o in outcomes if o.status == FAILED)
+    failures = sum(1 for o in outcomes if o.status in (FAILED, INCONCLUSIVE))
     skipped = sum(1 for o in outcomes if o.status == SKIPPED)
     counts = {"tests": str(len(outcomes)), "failures": str(failures), "errors": "0", "skipped": str(skipped)}
     root = ElementTree.Element("testsuites", {"name": "perfprobe gate", **counts, "time": f"{elapsed_s:.3f}"})
@@ -21,8 +21,9 @@ def junit_xml(outcomes: list[Outcome], suite_name: str, elapsed_s: float = 0.0) 
         case = ElementTree.SubElement(
             suite, "testcase", {"classname": f"perfprobe.gate.{outcome.kind}", "name": name, "time": "0"}
         )
-        if outcome.status == FAILED:
-            failure = ElementTree.SubElement(case, "failure", {"message": outcome.line(), "type": outcome.kind})
+        if outcome.status in (FAILED, INCONCLUSIVE):  # an inconclusive gate is not a pass: CI shows it
+            kind = outcome.kind if outcome.status == FAILED else f"{outcome.kind}-inconclusive"
+            failure = ElementTree.SubElement(case, "failure", {"message": outcome.line(), "type": kind})
             failure.text = outcome.line()
         elif outcome.status == SKIPPED:
             ElementTree.SubElement(case, "skipped", {"message": outcome.detail})
@@ -34,7 +35,13 @@ def junit_xml(outcomes: list[Outcome], suite_name: str, elapsed_s: float = 0.0) 
 
 def markdown_table(outcomes: list[Outcome], title: str) -> str:
     failed = sum(1 for o in outcomes if o.status == FAILED)
-    verdict = f"❌ {failed} of {len(outcomes)} checks failed" if failed else f"✅ all {len(outcomes)} checks passed"
+    undecided = sum(1 for o in outcomes if o.status == INCONCLUSIVE)
+    if failed:
+        verdict = f"❌ {failed} of {len(outcomes)} checks failed"
+    elif undecided:
+        verdict = f"❔ {undecided} of {len(outcomes)} checks inconclusive (within noise of their limit), none failed"
+    else:
+        verdict = f"✅ all {len(outcomes)} checks passed"
     lines = [
         f"### {title}: {verdict}",
         "",

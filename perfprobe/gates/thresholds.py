@@ -15,9 +15,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from perfprobe.gates.outcome import FAILED, PASSED, Outcome
+from perfprobe.gates.outcome import FAILED, INCONCLUSIVE, PASSED, Outcome
+from perfprobe.measure.intervals import repeats_to_decide
 from perfprobe.report import level_metrics
-from perfprobe.report.rundata import SHORT_KIND, SweepRun
+from perfprobe.report.rundata import SHORT_KIND, Level, SweepRun
 from perfprobe.units import format_us, parse_duration_us
 
 _EXPRESSION = re.compile(
@@ -138,6 +139,26 @@ def check(run: SweepRun, threshold: Threshold) -> list[Outcome]:
                 why = f"{threshold.metric.name}: not measured: {level.server_unmeasured}"
             outcomes.append(Outcome(threshold.text, "threshold", level.label, FAILED, "not measured", wanted, why))
             continue
-        status = PASSED if threshold.passes(value) else FAILED
-        outcomes.append(Outcome(threshold.text, "threshold", level.label, status, threshold.show(value), wanted))
+        outcomes.append(_judged(threshold, level, value, wanted))
     return outcomes
+
+
+def _judged(threshold: Threshold, level: Level, value: float, wanted: str) -> Outcome:
+    """Pass or fail by the figure; after repeated runs by its 95% interval: entirely on the limit's good
+    side passes, entirely on its bad side fails, across it is inconclusive."""
+    found = threshold.metric.over_runs(level)
+    if found is None:
+        status = PASSED if threshold.passes(value) else FAILED
+        return Outcome(threshold.text, "threshold", level.label, status, threshold.show(value), wanted)
+    shown = f"{threshold.show(found.point)} (95% CI {threshold.show(found.low)}–{threshold.show(found.high)})"
+    low_passes, high_passes = threshold.passes(found.low), threshold.passes(found.high)
+    if low_passes and high_passes:
+        return Outcome(threshold.text, "threshold", level.label, PASSED, shown, wanted)
+    if not low_passes and not high_passes:
+        return Outcome(
+            threshold.text, "threshold", level.label, FAILED, shown, wanted, "the whole interval is beyond it"
+        )
+    needed = repeats_to_decide(found, threshold.limit)
+    advice = f"about {needed} runs would likely decide it (--repeats {needed})" if needed else "it sits on the limit"
+    why = f"inconclusive: the interval over {found.runs} runs straddles the limit, within noise; {advice}"
+    return Outcome(threshold.text, "threshold", level.label, INCONCLUSIVE, shown, wanted, why)

@@ -79,6 +79,35 @@ class LevelResult:
     server_unmeasured: str = ""  # why the level has no server-side figures ("" when it has them)
     warmup: WindowStats | None = None  # what the warm-up sent: unreported, but the server served it
     goodput: str = ""  # the --goodput limits its good requests met ("": not counted)
+    started_s: float = 0.0  # wall clock (Unix seconds) when its load started, and when its last window closed:
+    finished_s: float = 0.0  # repeated runs (--repeats) show their interleaving in results.json by these
+
+    @classmethod
+    def pooled(cls, runs: list[LevelResult]) -> LevelResult:
+        """The same level measured in several runs (``--repeats``), as one: each run's reported windows.
+
+        Counts, server statistics and histograms add up over the runs; it is stable when every run was,
+        and a run's warnings say which run.
+        """
+        first = runs[0]
+        windows = [window for run in runs for window in run.reported]
+        warnings = [f"run {number}: {text}" for number, run in enumerate(runs, 1) for text in run.warnings]
+        warmups = [run.warmup for run in runs if run.warmup is not None]
+        return cls(
+            first.load_kind,
+            first.level,
+            windows,
+            stable=all(run.stable for run in runs),
+            warnings=list(dict.fromkeys(warnings)),
+            target_model=first.target_model,
+            stability_windows=max(len(windows), 1),
+            trace=first.trace,
+            server_unmeasured=next((run.server_unmeasured for run in runs if run.server_unmeasured), ""),
+            warmup=merge_stats(warmups) if warmups else None,
+            goodput=first.goodput,
+            started_s=first.started_s,
+            finished_s=runs[-1].finished_s,
+        )
 
     @property
     def reported(self) -> list[WindowRecord]:
@@ -227,6 +256,7 @@ class Sweeper:
             stability_windows=settings.stability.windows,
             goodput=settings.goodput,
         )
+        result.started_s = time.time()
         trace = schedule.trace if schedule is not None else None
         once = trace is not None and not trace.loop  # windows until it is replayed; all of them reported
         load = self.make_load()
@@ -293,6 +323,7 @@ class Sweeper:
                 self._let_answers_come(load, finish_within)
             if not load.stop(finish_within):
                 result.warnings.append("some workers did not stop in time (requests still outstanding)")
+        result.finished_s = time.time()
         self._diagnose(result, load_kind == "rate", schedule_rate=level if trace is None else None)
         return result
 

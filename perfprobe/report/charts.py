@@ -8,6 +8,7 @@ past eight series the line style changes too.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,13 @@ def save(figure: Figure, directory: Path, stem: str, dpi: int = 100) -> list[Pat
     for path in paths:
         figure.savefig(path, dpi=dpi)
     return paths
+
+
+def save_as(figure: Figure, path: Path, dpi: int = 100) -> Path:
+    """The figure in one file, its format by the suffix (.png, .svg)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi)
+    return path
 
 
 def _new(width: float = 10.0, height: float = 5.5, columns: int = 1) -> tuple[Figure, list[Axes]]:
@@ -174,9 +182,9 @@ def level_curves(runs: list[SweepRun], column: str = column_of("p99"), title: st
     all_levels = sorted({level.level for run in runs for level in run.levels})
     divisor, unit = latency_scale([v for run in runs for v in numbers(run.table, column)])
     for index, run in enumerate(runs):
-        levels = [level.level for level in run.levels]
-        left.plot(levels, numbers(run.table, THROUGHPUT), marker="o", label=run.name, **style(index))
-        right.plot(levels, numbers(run.table, column) / divisor, marker="o", label=run.name, **style(index))
+        levels = np.array([level.level for level in run.levels])
+        _with_bars(left, levels, run.table, THROUGHPUT, run.name, style(index))
+        _with_bars(right, levels, run.table, column, run.name, style(index), divisor)
     kind = runs[0].load_kind
     for axis in (left, right):
         _level_axis(axis, kind, all_levels)
@@ -196,7 +204,7 @@ def declared_figures(run: SweepRun, title: str, shown: list[DeclaredFigure]) -> 
     figure, (axis,) = _new()
     levels = [level.level for level in run.levels]
     for index, declared in enumerate(shown):
-        axis.plot(levels, numbers(run.table, declared.column), marker="o", label=declared.column, **style(index))
+        _with_bars(axis, np.array(levels), run.table, declared.column, declared.column, style(index))
     _level_axis(axis, run.load_kind, levels)
     units = sorted({declared.unit for declared in shown if declared.unit})
     axis.set_ylabel(", ".join(units))
@@ -207,21 +215,21 @@ def declared_figures(run: SweepRun, title: str, shown: list[DeclaredFigure]) -> 
 
 
 def compare_transports(run: CompareRun) -> Figure:
-    """Peak throughput vs tensor size per transport (left) and speed-up over the wire (right)."""
+    """Throughput vs tensor size per transport and level (left) and speed-up over the wire at each level
+    (right): the figures of compare.csv and verdict.txt, with their 95% intervals as error bars after
+    repeated runs."""
     from perfprobe.units import human
 
     figure, (left, right) = _new(12.0, 5.0, columns=2)
     table = run.table
-    peaks = table.groupby(["Transport", "Tensor Bytes"])["Inferences/Second"].max()
-    transports = list(dict.fromkeys(table["Transport"]))
-    wire = peaks.get("wire")
-    for index, transport in enumerate(transports):
-        series = peaks[transport]
-        left.plot(series.index, series.to_numpy(), marker="o", label=transport, **style(index))
-        if transport != "wire" and wire is not None:
-            common = series.index.intersection(wire.index)
-            ratio = series[common].to_numpy() / wire[common].to_numpy()
-            right.plot(common, ratio, marker="o", label=transport, **style(index))
+    loads = list(dict.fromkeys(table["Load"]))
+    for index, ((transport, load), cells) in enumerate(table.groupby(["Transport", "Load"], sort=False)):
+        label = transport if len(loads) == 1 else f"{transport}, load {load}"
+        cells = cells.sort_values("Tensor Bytes")
+        sizes = cells["Tensor Bytes"].to_numpy()
+        _with_bars(left, sizes, cells, "Inferences/Second", label, style(index))
+        if transport != "wire" and numbers(cells, "Speed-up").notna().any():
+            _with_bars(right, sizes, cells, "Speed-up", label, style(index))
     sizes = sorted(table["Tensor Bytes"].unique())
     for axis in (left, right):
         if len(sizes) > 1:
@@ -230,15 +238,63 @@ def compare_transports(run: CompareRun) -> Figure:
         axis.set_xlabel("tensor size")
         axis.grid(True, alpha=0.3)
     left.set_yscale("log")
-    left.set_ylabel("peak throughput (inferences/s, log)")
+    left.set_ylabel("throughput (inferences/s, log)")
     left.set_title("Throughput vs tensor size")
     left.legend(fontsize=8)
     right.axhline(1.0, color="#666666", linewidth=1, label="the wire")
-    right.set_ylabel("peak throughput ÷ the wire's peak (×)")
-    right.set_title("Shared-memory speed-up")
+    right.set_ylabel("throughput ÷ the wire's at the same load (×)")
+    right.set_title("Shared-memory speed-up" + (" (95% CI)" if _has_bars(table, "Speed-up") else ""))
     right.legend(fontsize=8)
     skipped = "; ".join(f"{name} skipped" for name in run.skipped)
     figure.suptitle(f"Wire vs shared memory — {run.title}{' (' + skipped + ')' if skipped else ''}")
+    return figure
+
+
+def _has_bars(table: pd.DataFrame, column: str) -> bool:
+    low = f"{column} CI low"
+    return low in table.columns and numbers(table, low).notna().any()
+
+
+def _with_bars(
+    axis: Axes, x: np.ndarray, table: pd.DataFrame, column: str, label: str, look: dict, divisor: float = 1.0
+) -> None:
+    """A line of ``column`` (over ``divisor``) against ``x``, with error bars from its 95% interval's columns
+    where the run has them (repeated runs)."""
+    values = numbers(table, column).to_numpy() / divisor
+    if not _has_bars(table, column):
+        axis.plot(x, values, marker="o", label=label, **look)
+        return
+    low = numbers(table, f"{column} CI low").to_numpy() / divisor
+    high = numbers(table, f"{column} CI high").to_numpy() / divisor
+    errors = np.vstack([np.nan_to_num(values - low), np.nan_to_num(high - values)])
+    axis.errorbar(x, values, yerr=errors, marker="o", capsize=4, label=label, **look)
+
+
+def history_series(
+    names: list[str], runs: list[Sequence[float]], title: str, method: str, changes: list[int]
+) -> Figure:
+    """A figure across a history's runs (oldest left, each named): each run's estimate with its 95% interval
+    after repeats, the change points (the first run of each new stretch) and each stretch's median."""
+    from perfprobe.measure.intervals import interval
+
+    figure, (axis,) = _new(11.0, 4.5)
+    positions = np.arange(len(runs))
+    found = [interval(values, method) for values in runs]
+    points = np.array([f.point if f else values[0] for f, values in zip(found, runs, strict=True)])
+    below = np.array([points[i] - f.low if f else 0.0 for i, f in enumerate(found)])
+    above = np.array([f.high - points[i] if f else 0.0 for i, f in enumerate(found)])
+    axis.errorbar(positions, points, yerr=np.vstack([below, above]), marker="o", capsize=3, **style(0), label="run")
+    edges = [0, *changes, len(runs)]
+    for start, end in zip(edges, edges[1:], strict=False):
+        median = float(np.median([v for values in runs[start:end] for v in values]))
+        axis.hlines(median, start - 0.4, end - 0.6, colors=PALETTE[5], linewidth=2)
+    for index in changes:
+        axis.axvline(index - 0.5, color=PALETTE[5], linestyle="--", linewidth=1)
+    step = max(len(runs) // 12, 1)
+    axis.set_xticks(positions[::step], names[::step])
+    axis.set_xlabel("run (oldest first)")
+    axis.grid(True, alpha=0.3)
+    axis.set_title(f"{title} — {len(changes)} change point(s)")
     return figure
 
 

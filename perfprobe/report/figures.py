@@ -130,6 +130,9 @@ class Figure:
     chart: str = ""  # the title of a chart of figures against the load level that it is drawn in ("": none)
     per_model: bool = True  # False: a combined row of several models leaves it empty (a server breakdown)
     from_server: bool = False  # read from the server's statistics: absent (with the reason) without them
+    # over repeated runs (--repeats): "mean" (t-interval of the runs' mean) or "median" (bootstrap of their
+    # median, for a percentile); "" for a figure with no interval (counts, flags), pooled over the runs
+    across_runs: str = ""
 
     @property
     def kind(self) -> str:
@@ -198,7 +201,9 @@ def _token_time(name: str, gate: str, percentile: str, summary: str, chart: str)
         source = facts.first_response if gate == "ttft" else facts.inter_token
         return _if(facts.generated, source.get(percentile, ABSENT))
 
-    return Figure(f"{name} {percentile}", "us", value, f"{gate}_{percentile}", summary=summary, chart=chart)
+    return Figure(
+        f"{name} {percentile}", "us", value, f"{gate}_{percentile}", summary=summary, chart=chart, across_runs="median"
+    )
 
 
 def _server(part: str, column: str, gate: str, summary: str = "", diff: int = 0, breakdown: str = "") -> Figure:
@@ -214,12 +219,21 @@ def _server(part: str, column: str, gate: str, summary: str = "", diff: int = 0,
         per_model=False,
         breakdown=breakdown,
         from_server=True,
+        across_runs="mean",
     )
 
 
 def _percentile(name: str, summary: str = "", diff: int = 0) -> Figure:
     # its gate reads the level's HDR histograms (``level_metrics``), at this or any other percentile
-    return Figure(f"{name} latency", "us", _timed(lambda f: f.latency.get(name, 0)), name, summary=summary, diff=diff)
+    return Figure(
+        f"{name} latency",
+        "us",
+        _timed(lambda f: f.latency.get(name, 0)),
+        name,
+        summary=summary,
+        diff=diff,
+        across_runs="median",
+    )
 
 
 PA_FIGURES = [
@@ -232,6 +246,7 @@ PA_FIGURES = [
         lambda level: [float(w["throughput"]) for w in level.reported],
         "infer/s",
         1,
+        across_runs="mean",
     ),
     Figure(
         "Client Send",
@@ -239,6 +254,7 @@ PA_FIGURES = [
         _timed(lambda f: round(f.per_request_us(f.merged.send_ns))),
         "client_send",
         breakdown="client send",
+        across_runs="mean",
     ),
     Figure(
         "Network+Server Send/Recv",
@@ -248,6 +264,7 @@ PA_FIGURES = [
         per_model=False,
         breakdown="network + server overhead",
         from_server=True,
+        across_runs="mean",
     ),
     _server("queue", "Server Queue", "server_queue", "server queue", diff=8, breakdown="server queue"),
     _server("compute_input", "Server Compute Input", "server_compute_input", breakdown="compute input"),
@@ -259,6 +276,7 @@ PA_FIGURES = [
         _timed(lambda f: round(f.per_request_us(f.merged.recv_ns))),
         "client_recv",
         breakdown="client receive",
+        across_runs="mean",
     ),
     _percentile("p50", "p50", diff=2),
     _percentile("p90", "p90", diff=3),
@@ -267,13 +285,21 @@ PA_FIGURES = [
 ]
 OWN_FIGURES = [
     _percentile("p99.9", "p99.9", diff=6),
-    Figure("Avg latency", "us", _timed(lambda f: round(f.latency.get("mean", 0))), "avg", summary="avg", diff=7),
+    Figure(
+        "Avg latency",
+        "us",
+        _timed(lambda f: round(f.latency.get("mean", 0))),
+        "avg",
+        summary="avg",
+        diff=7,
+        across_runs="mean",
+    ),
     Figure("Std latency", "us", _timed(lambda f: round(f.latency.get("std", 0)))),
     Figure("Min latency", "us", _timed(lambda f: f.latency.get("min", 0)), "min"),
     Figure("Max latency", "us", _timed(lambda f: f.latency.get("max", 0)), "max"),
     Figure("Completed", "count", lambda f: f.completed),
     Figure("Errors", "count", lambda f: f.merged.error_count, "errors", summary="errors"),
-    Figure("Error Rate", "fraction", _error_rate, "error_rate", False, _window_error_rates, diff=9),
+    Figure("Error Rate", "fraction", _error_rate, "error_rate", False, _window_error_rates, diff=9, across_runs="mean"),
     Figure(
         "Avg Batch Size",
         "",
@@ -307,12 +333,14 @@ OWN_FIGURES = [
         _window_rate("output_tokens"),
         "tokens/s",
         chart="Output tokens per second",
+        across_runs="mean",
     ),
     Figure(
         "Output Tokens per Request",
         "count",
         lambda f: _if(f.generated, round(f.merged.output_tokens / max(f.merged.token_requests, 1), 2)),
         "output_tokens_per_request",
+        across_runs="mean",
     ),
     Figure(
         "Request Goodput",
@@ -323,12 +351,22 @@ OWN_FIGURES = [
         _window_rate("good_requests"),
         "goodput/s",
         chart="Request goodput",
+        across_runs="mean",
     ),
     Figure(
-        "Sequences/Second", "1/s", lambda f: _if(f.stateful, round(f.merged.sequence_rate(), 2)), "sequence_rate", True
+        "Sequences/Second",
+        "1/s",
+        lambda f: _if(f.stateful, round(f.merged.sequence_rate(), 2)),
+        "sequence_rate",
+        True,
+        across_runs="mean",
     ),
-    Figure("Sequence p50 latency", "us", lambda f: f.sequences.get("p50", ABSENT), "sequence_p50"),
-    Figure("Sequence p99 latency", "us", lambda f: f.sequences.get("p99", ABSENT), "sequence_p99"),
+    Figure(
+        "Sequence p50 latency", "us", lambda f: f.sequences.get("p50", ABSENT), "sequence_p50", across_runs="median"
+    ),
+    Figure(
+        "Sequence p99 latency", "us", lambda f: f.sequences.get("p99", ABSENT), "sequence_p99", across_runs="median"
+    ),
     Figure("Sequences Failed", "count", lambda f: _if(f.stateful, f.merged.sequences_failed)),
     Figure("Client CPU us/req", "us", lambda f: round(f.result.cpu_us_per_request(), 1)),
     Figure(
@@ -377,6 +415,16 @@ def charted() -> dict[str, list[Figure]]:
 
 def figure_columns() -> list[str]:
     return [figure.column for figure in FIGURES]
+
+
+def interval_columns(column: str) -> tuple[str, str]:
+    """The CSV columns of a figure's 95% interval over repeated runs."""
+    return f"{column} CI low", f"{column} CI high"
+
+
+def with_intervals() -> list[Figure]:
+    """The figures that get an interval over repeated runs (``across_runs``), in table order."""
+    return [figure for figure in FIGURES if figure.across_runs]
 
 
 def gated() -> dict[str, Figure]:

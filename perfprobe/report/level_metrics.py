@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from perfprobe.measure.intervals import Interval
 from perfprobe.report.figures import FIGURES, Figure, gated
 from perfprobe.report.rundata import Level
 
@@ -29,6 +31,15 @@ class Metric:
     value: Callable[[Level], float]
     per_window: Callable[[Level], list[float]] | None = None
     sampling: Callable[[Level], tuple[float, float]] | None = None  # the estimate's own plausible range
+    across_runs: str = "mean"  # its estimate over repeated runs: "mean" (t-interval) or "median" (bootstrap)
+
+    def over_runs(self, level: Level) -> Interval | None:
+        """Its estimate and 95% interval over a level's repeated runs (None for a level measured once)."""
+        from perfprobe.measure.intervals import interval
+
+        if not level.repeated:
+            return None
+        return interval([self.value(run) for run in level.run_levels()], self.across_runs)
 
     def windows(self, level: Level) -> list[float]:
         return self.per_window(level) if self.per_window else []
@@ -66,14 +77,37 @@ def _column(name: str) -> Callable[[Level], float]:
     return lambda level: _number(level.row.get(name))
 
 
+def gated_percentile(name: str) -> float | None:
+    """The percentile a metric name reads (``p99``, ``p(99.9)``, ``med``), or None for another figure."""
+    key = ALIASES.get(name.strip().lower(), name.strip().lower())
+    if key == "med":
+        return 50.0
+    match = _PERCENTILE.match(key)
+    return float(match.group(1)) if match else None
+
+
+def _estimated(read: Callable[[Level], float], across_runs: str) -> Callable[[Level], float]:
+    """A figure read from a level's histograms; for a level of repeated runs, the runs' estimate (their
+    median or mean, as its CSV cell is) rather than the pooled histograms'."""
+
+    def value(level: Level) -> float:
+        if not level.repeated:
+            return read(level)
+        values = [read(run) for run in level.run_levels()]
+        return float(statistics.median(values) if across_runs == "median" else statistics.fmean(values))
+
+    return value
+
+
 def percentile_metric(percentile: float, name: str | None = None) -> Metric:
     return Metric(
         name or f"p({percentile:g})",
         "latency",
         False,
-        lambda level: float(level.histogram.percentile_us(percentile)),
+        _estimated(lambda level: float(level.histogram.percentile_us(percentile)), "median"),
         lambda level: [float(h.percentile_us(percentile)) for h in level.window_histograms()],
         lambda level: percentile_band(level, percentile),
+        "median",
     )
 
 
@@ -101,7 +135,7 @@ FROM_HISTOGRAMS: dict[str, Metric] = {
         "avg",
         "latency",
         False,
-        lambda level: level.histogram.mean_us,
+        _estimated(lambda level: level.histogram.mean_us, "mean"),
         lambda level: [h.mean_us for h in level.window_histograms()],
     ),
     "med": percentile_metric(50.0, "med"),
@@ -109,7 +143,14 @@ FROM_HISTOGRAMS: dict[str, Metric] = {
 
 
 def _declared(figure: Figure) -> Metric:
-    return Metric(figure.gate, figure.kind, figure.higher_is_better, _column(figure.column), figure.per_window)
+    return Metric(
+        figure.gate,
+        figure.kind,
+        figure.higher_is_better,
+        _column(figure.column),
+        figure.per_window,
+        across_runs=figure.across_runs or "mean",
+    )
 
 
 ALIASES = {"rps": "throughput", "infer_per_sec": "throughput", "mean": "avg"}

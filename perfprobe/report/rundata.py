@@ -47,6 +47,30 @@ class Level:
     warnings: list[str] = field(default_factory=list)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)  # several models: each one's entry
     server_unmeasured: str = ""  # why the level has no server-side figures ("" when it has them)
+    runs: list[dict[str, Any]] = field(default_factory=list)  # measured in several runs (--repeats): each one's
+
+    @property
+    def repeated(self) -> bool:
+        return len(self.runs) > 1
+
+    def run_levels(self) -> list[Level]:
+        """Each run of a level measured in several (``--repeats``), as a level of its own (its row and windows);
+        the level itself when it was measured once."""
+        if not self.repeated:
+            return [self]
+        return [
+            Level(
+                self.load_kind,
+                self.level,
+                run.get("row", {}),
+                [window for window in self.windows if window.get("run") == run["run"]],
+                [],
+                bool(run.get("stable")),
+                list(run.get("warnings", [])),
+                server_unmeasured=self.server_unmeasured,
+            )
+            for run in self.runs
+        ]
 
     @property
     def has_latency(self) -> bool:
@@ -268,7 +292,22 @@ def _level(entry: dict[str, Any], load_kind: str, value: float, row: dict[str, A
         warnings=list(entry.get("warnings", [])),
         models=entry.get("models", {}),
         server_unmeasured=str(entry.get("server_unmeasured") or ""),
+        runs=list(entry.get("runs", [])),
     )
+
+
+def _with_speed_ups(table: pd.DataFrame) -> pd.DataFrame:
+    """An older compare.csv: each shared-memory row's throughput over the wire's at its size and load."""
+    wire = {
+        (row["Tensor Bytes"], str(row["Load"])): row["Inferences/Second"]
+        for row in table.to_dict("records")
+        if row["Transport"] == "wire"
+    }
+    speed_ups = []
+    for row in table.to_dict("records"):
+        base = wire.get((row["Tensor Bytes"], str(row["Load"])))
+        speed_ups.append(row["Inferences/Second"] / base if row["Transport"] != "wire" and base else "")
+    return table.assign(**{"Speed-up": speed_ups})
 
 
 def load_compare(path: Path) -> CompareRun:
@@ -282,6 +321,8 @@ def load_compare(path: Path) -> CompareRun:
         skipped = dict(zip(table.loc[marked, "Transport"], table.loc[marked, "Skipped"], strict=True))
         table = table.loc[~marked].drop(columns=["Skipped"])
     table = table.astype({"Tensor Bytes": "int64", "Inferences/Second": "float64"})
+    if "Speed-up" not in table.columns:  # written before compare kept its speed-ups: the same figure, worked out
+        table = _with_speed_ups(table)
     table["p99 latency"] = pd.to_numeric(table["p99 latency"], errors="coerce")  # empty: no request succeeded
     verdict_path = path / "verdict.txt"
     verdicts = verdict_path.read_text().splitlines() if verdict_path.is_file() else []

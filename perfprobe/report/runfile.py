@@ -80,6 +80,8 @@ def level_entry(result: LevelResult, batch_size: int) -> dict[str, Any]:
     return {
         "load_kind": result.load_kind,
         "level": result.level,
+        "started_s": result.started_s,
+        "finished_s": result.finished_s,
         "stable": result.stable,
         "warnings": result.warnings,
         "error_reasons": [{"code": code, "reason": reason, "count": count} for code, reason, count in reasons],
@@ -90,6 +92,30 @@ def level_entry(result: LevelResult, batch_size: int) -> dict[str, Any]:
         **({"processes": [share.as_dict() for share in shares]} if shares else {}),
         **({"trace": result.trace} if result.trace is not None else {}),
     }
+
+
+def repeated_entry(
+    runs: list[LevelResult], pooled: LevelResult, rows: list[dict[str, Any]], batch_size: int
+) -> dict[str, Any]:
+    """A level measured in several runs: the pooled level (each run's reported windows, tagged with the
+    run they belong to), and per run its times, stability, warnings and own row."""
+    entry = level_entry(pooled, batch_size)
+    numbers = [number for number, run in enumerate(runs, 1) for _ in run.reported]
+    for window, number in zip(entry["windows"], numbers, strict=True):
+        window["run"] = number
+    entry["runs"] = [
+        {
+            "run": number,
+            "started_s": run.started_s,
+            "finished_s": run.finished_s,
+            "stable": run.stable,
+            "windows_measured": len(run.windows),
+            "warnings": run.warnings,
+            "row": row,
+        }
+        for number, (run, row) in enumerate(zip(runs, rows, strict=True), 1)
+    ]
+    return entry
 
 
 def _unreported(stats: WindowStats) -> dict[str, Any]:

@@ -6,8 +6,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from perfprobe.measure.intervals import METHODS
 from perfprobe.report import level_metrics
-from perfprobe.report.figures import FIGURES, Figure
+from perfprobe.report.figures import FIGURES, Figure, interval_columns
 from perfprobe.report.render import Block, Facts, Heading, Image, Paragraph, Table
 from perfprobe.report.rundata import SHORT_KIND, CompareRun, Level, SweepRun
 from perfprobe.units import format_us, human
@@ -134,6 +135,15 @@ def _findings(run: SweepRun, budget: LatencyBudget | None) -> list[tuple[str, st
     errors = int(sum(level_metrics.metric("errors").value(level) for level in run.levels))
     failing = [f"{lv.label} ({lv.row.get('Error Rate')})" for lv in run.levels if float(lv.row.get("Errors", 0))]
     facts.append(("errors", f"{errors:,}" + (f" — error rate at {', '.join(failing)}" if failing else "")))
+    runs = max((len(level.runs) for level in run.levels), default=0)
+    if runs > 1:
+        facts.append(
+            (
+                "runs",
+                f"{runs} of every level, in turn; figures are their estimates with 95% intervals in brackets "
+                f"({METHODS['mean']}; for percentiles, {METHODS['median']})",
+            )
+        )
     unstable = [level.label for level in run.levels if not level.stable]
     facts.append(("unstable levels", ", ".join(unstable) if unstable else "none"))
     warnings = sorted({w for level in run.levels for w in level.warnings})
@@ -171,7 +181,7 @@ def _level_table(run: SweepRun) -> Table:
     for level in run.levels:
         cells = [level.label]
         for figure in shown:
-            cells.append(_cell(figure, level.row.get(figure.column, "")))
+            cells.append(_cell(figure, level.row))
             if figure.column == "Server Queue":
                 absent = level.row.get(figure.column, "") == ""
                 cells.append("–" if absent else format_us(sum(float(level.row.get(c) or 0) for c in _COMPUTE)))
@@ -179,9 +189,13 @@ def _level_table(run: SweepRun) -> Table:
     return Table([*header, "stable"], rows)
 
 
-def _cell(figure: Figure, value: object) -> str:
-    """A figure's cell as people read it."""
-    return _shown(figure.unit, value)
+def _cell(figure: Figure, row: dict) -> str:
+    """A figure's cell as people read it; after repeated runs, with its 95% interval."""
+    shown = _shown(figure.unit, row.get(figure.column, ""))
+    low, high = (row.get(name, "") for name in interval_columns(figure.column))
+    if figure.across_runs and shown != "–" and low not in ("", None) and high not in ("", None):
+        return f"{shown} ({_shown(figure.unit, low)}–{_shown(figure.unit, high)})"
+    return shown
 
 
 def _shown(unit: str, value: object) -> str:
@@ -206,12 +220,12 @@ def _shown(unit: str, value: object) -> str:
 def compare_blocks(run: CompareRun, charts: list[tuple[Path, str]]) -> list[Block]:
     blocks: list[Block] = [Heading(f"perfprobe compare: {run.title}", 1)]
     blocks.append(Facts([("server", str(run.about.get("url", "?"))), ("run", run.name)]))
-    blocks += [
-        Heading("Verdict"),
-        Facts([(line.split(":", 1)[0], line.split(":", 1)[1].strip()) for line in run.verdicts]),
+    blocks += [Heading("Verdict"), *(Paragraph(line) for line in run.verdicts)]
+    missing = [
+        f"{name}: skipped ({reason})"
+        for name, reason in run.skipped.items()
+        if not any(line.startswith(f"{name}:") for line in run.verdicts)
     ]
-    said = {line.split(":", 1)[0] for line in run.verdicts}
-    missing = [f"{name}: skipped ({reason})" for name, reason in run.skipped.items() if name not in said]
     if missing:
         blocks.append(Paragraph("; ".join(missing)))
     header = ["transport", "tensor", "load", "infer/s", "p50", "p99", "compute input", "compute output", "errors"]

@@ -7,6 +7,7 @@ gains over the wire, and a transport that cannot run here is listed as skipped w
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 from dataclasses import dataclass, field
@@ -21,13 +22,15 @@ from perfprobe.client.model import ModelDescription
 from perfprobe.errors import RunInterrupted, UsageError
 from perfprobe.load.dataset import with_described_inputs
 from perfprobe.report import runfile
+from perfprobe.report.figures import interval_columns
 from perfprobe.report.results import LOAD_COLUMN
+from perfprobe.report.rundata import level_label
 from perfprobe.runs.observer import RunObserver
 from perfprobe.runs.options import SweepOptions
 from perfprobe.runs.plan import plan
 from perfprobe.runs.result import SweepResult
 from perfprobe.runs.server_check import memory_missing
-from perfprobe.runs.sweep import check_writable, connected, measure_sweep, report_safely
+from perfprobe.runs.sweep import SweepSession, check_writable, connected, report_safely, sweep_session
 from perfprobe.runs.target import Target
 from perfprobe.units import human, parse_size
 
@@ -45,7 +48,14 @@ MATRIX_COLUMNS = [
     "Server Compute Output",
     "Errors",
     "Stable",
+    "Runs",
+    "Inferences/Second CI low",
+    "Inferences/Second CI high",
+    "Speed-up",  # a shared-memory row: its throughput over the wire's at the same size and load level
+    "Speed-up CI low",
+    "Speed-up CI high",
 ]
+FROM_SWEEP = MATRIX_COLUMNS[3:10]  # the cells' own figures; the rest the matrix works out
 
 
 @dataclass
@@ -121,6 +131,10 @@ def compare(
             f"compare sets tensors on the wire against shared memory; --endpoint {base_plan.endpoint} sends JSON "
             "(measure it with perfprobe sweep)"
         )
+    if base.history:
+        raise UsageError("--history keeps sweeps: add a compare's cells with perfprobe history add DIR/CELL")
+    if base_plan.binary_search:
+        raise UsageError("compare measures every level of each cell in turn; --binary-search is perfprobe sweep's")
     out_dir = base_plan.output_dir
     if out_dir is not None:
         check_writable(out_dir)
@@ -133,21 +147,14 @@ def compare(
         abilities = learn(control, described.name, described.config_known)
         _skip_missing_memory(chosen, abilities, result)
         _skip_missing_cuda(chosen, base.cuda_device, result)
+        cells = [transport for transport in chosen if transport not in result.skipped]
         try:
             for size, shape_options in shapes_for(description, size_list, list(base.shape)):
-                for transport in chosen:
-                    if transport in result.skipped:
-                        continue
-                    cell_options = _cell_options(base, transport, size, shape_options, out_dir)
-                    observer.section(f"{LABELS[transport]}, {human(size)}")
-                    cell = _run_cell(cell_options, target, control, observer, abilities)
-                    result.cells[(transport, size)] = cell
-                    result.rows += cell_rows(cell, transport, size)
-        except RunInterrupted as stopped:  # a cell kept what it measured before the signal
-            if stopped.result is not None:
-                result.rows += cell_rows(stopped.result, transport, size)
-            result.interrupted = True
-        except KeyboardInterrupt:  # outside a cell's measurement: nothing of that cell to keep
+                options = {
+                    transport: _cell_options(base, transport, size, shape_options, out_dir) for transport in cells
+                }
+                _measure_size(options, size, base_plan.levels, (target, control, abilities), observer, result)
+        except KeyboardInterrupt:  # the cells measured so far are in the result
             result.interrupted = True
     if out_dir is not None:
         result.save(out_dir)
@@ -197,13 +204,60 @@ def _cell_options(
     return cell
 
 
-def _run_cell(
-    options: SweepOptions, target: Target, control: InferenceClient, observer: RunObserver, abilities: ServerAbilities
-) -> SweepResult:
-    cell_plan = plan(options)
-    if cell_plan.output_dir is not None:
-        check_writable(cell_plan.output_dir)
-    return measure_sweep(cell_plan, target, control, observer, abilities)
+def _measure_size(
+    options: dict[str, SweepOptions],
+    size: int,
+    levels: list[float],
+    server: tuple[Target, InferenceClient, ServerAbilities],
+    observer: RunObserver,
+    result: CompareResult,
+) -> None:
+    """Every cell of one tensor size, each in turn at each level (A1 B1 A2 B2 with --repeats), so drift over
+    the run reaches all cells alike; their rows join the matrix even when an interrupt ends it early."""
+    target, control, abilities = server
+    plans = {transport: plan(cell) for transport, cell in options.items()}
+    for cell_plan in plans.values():
+        if cell_plan.output_dir is not None:
+            check_writable(cell_plan.output_dir)
+    with contextlib.ExitStack() as stack:
+        sessions = {
+            transport: stack.enter_context(sweep_session(cell_plan, target, control, observer, abilities))
+            for transport, cell_plan in plans.items()
+        }
+        for session in sessions.values():
+            session.begin()
+        try:
+            _in_turn(sessions, size, levels, observer)
+        except KeyboardInterrupt:
+            for session in sessions.values():
+                session.result.interrupted = True
+            raise
+        finally:
+            for transport, session in sessions.items():
+                session.save()
+                result.cells[(transport, size)] = session.result
+            result.rows += size_rows({transport: session.result for transport, session in sessions.items()}, size)
+        for session in sessions.values():
+            session.close()
+            session.judge()
+
+
+def _in_turn(sessions: dict[str, SweepSession], size: int, levels: list[float], observer: RunObserver) -> None:
+    """Each run, each level, each cell: a cell whose latency passed --latency-threshold measures no higher level."""
+    stopped: set[str] = set()
+    repeats = next(iter(sessions.values())).plan.repeats
+    for number in range(1, repeats + 1):
+        run = f", run {number} of {repeats}" if repeats > 1 else ""
+        for position, level in enumerate(levels):
+            for transport, session in sessions.items():
+                if number == 1 and transport in stopped or position >= len(session.result.runs) and number > 1:
+                    continue
+                label = level_label(session.plan.load_kind, level)
+                observer.section(f"{LABELS[transport]}, {human(size)}, {label}{run}")
+                if number > 1:
+                    session.measure(position)
+                elif session.passed_limit(session.measure(None, level)):
+                    stopped.add(transport)
 
 
 def shapes_for(model: ModelDescription, sizes: list[int], shape_options: list[str]) -> list[tuple[int, list[str]]]:
@@ -229,33 +283,70 @@ def shapes_for(model: ModelDescription, sizes: list[int], shape_options: list[st
     return result
 
 
-def cell_rows(cell: SweepResult, transport: str, size: int) -> list[dict[str, Any]]:
-    """One matrix row per load level of a cell's sweep, from the sweep's own rows."""
-    load = LOAD_COLUMN[cell.load_kind]
-    return [
-        {
-            "Transport": LABELS[transport],
-            "Tensor Bytes": size,
-            "Load": row[load],
-            **{name: row[name] for name in MATRIX_COLUMNS[3:]},
+def size_rows(cells: dict[str, SweepResult], size: int) -> list[dict[str, Any]]:
+    """The matrix rows of one size: each cell's levels, a shared-memory cell's with its speed-up over the wire.
+
+    The speed-up is at the same level; with several runs, the mean of the paired runs' ratios (each run
+    of a cell beside the wire's run measured just before it) and its 95% t-interval.
+    """
+    wire = cells.get("none")
+    wire_at = {first[0].level: position for position, first in enumerate(wire.runs)} if wire else {}
+    rows = []
+    for transport, cell in cells.items():
+        load = LOAD_COLUMN[cell.load_kind]
+        for position, row in enumerate(cell.rows):
+            matrix_row = {
+                "Transport": LABELS[transport],
+                "Tensor Bytes": size,
+                "Load": row[load],
+                **{name: row[name] for name in FROM_SWEEP},
+                "Runs": len(cell.runs[position]),
+                **{name: row.get(name, "") for name in interval_columns("Inferences/Second")},
+            }
+            level = cell.runs[position][0].level
+            if transport != "none" and wire is not None and level in wire_at:
+                matrix_row.update(_speed_up(cell, position, wire, wire_at[level]))
+            rows.append(matrix_row)
+    return rows
+
+
+def _speed_up(cell: SweepResult, position: int, wire: SweepResult, wire_position: int) -> dict[str, Any]:
+    """A shared-memory level's throughput over the wire's, with the interval of the paired runs' ratios."""
+    from perfprobe.measure.intervals import ratio_interval
+
+    mine = [float(value or 0) for value in cell.run_values(position, "Inferences/Second")]
+    theirs = [float(value or 0) for value in wire.run_values(wire_position, "Inferences/Second")]
+    pairs = min(len(mine), len(theirs))
+    found = ratio_interval(mine[:pairs], theirs[:pairs])
+    if found is not None:
+        return {
+            "Speed-up": round(found.point, 4),
+            "Speed-up CI low": round(found.low, 4),
+            "Speed-up CI high": round(found.high, 4),
         }
-        for row in cell.rows
-    ]
+    wire_rate = float(wire.rows[wire_position]["Inferences/Second"] or 0)
+    mine_rate = float(cell.rows[position]["Inferences/Second"] or 0)
+    return {"Speed-up": round(mine_rate / wire_rate, 4) if wire_rate else ""}
 
 
 def verdicts(rows: list[dict[str, Any]]) -> list[str]:
-    """Per size and shared-memory transport: its best speed-up over the wire at any shared load level."""
+    """Per size, shared-memory transport and load level: its speed-up over the wire at that level, and
+    whether the runs show a clear difference (the same figures the compare chart draws)."""
     lines = []
-    wire = {(r["Tensor Bytes"], r["Load"]): r["Inferences/Second"] for r in rows if r["Transport"] == "wire"}
-    for size in sorted({r["Tensor Bytes"] for r in rows}):
-        for transport in [LABELS["system"], LABELS["cuda"]]:
-            best = None
-            for row in rows:
-                base = wire.get((size, row["Load"]))
-                if row["Transport"] == transport and row["Tensor Bytes"] == size and base:
-                    ratio = row["Inferences/Second"] / base
-                    if best is None or ratio > best[0]:
-                        best = (ratio, row["Load"])
-            if best:
-                lines.append(f"{transport}: {best[0]:.1f}x the wire at {human(size)}, load level {best[1]}")
+    for row in rows:
+        if row.get("Speed-up") in ("", None):
+            continue
+        lines.append(verdict_line(row))
     return lines
+
+
+def verdict_line(row: dict[str, Any]) -> str:
+    """``system shm is 1.21x the wire at 64 KiB, load 1 (95% CI 0.93-1.48: not a clear difference)``."""
+    size = human(int(row["Tensor Bytes"]))
+    said = f"{row['Transport']} is {float(row['Speed-up']):.2f}x the wire at {size}, load {row['Load']}"
+    low, high = row.get("Speed-up CI low", ""), row.get("Speed-up CI high", "")
+    if low in ("", None) or high in ("", None):
+        return f"{said} (one run: no interval; --repeats 3 or more gives one)"
+    low, high = float(low), float(high)
+    meaning = "faster" if low > 1 else "slower" if high < 1 else "not a clear difference"
+    return f"{said} (95% CI {low:.2f}-{high:.2f} over {row['Runs']} runs: {meaning})"

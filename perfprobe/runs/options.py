@@ -358,12 +358,22 @@ class SweepOptions:
         kind=int,
         records="warmup_requests",
     )
-    warmup_seconds: float = option(
-        0.0,
-        "seconds of load not measured before each level's first window",
+    warmup_seconds: float | None = option(
+        None,
+        "seconds of load not measured before each level's first window (0: none)",
         group="measurement",
         kind=float,
-        records="warmup_s",
+        shown_default="a fifth of a time window, at most 1 s; none with count windows, --warmup-requests or a trace",
+    )
+    repeats: int = option(
+        1,
+        "measure the whole sweep N times, level by level in turn (a compare: each cell in turn at each level); "
+        "each figure then gets a 95%% confidence interval over the runs (t-interval of the mean; for a percentile, "
+        "a bootstrap of the median)",
+        group="measurement",
+        kind=int,
+        metavar="N",
+        records="repeats",
     )
     no_drain: bool = option(
         False, "closed loop: do not pause at window boundaries (server/client counts may differ)", group="measurement"
@@ -402,6 +412,13 @@ class SweepOptions:
         "model and load process (each level written as it ends, then let go of)",
         group="output",
         records="export_requests",
+    )
+    history: str | None = option(
+        None,
+        "add the finished run (its levels, runs and settings) to this history database, created when missing; "
+        "perfprobe history show/detect and gate --against-history read it",
+        group="output",
+        metavar="DB",
     )
     latency_budget: str | None = option(
         None,

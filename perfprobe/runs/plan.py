@@ -96,6 +96,11 @@ class SweepPlan:
     tokenizer: str | None = None  # a local tokenizer.json: counts generated text's tokens and sizes prompts
 
     @property
+    def repeats(self) -> int:
+        """How many times each level is measured (``--repeats``)."""
+        return self.options.repeats
+
+    @property
     def several(self) -> bool:
         """Whether several models are loaded at once (``-m A -m B``)."""
         return len(self.parts) > 1
@@ -201,6 +206,7 @@ class SweepPlan:
             "processes": self.processes,
             "cluster": self.cluster,
             "token_count": self.token_count(),
+            "warmup_s": self.measure.warmup_s,
         }
 
     def trace_times(self) -> TraceTimes | None:
@@ -280,6 +286,19 @@ def _check_numbers(options: SweepOptions) -> None:
         raise UsageError("--sequence-length-variation must be between 0 and 100 (percent)")
 
 
+def _warmup_s(options: SweepOptions) -> float:
+    """The warm-up asked for, or by default a fifth of a time window (at most 1 s).
+
+    A level's first requests pay for cold caches, fresh connections and lazily built server state;
+    without a warm-up they land in the first window, and a level that stabilises at once reports them.
+    """
+    if options.warmup_seconds is not None:
+        return options.warmup_seconds
+    if options.measurement_mode == "count_windows" or options.warmup_requests or options.request_trace:
+        return 0.0  # a trace is replayed from its first request: a warm-up would send part of it unmeasured
+    return min(options.measurement_interval / 5000, 1.0)
+
+
 def _check_counts(options: SweepOptions) -> None:
     for name in (
         "batch_size",
@@ -287,13 +306,16 @@ def _check_counts(options: SweepOptions) -> None:
         "measurement_request_count",
         "stability_windows",
         "max_trials",
+        "repeats",
         "string_length",
         "data_items",
         "prompts",
     ):
         if getattr(options, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-    if options.warmup_requests < 0 or options.warmup_seconds < 0:
+    if options.history and not options.output_dir:
+        raise UsageError("--history keeps a run's saved results: give --output-dir too")
+    if options.warmup_requests < 0 or (options.warmup_seconds or 0) < 0:
         raise UsageError("--warmup-requests and --warmup-seconds cannot be negative")
     if options.max_inflight is not None and options.max_inflight < 1:
         raise UsageError("--max-inflight must be at least 1")
@@ -450,7 +472,7 @@ def plan(options: SweepOptions) -> SweepPlan:
             stability=StabilityRule(options.stability_windows, options.stability_percentage / 100, latency_key),
             max_trials=options.max_trials,
             warmup_requests=options.warmup_requests,
-            warmup_s=options.warmup_seconds,
+            warmup_s=_warmup_s(options),
             drain=not options.no_drain,
             batch_size=options.batch_size,
             finish_timeout_s=options.request_timeout + STOP_GRACE_S,

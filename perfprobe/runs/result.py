@@ -24,7 +24,7 @@ from perfprobe.report.request_log import (
     release_requests,
     request_rows,
 )
-from perfprobe.report.results import columns, combined_row, level_row, model_row, write_csv
+from perfprobe.report.results import columns, combined_row, has_intervals, level_row, model_row, repeated_row, write_csv
 from perfprobe.report.runfile import write_together
 from perfprobe.runs.models import ModelPart
 
@@ -34,7 +34,9 @@ class SweepResult:
     """Everything a sweep measured.
 
     ``levels`` is the table the CLI writes as ``results.csv`` (perf_analyzer's columns first);
-    ``level_results`` holds every window of every level; ``document`` is ``results.json``.
+    ``level_results`` holds every window of every level; ``document`` is ``results.json``. With
+    ``--repeats``, ``runs`` holds each level's runs and a level's result and row pool them
+    (``add_repeat``), its figures with 95% intervals over the runs.
     """
 
     model: ModelDescription
@@ -49,6 +51,8 @@ class SweepResult:
     parts: list[ModelPart] = field(default_factory=list)  # several models at once: each with its level
     part_composing: dict[str, list[str]] = field(default_factory=dict)  # and each one's composing models
     model_rows: list[dict[str, Any]] = field(default_factory=list)  # their rows (results-by-model.csv)
+    runs: list[list[LevelResult]] = field(default_factory=list)  # per level, each run of it (--repeats)
+    measured: list[LevelResult] = field(default_factory=list)  # every run of every level, as measured
     # once saved, the kept requests of the first ``_requests_saved`` levels live in this file, not in memory
     _requests_file: Path | None = field(default=None, init=False, repr=False)
     _requests_saved: int = field(default=0, init=False, repr=False)
@@ -58,9 +62,27 @@ class SweepResult:
         return [step.model_name for step in self.model.ensemble_steps]
 
     def add(self, level: LevelResult) -> None:
+        """A level's first run."""
         self.level_results.append(level)
+        self.runs.append([level])
+        self.measured.append(level)
         row = level_row(level, self.batch_size, self.composing_models or None)
         entry = runfile.level_entry(level, self.batch_size)
+        self._set(len(self.level_results) - 1, level, row, entry, append=True)
+
+    def add_repeat(self, position: int, run: LevelResult) -> None:
+        """Another run of the level at ``position``: its row becomes the runs' estimates with intervals."""
+        runs = self.runs[position]
+        runs.append(run)
+        self.measured.append(run)
+        pooled = LevelResult.pooled(runs)
+        self.level_results[position] = pooled
+        row, singles = repeated_row(runs, self.batch_size, self.composing_models or None)
+        entry = runfile.repeated_entry(runs, pooled, singles, self.batch_size)
+        self._set(position, pooled, row, entry, append=False)
+
+    def _set(self, position: int, level: LevelResult, row: dict[str, Any], entry: dict[str, Any], append: bool) -> None:
+        """The level's row (combined over models, with several) and its results.json entry, new or replaced."""
         if self.parts:
             rows = []
             entry["models"] = {}
@@ -69,10 +91,19 @@ class SweepResult:
                 own = level.for_model(part.name, part.level_at(level.level), tuple(composing))
                 rows.append(model_row(own, self.batch_size, composing or None))
                 entry["models"][part.name] = {"row": rows[-1], **runfile.level_entry(own, self.batch_size)}
-            self.model_rows += rows
+            at = len(self.parts) * position
+            self.model_rows[at : at + len(rows)] = rows
             row = combined_row(row, rows)
-        self.rows.append(row)
-        self.document["levels"].append({**entry, "row": row})  # every declared figure, as in results.csv
+        if append:
+            self.rows.append(row)
+            self.document["levels"].append({})
+        self.rows[position] = row
+        self.document["levels"][position] = {**entry, "row": row}  # every declared figure, as in results.csv
+
+    def run_values(self, position: int, column: str) -> list[Any]:
+        """The figure ``column`` of each run of the level at ``position`` (one value unless --repeats)."""
+        composing = self.composing_models or None
+        return [level_row(run, self.batch_size, composing)[column] for run in self.runs[position]]
 
     @property
     def levels_by_model(self) -> pd.DataFrame:
@@ -81,8 +112,8 @@ class SweepResult:
 
     @property
     def levels(self) -> pd.DataFrame:
-        """One row per load level, exactly the CSV's columns."""
-        return pd.DataFrame(self.rows, columns=columns(self.load_kind))
+        """One row per load level, exactly the CSV's columns (with intervals after repeated runs)."""
+        return pd.DataFrame(self.rows, columns=columns(self.load_kind, has_intervals(self.rows)))
 
     @property
     def histograms(self) -> dict[float, LatencyHistogram]:
@@ -93,7 +124,7 @@ class SweepResult:
     def requests(self) -> pd.DataFrame:
         """Every measured request (``export_requests=True``; else empty): ``requests.jsonl`` as a table."""
         saved = read_request_log(self._requests_file) if self._requests_file is not None else []
-        return pd.DataFrame(saved + list(request_rows(self.level_results[self._requests_saved :])))
+        return pd.DataFrame(saved + list(request_rows(self.measured[self._requests_saved :])))
 
     @property
     def server_statistics(self) -> dict[float, ServerDelta | None]:
@@ -106,7 +137,7 @@ class SweepResult:
         A sweep saves after every level, so a long run with ``--export-requests`` holds one level's
         requests in memory, not the run's; ``requests`` reads the saved ones back.
         """
-        fresh = self.level_results[self._requests_saved :]
+        fresh = self.measured[self._requests_saved :]
         if self._requests_file is None:
             if not kept_requests(fresh):
                 return
@@ -122,7 +153,7 @@ class SweepResult:
         append_request_log(target, fresh)
         for level in fresh:
             release_requests(level)
-        self._requests_saved = len(self.level_results)
+        self._requests_saved = len(self.measured)
 
     def save(
         self,

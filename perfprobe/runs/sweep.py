@@ -57,8 +57,16 @@ def run_sweep(sweep_plan: SweepPlan, observer: RunObserver | None = None) -> Swe
         cuda.require_device(sweep_plan.cuda_device)  # refuse before any server or load starts
     if sweep_plan.output_dir is not None:
         check_writable(sweep_plan.output_dir)  # before any load: a measurement must not be lost at the end
+    observer = observer or RunObserver()
     with connected(sweep_plan) as (target, control):
-        return measure_sweep(sweep_plan, target, control, observer or RunObserver())
+        result = measure_sweep(sweep_plan, target, control, observer)
+    if sweep_plan.options.history and result.output_dir is not None:
+        from perfprobe.history import store
+        from perfprobe.report.rundata import load_sweep
+
+        run_id, _ = store.add(sweep_plan.options.history, load_sweep(result.output_dir))
+        observer.note(f"history: run #{run_id} added to {sweep_plan.options.history}")
+    return result
 
 
 @contextlib.contextmanager
@@ -105,7 +113,21 @@ def measure_sweep(
     observer: RunObserver,
     abilities: ServerAbilities | None = None,
 ) -> SweepResult:
-    """One sweep on a server that is already there (a compare runs several on one server).
+    """One sweep on a server that is already there: every level, then again for each of ``--repeats``."""
+    with sweep_session(sweep_plan, target, control, observer, abilities) as session:
+        return session.run()
+
+
+@contextlib.contextmanager
+def sweep_session(
+    sweep_plan: SweepPlan,
+    target: Target,
+    control: InferenceClient,
+    observer: RunObserver,
+    abilities: ServerAbilities | None = None,
+) -> Iterator[SweepSession]:
+    """A sweep's model, data and load prepared, ready to measure levels (a compare holds one per cell at once,
+    to measure them in turn at each level).
 
     ``abilities``: what the server offers, when the caller learned it already (a compare, once for its cells).
     """
@@ -156,7 +178,7 @@ def measure_sweep(
             metrics_missing=metrics_missing,
         )
         server = ServerFacts(abilities, checked_requests)
-        return _measure_levels(sweep_plan, target, models, sweeper, source, observer, spec, server)
+        yield SweepSession(sweep_plan, target, models, sweeper, source, observer, spec, server)
 
 
 @dataclass(frozen=True)
@@ -382,16 +404,133 @@ def _measure_level(sweep_plan: SweepPlan, sweeper: Sweeper, level: float) -> Lev
     return sweeper.run_level("rate", level, schedule, sweep_plan.max_inflight)
 
 
-def _measure_levels(
+class SweepSession:
+    """One sweep's measurement: its result, filled a level (or a level's next run) at a time.
+
+    ``run`` is a sweep's whole course; a compare calls ``begin``, ``measure`` and ``close`` itself.
+    """
+
+    def __init__(
+        self,
+        sweep_plan: SweepPlan,
+        target: Target,
+        models: list[ModelDescription],
+        sweeper: Sweeper,
+        source: LoadSource,
+        observer: RunObserver,
+        spec: LoadSpec,
+        server: ServerFacts,
+    ) -> None:
+        self.plan = sweep_plan
+        self.models = models
+        self.sweeper = sweeper
+        self.observer = observer
+        self.result = _new_result(sweep_plan, target, models, source, spec, server)
+        self._start = SweepStart(
+            " + ".join(described.name for described in models),
+            sweep_plan.protocol,
+            target.url,
+            sweep_plan.mode,
+            source.worker_kind,
+            sweep_plan.shared_memory,
+            sweep_plan.load_kind,
+            sweep_plan.describe_levels(),
+            sweep_plan.data.batch_size,
+            source.processes,
+        )
+        self._notes = source.notes
+
+    def begin(self) -> SweepResult:
+        """Say what is about to run; the result is filled as levels are measured."""
+        for text in self._notes:
+            self.observer.note(text)
+        self.observer.started(self._start)
+        return self.result
+
+    def run(self) -> SweepResult:
+        """Every level in the plan's search order, then each again for every further run; the result, or
+        the exception that says what went wrong, carrying the levels measured."""
+        self.begin()
+        repeats = self.plan.repeats
+        try:
+            if repeats > 1:
+                self.observer.section(f"run 1 of {repeats}")
+            for level in search_levels(
+                self.plan.levels, self._measure, self._latency_limit(), self.plan.binary_search, self.observer.decided
+            ):
+                self._keep(level, None)
+            for number in range(2, repeats + 1):
+                self.observer.section(f"run {number} of {repeats}")
+                for position in range(len(self.result.runs)):
+                    self.measure(position)
+        except KeyboardInterrupt:
+            self.result.interrupted = True
+        except PerfprobeError as exc:  # the server went away, the load broke: the levels before it stay
+            exc.result = self.result
+            raise
+        finally:
+            self.save()
+        self.close()
+        self.judge()
+        return self.result
+
+    def measure(self, position: int | None, level: float | None = None) -> LevelResult:
+        """Measure a level: ``level`` for its first run (``position`` None), else the level at ``position`` again."""
+        value = level if position is None else self.result.runs[position][0].level
+        assert value is not None
+        return self._keep(self._measure(value), position)
+
+    def passed_limit(self, level: LevelResult) -> bool:
+        """Whether a level's latency passed ``--latency-threshold`` (a sweep measures no level above it)."""
+        limit = self._latency_limit()
+        return limit is not None and limit.passed_by(level)
+
+    def _measure(self, level: float) -> LevelResult:
+        return _measure_level(self.plan, self.sweeper, level)
+
+    def _keep(self, level: LevelResult, position: int | None) -> LevelResult:
+        if position is None:
+            self.result.add(level)
+        else:
+            self.result.add_repeat(position, level)
+        _write(self.result, self.plan)
+        self.observer.level_done(level)
+        return level
+
+    def _latency_limit(self) -> LatencyLimit | None:
+        if self.plan.latency_threshold_ms is None:
+            return None
+        return LatencyLimit(self.plan.measure.stability.latency_key, self.plan.latency_threshold_ms * 1000)
+
+    def save(self) -> None:
+        """The document finished and written (on every way out, a failure's included)."""
+        runfile.finish(self.result.document)
+        _write(self.result, self.plan)
+
+    def close(self) -> None:
+        """After a run that ended well or was interrupted: the report (a chart's failure costs no result)."""
+        _write_report(self.result, self.plan, self.observer)
+        self.observer.finished(self.result)
+
+    def judge(self) -> None:
+        """Raise what the finished run's levels say went wrong: an interrupt, or levels that failed."""
+        result = self.result
+        if result.interrupted:
+            raise RunInterrupted("interrupted: results measured so far are kept", result)
+        if result.rows and all(row["Completed"] == 0 for row in result.rows):
+            raise AllRequestsFailed("every request failed: " + (result.rows[-1]["Warnings"] or "see the JSON"), result)
+        _fail_on_failed_levels(result, self.sweeper, self.models)
+
+
+def _new_result(
     sweep_plan: SweepPlan,
     target: Target,
     models: list[ModelDescription],
-    sweeper: Sweeper,
     source: LoadSource,
-    observer: RunObserver,
     spec: LoadSpec,
     server: ServerFacts,
 ) -> SweepResult:
+    """The sweep's result before its first level: what ran, where, with which settings."""
     model = models[0]
     model_facts = _model_facts(model)
     if sweep_plan.several:
@@ -407,7 +546,7 @@ def _measure_levels(
         settings["hosts"] = sorted(set(source.hosts))
     if source.nodes:
         settings["ray_nodes"] = source.nodes  # per load process
-    result = SweepResult(
+    return SweepResult(
         model=model,
         load_kind=sweep_plan.load_kind,
         batch_size=sweep_plan.data.batch_size,
@@ -416,53 +555,6 @@ def _measure_levels(
         parts=sweep_plan.parts if sweep_plan.several else [],
         part_composing={m.name: [step.model_name for step in m.ensemble_steps] for m in models},
     )
-    for text in source.notes:
-        observer.note(text)
-    observer.started(
-        SweepStart(
-            " + ".join(described.name for described in models),
-            sweep_plan.protocol,
-            target.url,
-            sweep_plan.mode,
-            source.worker_kind,
-            sweep_plan.shared_memory,
-            sweep_plan.load_kind,
-            sweep_plan.describe_levels(),
-            sweep_plan.data.batch_size,
-            source.processes,
-        )
-    )
-    limit = None
-    if sweep_plan.latency_threshold_ms is not None:
-        limit = LatencyLimit(sweep_plan.measure.stability.latency_key, sweep_plan.latency_threshold_ms * 1000)
-    levels = search_levels(
-        sweep_plan.levels,
-        lambda level: _measure_level(sweep_plan, sweeper, level),
-        limit,
-        sweep_plan.binary_search,
-        observer.decided,
-    )
-    try:
-        for level in levels:
-            result.add(level)
-            _write(result, sweep_plan)
-            observer.level_done(level)
-    except KeyboardInterrupt:
-        result.interrupted = True
-    except PerfprobeError as exc:  # the server went away, the load broke: the levels before it stay
-        exc.result = result
-        raise
-    finally:
-        runfile.finish(result.document)
-        _write(result, sweep_plan)
-    _write_report(result, sweep_plan, observer)
-    observer.finished(result)
-    if result.interrupted:
-        raise RunInterrupted("interrupted: results measured so far are kept", result)
-    if result.rows and all(row["Completed"] == 0 for row in result.rows):
-        raise AllRequestsFailed("every request failed: " + (result.rows[-1]["Warnings"] or "see the JSON"), result)
-    _fail_on_failed_levels(result, sweeper, models)
-    return result
 
 
 def _fail_on_failed_levels(result: SweepResult, sweeper: Sweeper, models: list[ModelDescription]) -> None:
@@ -472,9 +564,9 @@ def _fail_on_failed_levels(result: SweepResult, sweeper: Sweeper, models: list[M
     Every level stays in the results; the error says which failed, why, and whether the model is
     still there.
     """
-    merged = [(level, level.merged()) for level in result.level_results]
+    merged = [(level, level.merged()) for level in result.measured]
     failed = [(level, stats) for level, stats in merged if stats.error_count and not stats.completed]
-    stalled = [(level, merge_stats(silent)) for level in result.level_results if (silent := level.silent_windows())]
+    stalled = [(level, merge_stats(silent)) for level in result.measured if (silent := level.silent_windows())]
     if not failed and not stalled:
         return
     said = []
@@ -493,7 +585,7 @@ def _fail_on_failed_levels(result: SweepResult, sweeper: Sweeper, models: list[M
 
 def _levels_why(levels: list[tuple[LevelResult, WindowStats]]) -> str:
     """The levels named, with the last one's error codes and most frequent reason."""
-    named = ", ".join(level_label(level.load_kind, level.level) for level, _ in levels)
+    named = ", ".join(dict.fromkeys(level_label(level.load_kind, level.level) for level, _ in levels))
     last = levels[-1][1]
     if not last.errors:
         return f"{named} (no answer and no error: longer than a window)"
