@@ -20,4 +20,4 @@ grpc=$(grep -oP 'gRPC\s+\K\S+' "$log")
 PERFPROBE_TEST_SERVER="$http,$grpc" "$np2_venv/bin/python" -m pytest -q -ra -p no:cacheprovider \
   tests/test_datatypes.py tests/test_client.py tests/test_remote_model.py tests/test_cli.py \
   tests/test_library.py tests/test_engine_unit.py tests/test_spread_unit.py tests/test_processes.py \
-  tests/test_sequences_unit.py tests/test_grpc_wire.py
+  tests/test_sequences_unit.py tests/test_grpc_wire.py tests/test_intervals.py

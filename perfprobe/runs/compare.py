@@ -250,13 +250,14 @@ def _in_turn(sessions: dict[str, SweepSession], size: int, levels: list[float], 
         run = f", run {number} of {repeats}" if repeats > 1 else ""
         for position, level in enumerate(levels):
             for transport, session in sessions.items():
-                if number == 1 and transport in stopped or position >= len(session.result.runs) and number > 1:
+                measured = position < len(session.result.runs)  # its first run (not stopped below this level)
+                if (number == 1 and transport in stopped) or (number > 1 and not measured):
                     continue
                 label = level_label(session.plan.load_kind, level)
                 observer.section(f"{LABELS[transport]}, {human(size)}, {label}{run}")
                 if number > 1:
-                    session.measure(position)
-                elif session.passed_limit(session.measure(None, level)):
+                    session.measure_again(position)
+                elif session.passed_limit(session.measure_first(level)):
                     stopped.add(transport)
 
 

@@ -407,7 +407,8 @@ def _measure_level(sweep_plan: SweepPlan, sweeper: Sweeper, level: float) -> Lev
 class SweepSession:
     """One sweep's measurement: its result, filled a level (or a level's next run) at a time.
 
-    ``run`` is a sweep's whole course; a compare calls ``begin``, ``measure`` and ``close`` itself.
+    ``run`` is a sweep's whole course; a compare calls ``begin``, ``measure_first`` / ``measure_again``,
+    ``save``, ``close`` and ``judge`` itself, its cells in turn.
     """
 
     def __init__(
@@ -462,7 +463,7 @@ class SweepSession:
             for number in range(2, repeats + 1):
                 self.observer.section(f"run {number} of {repeats}")
                 for position in range(len(self.result.runs)):
-                    self.measure(position)
+                    self.measure_again(position)
         except KeyboardInterrupt:
             self.result.interrupted = True
         except PerfprobeError as exc:  # the server went away, the load broke: the levels before it stay
@@ -474,11 +475,13 @@ class SweepSession:
         self.judge()
         return self.result
 
-    def measure(self, position: int | None, level: float | None = None) -> LevelResult:
-        """Measure a level: ``level`` for its first run (``position`` None), else the level at ``position`` again."""
-        value = level if position is None else self.result.runs[position][0].level
-        assert value is not None
-        return self._keep(self._measure(value), position)
+    def measure_first(self, level: float) -> LevelResult:
+        """A level's first run."""
+        return self._keep(self._measure(level), None)
+
+    def measure_again(self, position: int) -> LevelResult:
+        """Another run of the level measured at ``position``."""
+        return self._keep(self._measure(self.result.runs[position][0].level), position)
 
     def passed_limit(self, level: LevelResult) -> bool:
         """Whether a level's latency passed ``--latency-threshold`` (a sweep measures no level above it)."""
