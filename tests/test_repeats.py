@@ -33,6 +33,7 @@ def repeated(server, tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--output-dir", str(out), *QUICK,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    assert "infer/s 95% CI" in result.stdout and "== run 3 of 3 ==" in result.stdout  # the console says them too
     return out
 
 
@@ -86,6 +87,9 @@ def test_sweep_charts_draw_the_intervals(repeated: Path) -> None:
     for segment, level in zip(segments, run.levels, strict=True):
         assert segment[0][1] == pytest.approx(float(level.row[f"{THROUGHPUT} CI low"]))
         assert segment[1][1] == pytest.approx(float(level.row[f"{THROUGHPUT} CI high"]))
+    (axis,) = charts.throughput_vs_latency(run).axes
+    (both,) = [c for c in axis.containers if c.__class__.__name__ == "ErrorbarContainer"]
+    assert both.has_xerr and both.has_yerr  # p99's interval across, throughput's up and down
 
 
 def _half_width(run_dir: Path, factor: float) -> float:

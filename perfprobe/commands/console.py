@@ -67,7 +67,7 @@ class ConsoleObserver(RunObserver):
         print(text, flush=True)
 
     def finished(self, result: SweepResult) -> None:
-        from perfprobe.report.results import LOAD_COLUMN
+        from perfprobe.report.results import LOAD_COLUMN, has_intervals
         from perfprobe.report.text_table import format_table
 
         if result.interrupted:
@@ -105,9 +105,21 @@ class ConsoleObserver(RunObserver):
             headers += ["ttft p50 us", "ttft p99 us", "itl p50 us", "tokens/s"]
             for line, r in zip(table, rows, strict=True):
                 line += [str(r[name]) if r[name] != "" else "-" for name in TOKEN_COLUMNS]
+        if has_intervals(rows):  # repeated runs: the 95% intervals of the two figures shown first
+            headers += ["infer/s 95% CI", "p99 95% CI us"]
+            for line, r in zip(table, rows, strict=True):
+                line += [_span(r, "Inferences/Second"), _span(r, "p99 latency")]
         print()
         print(format_table(headers, table))
         if result.output_dir is not None:
             print(f"\nresults: {result.output_dir / 'results.csv'} and results.json", flush=True)
         if result.report_written:
             print(f"report: {result.output_dir / 'summary.md'}, report.html, charts/", flush=True)
+
+
+def _span(row: dict, column: str) -> str:
+    """A figure's 95% interval over repeated runs as ``low–high`` ("-" where it has none)."""
+    from perfprobe.report.figures import interval_columns
+
+    low, high = (row.get(name, "") for name in interval_columns(column))
+    return "-" if low in ("", None) or high in ("", None) else f"{low:g}–{high:g}"

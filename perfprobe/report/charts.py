@@ -84,7 +84,13 @@ def throughput_vs_latency(run: SweepRun, column: str = column_of("p99")) -> Figu
     divisor, unit = latency_scale(list(numbers(table, column)))
     x = numbers(table, column) / divisor
     y = numbers(table, THROUGHPUT)
-    axis.plot(x, y, marker="o", **style(0), label=run.name)
+    if _has_bars(table, column) or _has_bars(table, THROUGHPUT):  # repeated runs: both intervals as bars
+        axis.errorbar(
+            x, y, xerr=_bars(table, column, divisor), yerr=_bars(table, THROUGHPUT), marker="o", capsize=3,
+            **style(0), label=run.name,
+        )  # fmt: skip
+    else:
+        axis.plot(x, y, marker="o", **style(0), label=run.name)
     for level, px, py in zip(run.levels, x, y, strict=True):
         axis.annotate(level.label, (px, py), textcoords="offset points", xytext=(6, 4), fontsize=9)
     axis.set_xlabel(f"{column.replace(' latency', '')} latency ({unit})")
@@ -264,10 +270,17 @@ def _with_bars(
     if not _has_bars(table, column):
         axis.plot(x, values, marker="o", label=label, **look)
         return
+    axis.errorbar(x, values, yerr=_bars(table, column, divisor), marker="o", capsize=4, label=label, **look)
+
+
+def _bars(table: pd.DataFrame, column: str, divisor: float = 1.0) -> np.ndarray | None:
+    """Distances below and above each value to its 95% interval (None without one: no bars)."""
+    if not _has_bars(table, column):
+        return None
+    values = numbers(table, column).to_numpy() / divisor
     low = numbers(table, f"{column} CI low").to_numpy() / divisor
     high = numbers(table, f"{column} CI high").to_numpy() / divisor
-    errors = np.vstack([np.nan_to_num(values - low), np.nan_to_num(high - values)])
-    axis.errorbar(x, values, yerr=errors, marker="o", capsize=4, label=label, **look)
+    return np.vstack([np.nan_to_num(values - low), np.nan_to_num(high - values)])
 
 
 def history_series(
