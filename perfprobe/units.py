@@ -37,6 +37,12 @@ def human(size: int) -> str:
     return f"{size} B"
 
 
+def parse_fraction(text: str) -> float:
+    """``5%`` or ``0.05`` -> 0.05: limits and shifts written as a percentage or a fraction (ValueError else)."""
+    value = text.strip()
+    return float(value[:-1]) / 100.0 if value.endswith("%") else float(value)
+
+
 _TIME_UNITS = {"us": 1.0, "µs": 1.0, "ms": 1000.0, "s": 1_000_000.0}
 
 

@@ -119,7 +119,7 @@ class ConsoleObserver(RunObserver):
 
 def _span(row: dict, column: str) -> str:
     """A figure's 95% interval over repeated runs as ``low–high`` ("-" where it has none)."""
-    from perfprobe.report.figures import interval_columns
+    from perfprobe.report.figures import interval_in
 
-    low, high = (row.get(name, "") for name in interval_columns(column))
-    return "-" if low in ("", None) or high in ("", None) else f"{low:g}–{high:g}"
+    found = interval_in(row, column)
+    return f"{found[0]:g}–{found[1]:g}" if found else "-"

@@ -105,18 +105,19 @@ def run_show(args: argparse.Namespace) -> int:
     name, _, runs = _series(args)
     method = level_metrics.metric(name).across_runs
     print(f"{args.model} {args.metric}: {len(runs)} runs")
+    estimates = []
     for run in runs:
         found = interval(run.values, method)
         value = found.point if found else run.values[0]
+        estimates.append(found.as_tuple() if found else (value, value, value))
         spread = f" (95% CI {found.low:.6g}–{found.high:.6g}, {found.runs} runs)" if found else ""
         print(f"  {run.label:60} {value:.6g}{spread}  {run.machine}")
     if args.chart:
         from perfprobe.report.charts import history_series, save_as
 
-        changes = [point.index for point in change_points([run.values for run in runs])]
-        drawn = history_series(
-            [f"#{run.id}" for run in runs], [run.values for run in runs], args.metric, method, changes
-        )
+        values = [run.values for run in runs]
+        changes = [point.index for point in change_points(values)]
+        drawn = history_series([f"#{run.id}" for run in runs], estimates, values, args.metric, changes)
         save_as(drawn, Path(args.chart))
         print(f"chart: {args.chart}")
     return 0
@@ -124,11 +125,12 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_detect(args: argparse.Namespace) -> int:
     from perfprobe.history.changes import change_points
+    from perfprobe.units import parse_fraction
 
     _, _, runs = _series(args)
     text = str(args.min_change).strip()
     try:
-        min_change = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        min_change = parse_fraction(text)
     except ValueError:
         raise UsageError(f"--min-change {text!r}: expected a percentage, e.g. 5%") from None
     if not 0 < args.alpha < 1 or args.min_segment < 1 or min_change < 0:

@@ -20,6 +20,7 @@ from perfprobe.gates.outcome import FAILED, INCONCLUSIVE, PASSED, SKIPPED, Outco
 from perfprobe.gates.thresholds import BadExpression, show_value
 from perfprobe.report import level_metrics
 from perfprobe.report.rundata import Level, SweepRun
+from perfprobe.units import parse_fraction
 
 DEFAULT_LIMITS = "throughput=5%,p99=10%"
 
@@ -50,7 +51,7 @@ def parse_limits(spec: str) -> list[Limit]:
             raise BadExpression(f"--max-regression {part!r}: {exc.args[0]}") from None
         amount = amount.strip()
         try:
-            fraction = float(amount[:-1]) / 100.0 if amount.endswith("%") else float(amount)
+            fraction = parse_fraction(amount)
         except ValueError:
             raise BadExpression(f"--max-regression {part!r}: {amount!r} is not a percentage") from None
         if not math.isfinite(fraction) or fraction < 0:

@@ -19,7 +19,7 @@ from perfprobe.gates.outcome import FAILED, INCONCLUSIVE, PASSED, Outcome
 from perfprobe.measure.intervals import repeats_to_decide
 from perfprobe.report import level_metrics
 from perfprobe.report.rundata import SHORT_KIND, Level, SweepRun
-from perfprobe.units import format_us, parse_duration_us
+from perfprobe.units import format_us, parse_duration_us, parse_fraction
 
 _EXPRESSION = re.compile(
     r"^\s*(?P<metric>[a-z_][a-z0-9_.]*(?:\(\s*[0-9.]+\s*\))?)"
@@ -98,7 +98,7 @@ def _limit(text: str, metric: level_metrics.Metric, value: str) -> float:
     try:
         if metric.kind == "latency":
             return parse_duration_us(value)
-        limit = float(value[:-1]) / 100.0 if value.endswith("%") else float(value)
+        limit = parse_fraction(value)
     except ValueError as exc:
         raise BadExpression(f"threshold {text!r}: {exc}") from None
     if not math.isfinite(limit):

@@ -39,9 +39,6 @@ class Interval:
     def half_width(self) -> float:
         return (self.high - self.low) / 2
 
-    def contains(self, value: float) -> bool:
-        return self.low <= value <= self.high
-
     def as_tuple(self) -> tuple[float, float, float]:
         return self.point, self.low, self.high
 

@@ -284,19 +284,20 @@ def _bars(table: pd.DataFrame, column: str, divisor: float = 1.0) -> np.ndarray 
 
 
 def history_series(
-    names: list[str], runs: list[Sequence[float]], title: str, method: str, changes: list[int]
+    names: list[str],
+    estimates: list[tuple[float, float, float]],
+    runs: list[Sequence[float]],
+    title: str,
+    changes: list[int],
 ) -> Figure:
     """A figure across a history's runs (oldest left, each named): each run's estimate with its 95% interval
-    after repeats, the change points (the first run of each new stretch) and each stretch's median."""
-    from perfprobe.measure.intervals import interval
-
+    (point, low, high; all three equal for a run measured once), the change points (the first run of each new
+    stretch) and each stretch's median of the runs' values."""
     figure, (axis,) = _new(11.0, 4.5)
     positions = np.arange(len(runs))
-    found = [interval(values, method) for values in runs]
-    points = np.array([f.point if f else values[0] for f, values in zip(found, runs, strict=True)])
-    below = np.array([points[i] - f.low if f else 0.0 for i, f in enumerate(found)])
-    above = np.array([f.high - points[i] if f else 0.0 for i, f in enumerate(found)])
-    axis.errorbar(positions, points, yerr=np.vstack([below, above]), marker="o", capsize=3, **style(0), label="run")
+    points, lows, highs = (np.array(column, dtype=float) for column in zip(*estimates, strict=True))
+    bars = np.vstack([points - lows, highs - points])
+    axis.errorbar(positions, points, yerr=bars, marker="o", capsize=3, **style(0), label="run")
     edges = [0, *changes, len(runs)]
     for start, end in zip(edges, edges[1:], strict=False):
         median = float(np.median([v for values in runs[start:end] for v in values]))

@@ -422,6 +422,12 @@ def interval_columns(column: str) -> tuple[str, str]:
     return f"{column} CI low", f"{column} CI high"
 
 
+def interval_in(row: dict[str, Any], column: str) -> tuple[Any, Any] | None:
+    """A row's 95% interval of ``column`` (low, high), or None where it has none (one run, or too few)."""
+    low, high = (row.get(name, ABSENT) for name in interval_columns(column))
+    return None if low in (ABSENT, None) or high in (ABSENT, None) else (low, high)
+
+
 def with_intervals() -> list[Figure]:
     """The figures that get an interval over repeated runs (``across_runs``), in table order."""
     return [figure for figure in FIGURES if figure.across_runs]

@@ -25,7 +25,7 @@ def columns(load_kind: str, intervals: bool = False) -> list[str]:
 
 def has_intervals(rows: list[dict[str, Any]]) -> bool:
     """Whether the rows come from repeated runs (they carry interval columns)."""
-    probe = interval_columns(FIGURES[0].column)[0]
+    probe = interval_columns(with_intervals()[0].column)[0]
     return any(probe in row for row in rows)
 
 
@@ -36,9 +36,9 @@ def level_row(result: LevelResult, batch_size: int, composing: list[str] | None 
 
 
 def repeated_row(
-    runs: list[LevelResult], batch_size: int, composing: list[str] | None = None
+    runs: list[LevelResult], pooled: LevelResult, batch_size: int, composing: list[str] | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One level measured in several runs: its row (and each run's own).
+    """One level measured in several runs (``pooled``: ``LevelResult.pooled(runs)``): its row, and each run's own.
 
     Counts, flags and warnings are the runs' pooled figures; a figure declared with ``across_runs``
     is the estimate over the runs (their mean, or their median for a percentile) with its 95%
@@ -46,7 +46,7 @@ def repeated_row(
     """
     from perfprobe.measure.intervals import interval
 
-    row = level_row(LevelResult.pooled(runs), batch_size, composing)
+    row = level_row(pooled, batch_size, composing)
     singles = [level_row(run, batch_size, composing) for run in runs]
     for figure in with_intervals():
         low, high = interval_columns(figure.column)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from perfprobe.measure.intervals import METHODS
 from perfprobe.report import level_metrics
-from perfprobe.report.figures import FIGURES, Figure, interval_columns
+from perfprobe.report.figures import FIGURES, Figure, interval_in
 from perfprobe.report.render import Block, Facts, Heading, Image, Paragraph, Table
 from perfprobe.report.rundata import SHORT_KIND, CompareRun, Level, SweepRun
 from perfprobe.units import format_us, human
@@ -192,10 +192,8 @@ def _level_table(run: SweepRun) -> Table:
 def _cell(figure: Figure, row: dict) -> str:
     """A figure's cell as people read it; after repeated runs, with its 95% interval."""
     shown = _shown(figure.unit, row.get(figure.column, ""))
-    low, high = (row.get(name, "") for name in interval_columns(figure.column))
-    if figure.across_runs and shown != "–" and low not in ("", None) and high not in ("", None):
-        return f"{shown} ({_shown(figure.unit, low)}–{_shown(figure.unit, high)})"
-    return shown
+    found = interval_in(row, figure.column) if figure.across_runs and shown != "–" else None
+    return f"{shown} ({_shown(figure.unit, found[0])}–{_shown(figure.unit, found[1])})" if found else shown
 
 
 def _shown(unit: str, value: object) -> str:

@@ -22,7 +22,7 @@ from perfprobe.client.model import ModelDescription
 from perfprobe.errors import RunInterrupted, UsageError
 from perfprobe.load.dataset import with_described_inputs
 from perfprobe.report import runfile
-from perfprobe.report.figures import interval_columns
+from perfprobe.report.figures import interval_columns, interval_in
 from perfprobe.report.results import LOAD_COLUMN
 from perfprobe.report.rundata import level_label
 from perfprobe.runs.observer import RunObserver
@@ -345,9 +345,9 @@ def verdict_line(row: dict[str, Any]) -> str:
     """``system shm is 1.21x the wire at 64 KiB, load 1 (95% CI 0.93-1.48: not a clear difference)``."""
     size = human(int(row["Tensor Bytes"]))
     said = f"{row['Transport']} is {float(row['Speed-up']):.2f}x the wire at {size}, load {row['Load']}"
-    low, high = row.get("Speed-up CI low", ""), row.get("Speed-up CI high", "")
-    if low in ("", None) or high in ("", None):
+    found = interval_in(row, "Speed-up")
+    if found is None:
         return f"{said} (one run: no interval; --repeats 3 or more gives one)"
-    low, high = float(low), float(high)
+    low, high = float(found[0]), float(found[1])
     meaning = "faster" if low > 1 else "slower" if high < 1 else "not a clear difference"
     return f"{said} (95% CI {low:.2f}-{high:.2f} over {row['Runs']} runs: {meaning})"

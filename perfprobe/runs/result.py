@@ -77,7 +77,7 @@ class SweepResult:
         self.measured.append(run)
         pooled = LevelResult.pooled(runs)
         self.level_results[position] = pooled
-        row, singles = repeated_row(runs, self.batch_size, self.composing_models or None)
+        row, singles = repeated_row(runs, pooled, self.batch_size, self.composing_models or None)
         entry = runfile.repeated_entry(runs, pooled, singles, self.batch_size)
         self._set(position, pooled, row, entry, append=False)
 
