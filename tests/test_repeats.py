@@ -58,7 +58,10 @@ def test_intervals_hold_the_single_runs_they_came_from(repeated: Path) -> None:
             for run in runs:  # with three runs, a t-interval and the median's bootstrap reach every run
                 assert bottom <= float(run["row"][figure.column]) <= top, (figure.column, run["row"])
             checked += 1
-        assert {w["run"] for w in entry["windows"]} == {1, 2, 3}  # the pooled windows say whose they are
+        assert {w["run"] for w in entry["windows"]} == {1, 2, 3}  # the windows say whose they are
+        assert len(entry["windows"]) == sum(run["windows_measured"] for run in runs) == int(row["Windows"])
+        pooled = [w for w in entry["windows"] if w["reported"]]  # every run's windows kept, the pooled marked
+        assert sum(w["completed"] for w in pooled) == int(row["Completed"])
     assert checked >= 2 * 8  # throughput, the percentiles, the breakdown's parts at both levels
     summary = (repeated / "summary.md").read_text()
     assert "**runs:** 3 of every level" in summary and "t-interval" in summary

@@ -86,7 +86,10 @@ class Level:
 
     @property
     def reported(self) -> list[dict[str, Any]]:
-        """The windows the level's figures come from (the last K measured, whether or not they agreed)."""
+        """The windows the level's figures come from (the last K measured, whether or not they agreed; after
+        repeated runs, those its windows say were pooled)."""
+        if any("reported" in window for window in self.windows):
+            return [window for window in self.windows if window["reported"]]
         wanted = set(self.reported_indexes)
         chosen = [w for w in self.windows if w["index"] in wanted]
         return chosen or self.windows

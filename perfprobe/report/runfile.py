@@ -43,8 +43,35 @@ def finish(document: dict[str, Any]) -> None:
     document["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-def level_entry(result: LevelResult, batch_size: int) -> dict[str, Any]:
-    """Everything measured at one level, per window, with encoded histograms."""
+def level_entry(result: LevelResult, batch_size: int, windows: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Everything measured at one level, per window, with encoded histograms.
+
+    ``windows``: the window entries when the caller has them (a level of repeated runs keeps every
+    run's windows, not only the pooled ones).
+    """
+    if windows is None:
+        windows = window_entries(result, batch_size)
+    reasons = result.merged().top_reasons() if result.windows else []
+    shares = result.shares()
+    return {
+        "load_kind": result.load_kind,
+        "level": result.level,
+        "started_s": result.started_s,
+        "finished_s": result.finished_s,
+        "stable": result.stable,
+        "warnings": result.warnings,
+        "error_reasons": [{"code": code, "reason": reason, "count": count} for code, reason, count in reasons],
+        "reported_windows": [w.stats.index for w in result.reported],
+        "windows": windows,
+        **({"server_unmeasured": result.server_unmeasured} if result.server_unmeasured else {}),
+        **({"warmup": _unreported(result.warmup)} if result.warmup is not None else {}),
+        **({"processes": [share.as_dict() for share in shares]} if shares else {}),
+        **({"trace": result.trace} if result.trace is not None else {}),
+    }
+
+
+def window_entries(result: LevelResult, batch_size: int) -> list[dict[str, Any]]:
+    """Each window the level measured, reported or not, as results.json keeps it."""
     windows = []
     for record in result.windows:
         stats = record.stats
@@ -75,34 +102,21 @@ def level_entry(result: LevelResult, batch_size: int) -> dict[str, Any]:
                 **(_token_fields(stats) if stats.token_requests else {}),
             }
         )
-    reasons = result.merged().top_reasons() if result.windows else []
-    shares = result.shares()
-    return {
-        "load_kind": result.load_kind,
-        "level": result.level,
-        "started_s": result.started_s,
-        "finished_s": result.finished_s,
-        "stable": result.stable,
-        "warnings": result.warnings,
-        "error_reasons": [{"code": code, "reason": reason, "count": count} for code, reason, count in reasons],
-        "reported_windows": [w.stats.index for w in result.reported],
-        "windows": windows,
-        **({"server_unmeasured": result.server_unmeasured} if result.server_unmeasured else {}),
-        **({"warmup": _unreported(result.warmup)} if result.warmup is not None else {}),
-        **({"processes": [share.as_dict() for share in shares]} if shares else {}),
-        **({"trace": result.trace} if result.trace is not None else {}),
-    }
+    return windows
 
 
 def repeated_entry(
     runs: list[LevelResult], pooled: LevelResult, rows: list[dict[str, Any]], batch_size: int
 ) -> dict[str, Any]:
-    """A level measured in several runs: the pooled level (each run's reported windows, tagged with the
-    run they belong to), and per run its times, stability, warnings and own row."""
-    entry = level_entry(pooled, batch_size)
-    numbers = [number for number, run in enumerate(runs, 1) for _ in run.reported]
-    for window, number in zip(entry["windows"], numbers, strict=True):
-        window["run"] = number
+    """A level measured in several runs: the pooled level's figures, every window of every run (each tagged
+    with its ``run`` and whether it is ``reported``, i.e. pooled), and per run its times, stability,
+    warnings and own row."""
+    windows = []
+    for number, run in enumerate(runs, 1):
+        reported = {id(record) for record in run.reported}
+        for record, window in zip(run.windows, window_entries(run, batch_size), strict=True):
+            windows.append({**window, "run": number, "reported": id(record) in reported})
+    entry = level_entry(pooled, batch_size, windows)
     entry["runs"] = [
         {
             "run": number,
