@@ -73,3 +73,25 @@ def test_compare_chart_series(server, tmp_path: Path) -> None:
     assert all(list(line.get_xdata()) == [4096, 65536] for line in left.get_lines())
     assert [line.get_label() for line in right.get_lines()] == ["system shm", "the wire"]
     assert "CUDA shm" in run.skipped and "CUDA shm" in (tmp_path / "summary.md").read_text()
+
+
+class _FakeCell:
+    """A cell's per-run throughputs at one level, as ``SweepResult.run_values`` gives them (a fake for the speed-up)."""
+
+    def __init__(self, *rates: float) -> None:
+        self.rates = list(rates)
+
+    def run_values(self, position: int, column: str) -> list[float]:
+        assert (position, column) == (0, "Inferences/Second")
+        return self.rates
+
+
+def test_a_speed_up_pairs_each_run_with_the_wires_run_beside_it() -> None:
+    from perfprobe.runs.compare import _speed_up
+
+    paired = _speed_up(_FakeCell(300.0, 330.0), 0, _FakeCell(100.0, 110.0), 0)
+    assert (paired["Speed-up"], paired["Speed-up CI low"], paired["Speed-up CI high"]) == (3.0, 3.0, 3.0)
+    # an interrupt left shared memory a run short: its one run over the wire's run beside it (300/100),
+    # not over the wire's mean of two (300/150)
+    assert _speed_up(_FakeCell(300.0), 0, _FakeCell(100.0, 200.0), 0) == {"Speed-up": 3.0}
+    assert _speed_up(_FakeCell(300.0), 0, _FakeCell(0.0), 0) == {"Speed-up": ""}  # no wire rate: no ratio

@@ -325,9 +325,10 @@ def _speed_up(cell: SweepResult, position: int, wire: SweepResult, wire_position
             "Speed-up CI low": round(found.low, 4),
             "Speed-up CI high": round(found.high, 4),
         }
-    wire_rate = float(wire.rows[wire_position]["Inferences/Second"] or 0)
-    mine_rate = float(cell.rows[position]["Inferences/Second"] or 0)
-    return {"Speed-up": round(mine_rate / wire_rate, 4) if wire_rate else ""}
+    # one pair of runs (one run each, or an interrupt left a cell a run short): that pair's own ratio, never
+    # one cell's run over the other's mean of several
+    ratios = [a / b for a, b in zip(mine, theirs, strict=False) if b]
+    return {"Speed-up": round(ratios[0], 4) if ratios else ""}
 
 
 def verdicts(rows: list[dict[str, Any]]) -> list[str]:
