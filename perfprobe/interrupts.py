@@ -70,18 +70,19 @@ class Shield:
 
 
 @contextmanager
-def shielded(left_behind: Callable[[], list[str]], force_after: int = 2) -> Iterator[Shield]:
+def shielded(left_behind: Callable[[], list[str]], force_after: int | None = 2) -> Iterator[Shield]:
     """Hold SIGINT and SIGTERM back while the block runs (clean-up); re-raise once it is done.
 
     The ``force_after``-th signal during the block ends the process at once (exit 130), after one
-    line naming what ``left_behind`` says is still not cleaned up.
+    line naming what ``left_behind`` says is still not cleaned up; ``None`` never forces (a block
+    so short that a forced exit would only skip the clean-up after it).
     """
     shield = Shield()
     received: list[int] = []
 
     def hold(signum: int, frame: object) -> None:
         received.append(signum)
-        if len(received) >= force_after:
+        if force_after is not None and len(received) >= force_after:
             remaining = left_behind()
             sys.stderr.write(
                 "perfprobe: error: interrupted again during clean-up: forced exit; left behind: "

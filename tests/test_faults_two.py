@@ -349,6 +349,28 @@ def test_after_failed_levels_a_silent_server_is_not_said_to_have_lost_the_model(
     assert _model_state(FakeUnloadedServer(), "simple") == "simple is no longer ready on the server"  # type: ignore[arg-type]
 
 
+def test_a_probe_that_times_out_is_a_stalled_server_not_a_gone_one() -> None:
+    """The liveness probe behind "the server stopped answering" (exit 3): a refused probe means gone, one
+    that gets no answer in time means stalled (the windows name a stall, exit 4). CI once saw a frozen gRPC
+    server reported as gone."""
+    from perfprobe.client.errors import TIMEOUT, UNREACHABLE, InferenceServerError
+    from perfprobe.load.liveness import ServerWatch
+
+    class FakeProbedServer:
+        def __init__(self, failure: str | None) -> None:
+            self.failure = failure
+
+        def is_server_live(self) -> bool:
+            if self.failure:
+                raise InferenceServerError("no", failure=self.failure)
+            return True
+
+    assert ServerWatch(FakeProbedServer(UNREACHABLE)).gone(1) is True  # type: ignore[arg-type]
+    assert ServerWatch(FakeProbedServer(TIMEOUT)).gone(1) is False  # type: ignore[arg-type]
+    assert ServerWatch(FakeProbedServer(None)).gone(1) is False  # type: ignore[arg-type]
+    assert ServerWatch(FakeProbedServer(UNREACHABLE)).gone(0) is False  # type: ignore[arg-type]
+
+
 @pytest.fixture(scope="module")
 def freezable_server():
     """A server of these tests' own, to be stopped (SIGSTOP) and continued; shared by the protocols' cases."""

@@ -137,6 +137,35 @@ def test_compare_stops_on_ctrl_c_and_keeps_the_finished_cells(server, tmp_path: 
     assert own_segments(process.pid, "sweep") == []
 
 
+def test_a_ctrl_c_while_a_compare_finishes_its_cells_keeps_their_rows(server, tmp_path: Path, monkeypatch) -> None:
+    """A Ctrl-C that lands while a size's cells write their files (CI caught one there, and compare.csv came
+    out with its header alone): every cell still finishes its files, and the matrix has their rows."""
+    import perfprobe
+    from perfprobe.errors import RunInterrupted
+    from perfprobe.runs.sweep import SweepSession
+
+    finish = SweepSession.save
+    saved: list[str] = []
+
+    def interrupted_on_the_first(session: SweepSession) -> None:
+        saved.append(session.plan.shared_memory)
+        if len(saved) == 1:
+            raise KeyboardInterrupt  # the signal, arriving as the first cell's files are written
+        finish(session)
+
+    monkeypatch.setattr(SweepSession, "save", interrupted_on_the_first)
+    with pytest.raises(RunInterrupted) as stopped:
+        perfprobe.compare(
+            "identity", url=server.http_url, transports="none,system", sizes="4KiB,64KiB", concurrency="1",
+            measurement_interval=200, max_trials=2, no_report=True, output_dir=str(tmp_path),
+        )  # fmt: skip
+    assert saved == ["none", "system"]  # the second cell's files were finished too
+    rows = (tmp_path / "compare.csv").read_text().splitlines()
+    assert [row.split(",")[:2] for row in rows[1:]] == [["wire", "4096"], ["system shm", "4096"]], rows
+    assert stopped.value.result.rows[1]["Speed-up"] != ""  # a whole row, not a stub
+    assert not (tmp_path / "none-65536").exists()  # the next size never started
+
+
 def test_sigterm_during_infer_with_system_shm_leaves_nothing(server, tmp_path: Path) -> None:
     images = tmp_path / "images"
     images.mkdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from perfprobe.client import InferenceClient
+from perfprobe.client.errors import TIMEOUT, InferenceServerError
 
 
 class ServerWatch:
@@ -17,6 +18,9 @@ class ServerWatch:
         self._gone = False
 
     def gone(self, connection_failures: int) -> bool:
+        """A probe that finds no server (refused, reset) or one that says it is not live: gone. A probe that
+        times out is not: the server is there but stalled (SIGSTOP, a long pause), and the windows that saw no
+        success say so; a stall must not read as a server that went away."""
         if not connection_failures:
             return False
         now = time.monotonic()
@@ -25,6 +29,8 @@ class ServerWatch:
         self._last_probe = now
         try:
             self._gone = not self.client.is_server_live()
+        except InferenceServerError as exc:
+            self._gone = exc.status != TIMEOUT
         except Exception:
             self._gone = True
         return self._gone

@@ -20,6 +20,7 @@ from perfprobe.client import InferenceClient
 from perfprobe.client.abilities import ServerAbilities, learn
 from perfprobe.client.model import ModelDescription
 from perfprobe.errors import RunInterrupted, UsageError
+from perfprobe.interrupts import shielded
 from perfprobe.load.dataset import with_described_inputs
 from perfprobe.report import runfile
 from perfprobe.report.figures import interval_columns, interval_in
@@ -64,12 +65,22 @@ class CompareResult:
 
     model: str
     url: str
-    rows: list[dict[str, Any]] = field(default_factory=list)
     cells: dict[tuple[str, int], SweepResult] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     about: dict[str, Any] = field(default_factory=dict)
     interrupted: bool = False
     report_written: bool = False
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The matrix rows, size by size in the order measured, worked out from the cells whenever asked: an
+        interrupt at any step of a cell cannot leave a measured level out of ``compare.csv``."""
+        sizes = dict.fromkeys(size for _, size in self.cells)
+        return [
+            row
+            for size in sizes
+            for row in size_rows({t: cell for (t, s), cell in self.cells.items() if s == size}, size)
+        ]
 
     @property
     def table(self) -> pd.DataFrame:
@@ -224,8 +235,8 @@ def _measure_size(
             transport: stack.enter_context(sweep_session(cell_plan, target, control, observer, abilities))
             for transport, cell_plan in plans.items()
         }
-        for session in sessions.values():
-            session.begin()
+        for transport, session in sessions.items():
+            result.cells[(transport, size)] = session.begin()  # in the matrix from the start, filled as measured
         try:
             _in_turn(sessions, size, levels, observer)
         except KeyboardInterrupt:
@@ -233,10 +244,12 @@ def _measure_size(
                 session.result.interrupted = True
             raise
         finally:
-            for transport, session in sessions.items():
-                session.save()
-                result.cells[(transport, size)] = session.result
-            result.rows += size_rows({transport: session.result for transport, session in sessions.items()}, size)
+            # a Ctrl-C while the cells' files are written waits for them; forcing out here would skip the
+            # release of the cells' shared memory after it
+            with shielded(lambda: [], force_after=None) as shield:
+                for session in sessions.values():
+                    with shield.step():
+                        session.save()
         for session in sessions.values():
             session.close()
             session.judge()
