@@ -113,9 +113,9 @@ def run(argv: list[str] | None = None) -> int:
         from perfprobe.greenlets import quiet_interrupts
 
         quiet_interrupts()
-        from perfprobe.interrupts import ignore_late_signals, sigterm_as_interrupt
+        from perfprobe.interrupts import ignore_late_signals, signals_as_interrupt
 
-        with sigterm_as_interrupt():
+        with signals_as_interrupt():
             code = int(args.run(args) or 0)
             if code == exitcodes.INTERRUPTED:  # the command kept what it measured and said so
                 ignore_late_signals()

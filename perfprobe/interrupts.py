@@ -14,31 +14,72 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from perfprobe import exitcodes
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+_signalled = False  # a signal has interrupted this run (``signals_as_interrupt``) already
+
+
 def _raise_interrupt(*_: object) -> None:
-    raise KeyboardInterrupt
+    """KeyboardInterrupt where the run can stop cleanly.
+
+    A signal that lands while a greenlet worker runs is not raised inside it: half-way through a step's
+    bookkeeping (a sequence's step taken but not yet the worker's to settle), an exception leaves state
+    that nobody settles, and the sequence never gets its END. The run's first signal is thrown into the
+    main greenlet instead, at its next wait, which the sweeper reaches within a poll (gevent's hub does
+    the same with a signal that lands while it runs); a later one landing in a worker is dropped, as the
+    worker it used to end absorbed it, so it cannot cut the clean-up the first one started in half.
+    """
+    global _signalled
+    first, _signalled = not _signalled, True
+    main = _main_greenlet_if_in_a_worker()
+    if main is None:
+        raise KeyboardInterrupt
+    if first:
+        import gevent
+
+        gevent.get_hub().loop.run_callback(main.throw, KeyboardInterrupt)
+
+
+def _main_greenlet_if_in_a_worker() -> Any:
+    """The thread's main greenlet when a greenlet other than it and gevent's hub is running; else None."""
+    if "gevent" not in sys.modules:
+        return None  # no greenlet workers in this process
+    import gevent
+    import greenlet
+
+    current = greenlet.getcurrent()
+    if current.parent is None or current is gevent.get_hub():
+        return None
+    main = current
+    while main.parent is not None:
+        main = main.parent
+    return main
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt as Ctrl-C does, so every ``finally`` runs and results are kept."""
+def signals_as_interrupt() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt where the run can stop cleanly (never inside a greenlet
+    worker), so every ``finally`` runs and results are kept."""
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread can take signals; a library caller in a thread keeps its own
         return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    global _signalled
+    _signalled = False
+    previous = {sig: signal.signal(sig, _raise_interrupt) for sig in _SIGNALS}
     try:
         yield
     except KeyboardInterrupt:
         ignore_late_signals()
         raise
     finally:
-        if signal.getsignal(signal.SIGTERM) is _raise_interrupt:  # not told to ignore late signals meanwhile
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            if signal.getsignal(sig) is _raise_interrupt:  # not told to ignore late signals meanwhile
+                signal.signal(sig, handler)
 
 
 def ignore_late_signals() -> None:

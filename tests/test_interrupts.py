@@ -66,9 +66,9 @@ def test_a_third_signal_forces_exit_saying_what_is_left() -> None:
 def test_a_late_signal_after_the_interrupt_does_not_change_the_exit_code() -> None:
     script = (
         "import os, signal, sys, time\n"
-        "from perfprobe.interrupts import sigterm_as_interrupt\n"
+        "from perfprobe.interrupts import signals_as_interrupt\n"
         "try:\n"
-        "    with sigterm_as_interrupt():\n"
+        "    with signals_as_interrupt():\n"
         "        os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)\n"
         "except KeyboardInterrupt:\n"
         "    os.kill(os.getpid(), signal.SIGTERM); os.kill(os.getpid(), signal.SIGINT); time.sleep(0.2)\n"
@@ -76,6 +76,38 @@ def test_a_late_signal_after_the_interrupt_does_not_change_the_exit_code() -> No
     )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == exitcodes.INTERRUPTED, result.stderr
+
+
+def test_a_signal_landing_in_a_greenlet_worker_is_raised_in_the_main_greenlet() -> None:
+    """Ctrl-C while a greenlet worker runs Python code: raised there, it could cut a step's bookkeeping in
+    half (CI: a sequence taken and never settled, so never ended on the server). The worker runs on to
+    the end of what it was doing; the main greenlet gets the KeyboardInterrupt at its next wait. A second
+    signal landing in a worker while the main greenlet cleans up does not cut that clean-up short."""
+    script = (
+        "import os, signal, time, gevent\n"
+        "from perfprobe.interrupts import signals_as_interrupt\n"
+        "said = []\n"
+        "def worker(sig):\n"
+        "    os.kill(os.getpid(), sig)  # the handler runs at this worker's next bytecode\n"
+        "    end = time.monotonic() + 0.05\n"
+        "    while time.monotonic() < end: pass\n"
+        "    said.append('worker done')\n"
+        "with signals_as_interrupt():\n"
+        "    try:\n"
+        "        gevent.spawn(worker, signal.SIGINT)\n"
+        "        for _ in range(100): gevent.sleep(0.01)\n"
+        "        said.append('main never interrupted')\n"
+        "    except KeyboardInterrupt:\n"
+        "        said.append('main interrupted')\n"
+        "        gevent.spawn(worker, signal.SIGTERM)\n"
+        "        for _ in range(10): gevent.sleep(0.01)  # the clean-up's waits\n"
+        "        said.append('clean-up done')\n"
+        "print(said)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    expected = "['worker done', 'main interrupted', 'worker done', 'clean-up done']"
+    assert result.stdout.strip() == expected, result.stdout + result.stderr
 
 
 CLOSED = ("--concurrency", "4")

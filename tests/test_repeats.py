@@ -313,3 +313,46 @@ def test_a_history_that_cannot_be_used_is_refused_whole(real_runs, tmp_path: Pat
         assert path.read_bytes() == before[path]  # nothing written, not even a schema
     missing = run_perfprobe("history", "show", "-m", "simple", "--metric", "p99@c=1", "--db", str(tmp_path / "no.db"))
     assert missing.returncode == exitcodes.NO_RESULTS and not (tmp_path / "no.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("given", "watched"),
+    [
+        ({}, "mean"),
+        ({"latency_budget": "5ms"}, "p99"),  # a budget's default figure is p99
+        ({"latency_budget": "p95=2ms"}, "p95"),
+        ({"latency_budget": "avg=2ms"}, "mean"),
+        ({"latency_budget": "p99=2ms", "percentile": 50.0}, "p50"),  # said outright, it wins
+    ],
+)
+def test_stability_watches_the_percentile_the_run_is_judged_by(given: dict, watched: str) -> None:
+    """A run judged by its p99 within a budget must hold its levels until the p99 agrees, not the mean; the
+    choice is recorded where gate's note reads it."""
+    from perfprobe.runs.options import SweepOptions
+    from perfprobe.runs.plan import plan
+    from perfprobe.runs.target import Target
+
+    made = plan(SweepOptions(model="simple", concurrency="1", **given))
+    assert made.measure.stability.latency_key == watched
+    target = Target("http", "localhost:8000", ("http://localhost:8002/metrics",), embedded=False)
+    assert made.recorded(target)["stability_latency"] == watched
+
+
+def test_diff_of_repeated_runs_says_better_only_beyond_noise(repeated: Path, tmp_path: Path) -> None:
+    """diff with repeated runs: a known 40% drop in throughput is "A better" with an interval around −40%
+    that excludes no change; the same runs copied unchanged are "within noise", never A or B."""
+    slower = shifted_copy(repeated, tmp_path / "slower", 0.6)
+    same = shifted_copy(repeated, tmp_path / "same", 1.0)
+    for other, out in ((slower, "vs-slower"), (same, "vs-same")):
+        result = run_perfprobe("diff", str(repeated), str(other), "--output-dir", str(tmp_path / out))
+        assert result.returncode == 0, result.stderr
+        assert "change 95% CI" in result.stdout
+    slower_rows = list(csv.DictReader((tmp_path / "vs-slower" / "diff.csv").open()))
+    same_rows = list(csv.DictReader((tmp_path / "vs-same" / "diff.csv").open()))
+    for row in (r for r in slower_rows if r["Metric"] == "throughput"):
+        low, high = float(row["Change % CI low"]), float(row["Change % CI high"])
+        assert low <= -40 <= high and high < 0, row
+        assert row["Better"] == "A" and row["Runs A"] == row["Runs B"] == "3"
+    assert {row["Better"] for row in same_rows} <= {"within noise", "same"}, same_rows
+    assert all(row["A"] == row["B"] == "0.0" for row in same_rows if row["Better"] == "same")  # no errors either side
+    assert any(row["Better"] == "within noise" for row in same_rows if row["Metric"] == "throughput")

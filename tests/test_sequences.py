@@ -317,7 +317,7 @@ def test_ctrl_c_still_ends_the_live_sequences(sequence_server, tmp_path: Path, p
     log = _fresh_log(logs, "running_sum")
     command = perfprobe_command(
         "sweep", "-i", protocol, "-u", server.url(protocol), "-m", "running_sum", "--concurrency", "3",
-        "--sequence-length", "50", "--sequence-length-variation", "0", "--measurement-interval", "5000",
+        "--sequence-length", "500", "--sequence-length-variation", "0", "--measurement-interval", "5000",
         "--output-dir", str(tmp_path), "--no-report",
     )  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -328,9 +328,9 @@ def test_ctrl_c_still_ends_the_live_sequences(sequence_server, tmp_path: Path, p
     _, err = process.communicate(timeout=60)
     assert process.returncode == exitcodes.INTERRUPTED, err
     sequences = settled_view(log, max_live=3)  # nothing left open on the server
-    # every finished sequence has exactly 50 steps; the three live at the interrupt got their END early
-    # (with lengths drawn from 40-60, all three could be past step 40 and none look cut short)
-    assert any(len(s) < 50 for s in sequences)
+    # every finished sequence has exactly 500 steps; the three live at the interrupt got their END early
+    # (they run in step, so a length the interrupt could land right after would hide the cut: 500 makes it rare)
+    assert any(len(s) < 500 for s in sequences), [len(s) for s in sequences]
 
 
 def test_timed_out_steps_still_end_their_sequences(sequence_server) -> None:

@@ -196,3 +196,23 @@ def test_a_yaml_list_names_the_models(tmp_path: Path) -> None:
     args = apply_config(parser, parser.parse_args(argv), argv)
     parts = plan(SweepOptions.from_namespace(args)).parts
     assert [(p.name, p.level, p.input_data) for p in parts] == [("simple", None, None), ("identity", 2.0, "zero")]
+
+
+def test_repeated_runs_give_each_model_its_estimates_and_intervals(server, tmp_path: Path) -> None:
+    """--repeats with several models: each model's row is its runs' estimate with a 95% interval that holds
+    every run's own figure for that model (results-by-model.csv and ``levels_by_model`` alike)."""
+    from perfprobe.report.results import model_row
+
+    result = perfprobe.sweep(
+        ["simple", "identity@c=1"], url=server.http_url, concurrency="1", shape=["INPUT0:16"], repeats=2,
+        measurement_interval=200, max_trials=2, stability_windows=2, output_dir=str(tmp_path), no_report=True,
+    )  # fmt: skip
+    by_model = result.levels_by_model.set_index("Model")
+    written = {row["Model"]: row for row in _rows(tmp_path / "results-by-model.csv")}
+    for name in ("simple", "identity"):
+        runs = [model_row(run.for_model(name, 1), 1)["Inferences/Second"] for run in result.runs[0]]
+        low, high = by_model.loc[name, "Inferences/Second CI low"], by_model.loc[name, "Inferences/Second CI high"]
+        assert len(runs) == 2 and all(low <= value <= high for value in runs), (runs, low, high)
+        # the runs' mean (of the unrounded figures: each run's row is rounded to 0.01)
+        assert by_model.loc[name, "Inferences/Second"] == pytest.approx(sum(runs) / 2, abs=0.011), runs
+        assert float(written[name]["Inferences/Second CI low"]) == low

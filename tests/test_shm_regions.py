@@ -97,11 +97,11 @@ def test_exception_and_sigterm_leave_nothing_behind(server, tmp_path) -> None:
     script = textwrap.dedent(f"""
         import sys, time
         from perfprobe.client import make_client
-        from perfprobe.interrupts import sigterm_as_interrupt
+        from perfprobe.interrupts import signals_as_interrupt
         from perfprobe.shm.system import RegionSet
         client = make_client("http", "{server.http_url}")
         regions = RegionSet("sig")
-        with sigterm_as_interrupt(), regions:
+        with signals_as_interrupt(), regions:
             regions.register(client, regions.create(1 << 20))
             open("{token_file}", "w").write(regions.token)
             if sys.argv[1] == "raise":

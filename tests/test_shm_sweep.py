@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import perfprobe_command
+from conftest import own_segments, perfprobe_command
 
 from perfprobe import exitcodes
 from perfprobe.client import make_client
@@ -131,10 +131,10 @@ def test_sigterm_mid_sweep_cleans_up(server, tmp_path: Path) -> None:
     assert _our_regions(server), "the sweep never registered its regions"
     time.sleep(0.5)
     process.send_signal(signal.SIGTERM)
-    process.communicate(timeout=60)
-    assert process.returncode == exitcodes.INTERRUPTED
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == exitcodes.INTERRUPTED, err
     assert _our_regions(server) == []
-    assert [s for s in leftover_segments() if "_sweep_" in s] == []
+    assert own_segments(process.pid, "sweep") == [], err
 
 
 def test_server_killed_mid_sweep_still_unlinks(tmp_path: Path) -> None:
@@ -162,9 +162,9 @@ def test_server_killed_mid_sweep_still_unlinks(tmp_path: Path) -> None:
             text=True,
         )
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not [s for s in leftover_segments() if "_sweep_" in s]:
+        while time.monotonic() < deadline and not own_segments(process.pid, "sweep"):
             time.sleep(0.05)
         time.sleep(1.0)
         doomed.kill()
-        process.communicate(timeout=120)
-    assert [s for s in leftover_segments() if "_sweep_" in s] == []
+        _, err = process.communicate(timeout=120)
+    assert own_segments(process.pid, "sweep") == [], err

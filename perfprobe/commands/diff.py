@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         writer.writerows(rows)
     overlay_charts(run_a, run_b, out_dir)
     print(f"A: {run_a.path} ({run_a.title})\nB: {run_b.path} ({run_b.title})\n")
+    repeated = any(r["Change % CI low"] != "" for r in rows)
     table = [
         [
             r["Level"],
@@ -57,11 +58,13 @@ def run(args: argparse.Namespace) -> int:
             _number(r["B"]),
             _number(r["Change"], sign=True),
             f"{r['Change %']:+.1f}%" if r["Change %"] != "" else "-",
+            *([_change_interval(r)] if repeated else []),
             r["Better"],
         ]
         for r in rows
     ]
-    print(format_table(["level", "metric", "A", "B", "B - A", "change", "better"], table))
+    ci = ["change 95% CI"] if repeated else []
+    print(format_table(["level", "metric", "A", "B", "B - A", "change", *ci, "better"], table))
     for note in unmatched_levels(run_a, run_b):
         print(f"note: {note}")
     for note in (run_a.unstable_note("A"), run_b.unstable_note("B")):
@@ -69,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
             print(note)
     print(f"\nwritten: {out_dir / 'diff.csv'}, diff_levels.png/.svg, diff_spectrum.png/.svg")
     return 0
+
+
+def _change_interval(row: dict) -> str:
+    """The change's 95% interval over the runs, or why there is none."""
+    if row["Change % CI low"] == "":
+        return "one run each"
+    return f"{row['Change % CI low']:+.1f}% to {row['Change % CI high']:+.1f}%"
 
 
 def _number(value: float, sign: bool = False) -> str:

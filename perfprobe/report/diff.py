@@ -6,14 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from perfprobe.report import charts, level_metrics
-from perfprobe.report.rundata import SweepRun
+from perfprobe.report.rundata import Level, SweepRun
 
 UNITS = {"latency": "us", "throughput": "infer/s"}
 
 
 def level_changes(run_a: SweepRun, run_b: SweepRun, metrics: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """One row per (level both runs measured, metric): A, B, B − A and the change in %.
+    """One row per (level both runs measured, metric): A, B, B − A, the change in %, and which is better.
 
+    With repeated runs on either side (``--repeats``), the change in % gets its 95% interval over the runs
+    (Student's t, spread pooled: the gate's) and a side is better only when the whole interval says so;
+    with one run each there is no interval and "better" is the figures' order.
     ``metrics`` by default: every figure declared with a place in the diff (``figures.Figure.diff``).
     """
     metrics = metrics or level_metrics.diff_names()
@@ -36,10 +39,33 @@ def level_changes(run_a: SweepRun, run_b: SweepRun, metrics: tuple[str, ...] | N
                     "B": round(b, 6),
                     "Change": round(b - a, 6),
                     "Change %": round((b - a) / a * 100, 2) if a else "",
-                    "Better": _better(metric, a, b),
+                    **_change_over_runs(metric, level_a, level_b, a, b),
                 }
             )
     return rows
+
+
+def _change_over_runs(
+    metric: level_metrics.Metric, level_a: Level, level_b: Level, a: float, b: float
+) -> dict[str, Any]:
+    """``Better``, ``Runs A``/``Runs B`` and the change's 95% interval in % (empty with one run each)."""
+    from perfprobe.measure.intervals import change_interval
+
+    runs_a, runs_b = level_a.run_levels(), level_b.run_levels()
+    found = change_interval([metric.value(r) for r in runs_b], [metric.value(r) for r in runs_a])
+    counts = {"Runs A": len(runs_a), "Runs B": len(runs_b)}
+    if found is None:  # one run each: no spread to judge the change by
+        return {"Better": _better(metric, a, b), **counts, "Change % CI low": "", "Change % CI high": ""}
+    if found.low > 0 or found.high < 0:  # the whole interval on one side of no change
+        better = "B" if (found.low > 0) == metric.higher_is_better else "A"
+    else:
+        better = "within noise"
+    return {
+        "Better": better,
+        **counts,
+        "Change % CI low": round(found.low * 100, 2),
+        "Change % CI high": round(found.high * 100, 2),
+    }
 
 
 def _better(metric: level_metrics.Metric, a: float, b: float) -> str:

@@ -67,9 +67,18 @@ def _rounded(unit: str, value: float) -> float | int:
     return round(value, 6 if unit == "fraction" else 2)
 
 
-def model_row(result: LevelResult, batch_size: int, composing: list[str] | None = None) -> dict[str, Any]:
-    """One model's row of a run with several: its own figures, no client CPU (the models share a process)."""
-    row = {"Model": result.target_model, **level_row(result, batch_size, composing)}
+def model_row(
+    result: LevelResult, batch_size: int, composing: list[str] | None = None, runs: list[LevelResult] | None = None
+) -> dict[str, Any]:
+    """One model's row of a run with several: its own figures, no client CPU (the models share a process).
+
+    ``runs``: the model's part of each run of a repeated level (``result`` their pool): its estimates and
+    intervals, as the level's own row has them."""
+    if runs is not None and len(runs) > 1:
+        values = repeated_row(runs, result, batch_size, composing)[0]
+    else:
+        values = level_row(result, batch_size, composing)
+    row = {"Model": result.target_model, **values}
     row["Client CPU us/req"] = ""
     return row
 

@@ -158,7 +158,11 @@ class SweepOptions:
         None, "open loop: workers, i.e. requests in flight at most", kind=int, shown_default=str(DEFAULT_MAX_INFLIGHT)
     )
     latency_threshold: float | None = option(
-        None, "stop once latency passes this", kind=float, metavar="MS", records="latency_threshold_ms"
+        None,
+        "stop once latency (the one --percentile watches) passes this",
+        kind=float,
+        metavar="MS",
+        records="latency_threshold_ms",
     )
     binary_search: bool = option(False, "find the highest level under the threshold", records="binary_search")
     mode: str = option(
@@ -349,7 +353,7 @@ class SweepOptions:
         "latency percentile that must be stable (50, 90, 95, 99 or 99.9)",
         group="measurement",
         kind=float,
-        shown_default="the mean",
+        shown_default="--latency-budget's percentile when one is given, else the mean",
     )
     warmup_requests: int = option(
         0,

@@ -269,6 +269,24 @@ def _levels(
     return "concurrency", text, parse_range(text, "--concurrency", integer=True, minimum=1)
 
 
+def _stability_latency(options: SweepOptions) -> str:
+    """The latency a level's windows must agree on: ``--percentile``, else the percentile ``--latency-budget``
+    judges the run by (its verdict is only as steady as that figure), else the mean. A bad budget stops
+    the run here, before any load."""
+    budget = None
+    if options.latency_budget:
+        from perfprobe.report.level_metrics import gated_percentile
+        from perfprobe.report.summary import parse_budget
+
+        budget = parse_budget(options.latency_budget)
+    if options.percentile is not None:
+        if options.percentile not in PERCENTILES:
+            raise UsageError("--percentile must be one of 50, 90, 95, 99, 99.9")
+        return f"p{options.percentile:g}"
+    judged = gated_percentile(budget.metric) if budget is not None else None
+    return f"p{judged:g}" if judged in PERCENTILES else "mean"
+
+
 def _check_numbers(options: SweepOptions) -> None:
     """Every number given is a finite one (``nan`` and ``inf`` parse as floats, and silently pass comparisons)."""
     for name, declared in SweepOptions.declared().items():
@@ -404,10 +422,6 @@ def plan(options: SweepOptions) -> SweepPlan:
     load_kind, level_spec, levels = _levels(options, intervals, trace)
     parts = parse_parts(names, load_kind)
     _check_several(options, parts)
-    if options.latency_budget:
-        from perfprobe.report.summary import parse_budget
-
-        parse_budget(options.latency_budget)  # a bad budget stops the run before any load
     check_address(options.url)
     tls = tls_files(options.ssl_ca_file, options.ssl_cert_file, options.ssl_key_file)
     if tls is not None and options.serve:
@@ -417,11 +431,7 @@ def plan(options: SweepOptions) -> SweepPlan:
     _check_numbers(options)
     _check_counts(options)
     _check_tensor_formats(options)
-    latency_key = "mean"
-    if options.percentile is not None:
-        if options.percentile not in PERCENTILES:
-            raise UsageError("--percentile must be one of 50, 90, 95, 99, 99.9")
-        latency_key = f"p{options.percentile:g}"
+    latency_key = _stability_latency(options)
     _check_data_source(options.input_data, f"--input-data {options.input_data!r}")
     closed = load_kind == "concurrency"
     max_inflight = most_in_flight(options)

@@ -68,7 +68,7 @@ class SweepResult:
         self.measured.append(level)
         row = level_row(level, self.batch_size, self.composing_models or None)
         entry = runfile.level_entry(level, self.batch_size)
-        self._set(len(self.level_results) - 1, level, row, entry, append=True)
+        self._set(len(self.level_results) - 1, [level], row, entry, append=True)
 
     def add_repeat(self, position: int, run: LevelResult) -> None:
         """Another run of the level at ``position``: its row becomes the runs' estimates with intervals."""
@@ -79,17 +79,24 @@ class SweepResult:
         self.level_results[position] = pooled
         row, singles = repeated_row(runs, pooled, self.batch_size, self.composing_models or None)
         entry = runfile.repeated_entry(runs, pooled, singles, self.batch_size)
-        self._set(position, pooled, row, entry, append=False)
+        self._set(position, runs, row, entry, append=False)
 
-    def _set(self, position: int, level: LevelResult, row: dict[str, Any], entry: dict[str, Any], append: bool) -> None:
-        """The level's row (combined over models, with several) and its results.json entry, new or replaced."""
+    def _set(
+        self, position: int, runs: list[LevelResult], row: dict[str, Any], entry: dict[str, Any], append: bool
+    ) -> None:
+        """The level's row (combined over models, with several) and its results.json entry, new or replaced;
+        ``runs``: each run of the level (one unless --repeats), pooled in ``level_results``."""
         if self.parts:
+            level = self.level_results[position]
             rows = []
             entry["models"] = {}
             for part in self.parts:
                 composing = self.part_composing.get(part.name) or []
-                own = level.for_model(part.name, part.level_at(level.level), tuple(composing))
-                rows.append(model_row(own, self.batch_size, composing or None))
+                own, *own_runs = (
+                    measured.for_model(part.name, part.level_at(level.level), tuple(composing))
+                    for measured in (level, *runs)
+                )
+                rows.append(model_row(own, self.batch_size, composing or None, own_runs))
                 entry["models"][part.name] = {"row": rows[-1], **runfile.level_entry(own, self.batch_size)}
             at = len(self.parts) * position
             self.model_rows[at : at + len(rows)] = rows
@@ -108,7 +115,8 @@ class SweepResult:
     @property
     def levels_by_model(self) -> pd.DataFrame:
         """With several models: one row per model and level (``results-by-model.csv``)."""
-        return pd.DataFrame(self.model_rows, columns=["Model", *columns(self.load_kind)])
+        names = columns(self.load_kind, has_intervals(self.model_rows))
+        return pd.DataFrame(self.model_rows, columns=["Model", *names])
 
     @property
     def levels(self) -> pd.DataFrame:

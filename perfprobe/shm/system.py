@@ -5,7 +5,7 @@ may unlink them early or warn at exit; here we own the lifecycle: ``/dev/shm/<ke
 opened and mapped directly, names are unique per run (so concurrent runs and other
 clients never collide), and a ``RegionSet`` unregisters only the regions it registered
 and unlinks only the segments it created — on normal exit, on exceptions, and on SIGINT /
-SIGTERM (``perfprobe.interrupts.sigterm_as_interrupt`` turns SIGTERM into KeyboardInterrupt).
+SIGTERM (``perfprobe.interrupts.signals_as_interrupt`` turns SIGTERM into KeyboardInterrupt).
 """
 
 from __future__ import annotations
