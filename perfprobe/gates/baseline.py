@@ -126,7 +126,7 @@ def judge(limit: Limit, level: Level, bases: list[Level]) -> Outcome:
         side = "run" if not level.has_latency else "baseline"
         why = f"the {side} has no successful request at this level, so no latency to compare"
         return Outcome(limit.text, "baseline", level.label, FAILED, "no latency", _expected(limit), why)
-    then_values = [metric.value(run) for base in bases for run in base.run_levels()]
+    then_values = [value for base in bases for value in metric.run_values(base)]
     return judge_values(limit, level, then_values, lambda then: _window_noise(metric, level, bases, then))
 
 
@@ -143,7 +143,7 @@ def judge_values(
     such a comparison is inconclusive.
     """
     metric = limit.metric
-    now_values = [metric.value(run) for run in level.run_levels()]
+    now_values = metric.run_values(level)
     now, then = _centre(now_values), _centre(then_values)
     measured = f"{show_value(metric, then)} → {show_value(metric, now)}"
     expected = _expected(limit)

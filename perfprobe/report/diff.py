@@ -51,9 +51,9 @@ def _change_over_runs(
     """``Better``, ``Runs A``/``Runs B`` and the change's 95% interval in % (empty with one run each)."""
     from perfprobe.measure.intervals import change_interval
 
-    runs_a, runs_b = level_a.run_levels(), level_b.run_levels()
-    found = change_interval([metric.value(r) for r in runs_b], [metric.value(r) for r in runs_a])
-    counts = {"Runs A": len(runs_a), "Runs B": len(runs_b)}
+    values_a, values_b = metric.run_values(level_a), metric.run_values(level_b)
+    found = change_interval(values_b, values_a)
+    counts = {"Runs A": len(values_a), "Runs B": len(values_b)}
     if found is None:  # one run each: no spread to judge the change by
         return {"Better": _better(metric, a, b), **counts, "Change % CI low": "", "Change % CI high": ""}
     if found.low > 0 or found.high < 0:  # the whole interval on one side of no change

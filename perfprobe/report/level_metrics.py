@@ -33,13 +33,17 @@ class Metric:
     sampling: Callable[[Level], tuple[float, float]] | None = None  # the estimate's own plausible range
     across_runs: str = "mean"  # its estimate over repeated runs: "mean" (t-interval) or "median" (bootstrap)
 
+    def run_values(self, level: Level) -> list[float]:
+        """Its value in each run of the level (one value for a level measured once)."""
+        return [self.value(run) for run in level.run_levels()]
+
     def over_runs(self, level: Level) -> Interval | None:
         """Its estimate and 95% interval over a level's repeated runs (None for a level measured once)."""
         from perfprobe.measure.intervals import interval
 
         if not level.repeated:
             return None
-        return interval([self.value(run) for run in level.run_levels()], self.across_runs)
+        return interval(self.run_values(level), self.across_runs)
 
     def windows(self, level: Level) -> list[float]:
         return self.per_window(level) if self.per_window else []
